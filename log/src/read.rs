@@ -1,0 +1,417 @@
+//! Reading records from any position up to a bound.
+//!
+//! A [`Reader`] walks a segment table from a record position, reading each
+//! file in large positional reads and handing out payloads as `Bytes` slices
+//! of those reads (no copy per record). It stops at its bound, which for a
+//! live log is the durable end. A segment that ends inside a record is
+//! corruption, except for the last segment of a directory snapshot, where it
+//! is a torn or in-flight tail: reading stops before it and [`Reader::torn_tail`]
+//! says where.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::framing::{self, Frame, FrameError, FrameErrorKind};
+use crate::segment::{SegmentName, SegmentState};
+use crate::table::{Position, SegmentMeta, SegmentTable, Snapshot};
+
+const CHUNK: usize = 2 << 20;
+
+/// One record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its position in the log.
+    pub position: Position,
+    /// The segment holding it.
+    pub segment: u32,
+    /// Its offset within that segment.
+    pub offset: u64,
+    /// The length of its header.
+    pub header_len: u32,
+    /// The payload (a `maintpb.Mutation`), exactly as stored.
+    pub payload: Bytes,
+}
+
+impl Record {
+    /// The position just past this record: where the next one starts.
+    pub fn end(&self) -> Position {
+        Position(self.position.0 + u64::from(self.header_len) + self.payload.len() as u64)
+    }
+}
+
+/// Why reading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A segment file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: io::Error,
+    },
+    /// A malformed record.
+    #[error("corrupt log: segment {segment:04} offset {offset} (position {position}): {source}")]
+    Corrupt {
+        /// Segment number.
+        segment: u32,
+        /// Offset within the segment.
+        offset: u64,
+        /// Position in the log.
+        position: Position,
+        /// What is wrong, in Go's words.
+        source: FrameError,
+    },
+    /// The position falls inside a record.
+    #[error(
+        "position {requested} is inside a record; the nearest record positions are {before} and {after}"
+    )]
+    NotRecordBoundary {
+        /// What was asked for.
+        requested: Position,
+        /// The record start before it.
+        before: Position,
+        /// The record start after it (or the end of the log).
+        after: Position,
+    },
+    /// The position is past the end of the log.
+    #[error("position {requested} is past the end of the log ({end})")]
+    PastEnd {
+        /// What was asked for.
+        requested: Position,
+        /// The end position.
+        end: Position,
+    },
+}
+
+/// Where a directory snapshot's last segment ends inside a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment.
+    pub segment: u32,
+    /// Offset of the incomplete record in it.
+    pub offset: u64,
+    /// Its position.
+    pub position: Position,
+    /// Bytes from there to the end of the segment.
+    pub len: u64,
+}
+
+/// Reads records in order from a position up to a bound.
+#[derive(Debug)]
+pub struct Reader {
+    dir: PathBuf,
+    table: Arc<SegmentTable>,
+    bound: Position,
+    may_end_mid_record: bool,
+    pos: Position,
+    seg_idx: usize,
+    file: Option<File>,
+    /// Unparsed bytes of the current segment, starting at `pos`.
+    buf: Bytes,
+    torn: Option<TornTail>,
+    failed: bool,
+}
+
+impl Snapshot {
+    /// Reads every record from `from` to the end of this snapshot.
+    /// `from` must be a record position (or the end).
+    pub fn read_from(&self, from: Position) -> Result<Reader, Error> {
+        Reader::new(
+            &self.dir,
+            self.table.clone(),
+            from,
+            self.may_end_mid_record,
+        )
+    }
+}
+
+impl Reader {
+    pub(crate) fn new(
+        dir: &Path,
+        table: Arc<SegmentTable>,
+        from: Position,
+        may_end_mid_record: bool,
+    ) -> Result<Reader, Error> {
+        let end = table.end();
+        if from > end {
+            return Err(Error::PastEnd {
+                requested: from,
+                end,
+            });
+        }
+        let seg_idx = table.locate(from).unwrap_or(table.len());
+        let mut reader = Reader {
+            dir: dir.to_owned(),
+            bound: end,
+            table,
+            may_end_mid_record,
+            pos: from,
+            seg_idx,
+            file: None,
+            buf: Bytes::new(),
+            torn: None,
+            failed: false,
+        };
+        reader.check_boundary(from)?;
+        Ok(reader)
+    }
+
+    /// The position of the next record this reader would return.
+    pub fn position(&self) -> Position {
+        self.pos
+    }
+
+    /// Where the last segment ended inside a record, once reading reached it.
+    pub fn torn_tail(&self) -> Option<TornTail> {
+        self.torn
+    }
+
+    /// Moves the bound forward to a newer table's end. The table must extend
+    /// the current one (same segments, longer or newly sealed).
+    pub(crate) fn extend(&mut self, table: Arc<SegmentTable>) {
+        self.bound = table.end();
+        self.table = table;
+    }
+
+    /// Checks that `from` starts a record by walking its segment's records
+    /// from the segment's start.
+    fn check_boundary(&mut self, from: Position) -> Result<(), Error> {
+        let Some(seg) = self.table.get(self.seg_idx).cloned() else {
+            return Ok(());
+        };
+        if from == seg.start {
+            return Ok(());
+        }
+        // Walk from the segment start with a throwaway reader.
+        self.pos = seg.start;
+        while self.pos < from {
+            match self.next_record()? {
+                Some(rec) if rec.end() <= from => {}
+                Some(rec) => {
+                    return Err(Error::NotRecordBoundary {
+                        requested: from,
+                        before: rec.position,
+                        after: rec.end(),
+                    });
+                }
+                None => break,
+            }
+        }
+        if self.pos != from {
+            return Err(Error::NotRecordBoundary {
+                requested: from,
+                before: self.pos,
+                after: self.bound,
+            });
+        }
+        Ok(())
+    }
+
+    /// The next record, `Ok(None)` at the bound.
+    pub fn next_record(&mut self) -> Result<Option<Record>, Error> {
+        if self.failed {
+            return Ok(None);
+        }
+        let res = self.advance();
+        if res.is_err() {
+            self.failed = true;
+        }
+        res
+    }
+
+    fn advance(&mut self) -> Result<Option<Record>, Error> {
+        loop {
+            if self.pos >= self.bound || self.torn.is_some() {
+                return Ok(None);
+            }
+            let Some(seg) = self.table.get(self.seg_idx) else {
+                return Ok(None);
+            };
+            let offset = self.pos.0 - seg.start.0;
+            if offset >= seg.len {
+                self.seg_idx += 1;
+                self.file = None;
+                self.buf = Bytes::new();
+                continue;
+            }
+            let parsed = framing::parse(&self.buf, offset);
+            match parsed {
+                Ok(Frame::Record {
+                    header_len,
+                    payload_len,
+                }) => {
+                    let total = header_len + payload_len;
+                    let payload = self.buf.slice(header_len..total);
+                    let _ = self.buf.split_to(total);
+                    let rec = Record {
+                        position: self.pos,
+                        segment: seg.number,
+                        offset,
+                        header_len: header_len as u32,
+                        payload,
+                    };
+                    self.pos = Position(self.pos.0 + total as u64);
+                    return Ok(Some(rec));
+                }
+                Ok(Frame::Incomplete { needed }) => {
+                    let readable_end = seg.len.min(self.bound.0 - seg.start.0);
+                    let have_end = offset + self.buf.len() as u64;
+                    if have_end >= readable_end {
+                        let seg = seg.clone();
+                        return self.incomplete_at_end(&seg, offset, needed);
+                    }
+                    let seg = seg.clone();
+                    let want = needed
+                        .map_or(0, |n| n.saturating_sub(self.buf.len() as u64))
+                        .max(CHUNK as u64)
+                        .min(readable_end - have_end);
+                    self.fill(&seg, have_end, want as usize)?;
+                }
+                Err(source) => {
+                    return Err(Error::Corrupt {
+                        segment: seg.number,
+                        offset,
+                        position: self.pos,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn incomplete_at_end(
+        &mut self,
+        seg: &SegmentMeta,
+        offset: u64,
+        needed: Option<u64>,
+    ) -> Result<Option<Record>, Error> {
+        let is_last = self.seg_idx + 1 == self.table.len();
+        if is_last && self.may_end_mid_record && seg.end() == self.bound {
+            self.torn = Some(TornTail {
+                segment: seg.number,
+                offset,
+                position: self.pos,
+                len: seg.len - offset,
+            });
+            return Ok(None);
+        }
+        let present = self.buf.len() as u64;
+        let header_len = needed.and_then(|_| {
+            self.buf
+                .iter()
+                .position(|&b| b == b'=')
+                .map(|i| i as u64 + 1)
+        });
+        Err(Error::Corrupt {
+            segment: seg.number,
+            offset,
+            position: self.pos,
+            source: FrameError {
+                offset,
+                kind: FrameErrorKind::Truncated {
+                    payload_len: needed.zip(header_len).map(|(n, h)| n - h),
+                    payload_present: header_len.map_or(0, |h| present.saturating_sub(h)),
+                },
+            },
+        })
+    }
+
+    /// Reads `want` more bytes of `seg` from `file_offset` onto the buffer.
+    fn fill(&mut self, seg: &SegmentMeta, file_offset: u64, want: usize) -> Result<(), Error> {
+        if self.file.is_none() {
+            self.file = Some(open_segment(&self.dir, seg)?);
+        }
+        let file = self.file.as_ref().expect("opened above");
+        let mut next = BytesMut::with_capacity(self.buf.len() + want);
+        next.extend_from_slice(&self.buf);
+        let old = next.len();
+        next.resize(old + want, 0);
+        let mut filled = old;
+        while filled < next.len() {
+            let at = file_offset + (filled - old) as u64;
+            match file.read_at(&mut next[filled..], at) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: seg.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        if filled < next.len() {
+            // The file is shorter than the table says: it was truncated
+            // underneath us (repair) or the table is stale.
+            return Err(Error::Io {
+                path: seg.path.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "segment {:04} ends at {} but the log says it holds {} bytes",
+                        seg.number,
+                        file_offset + (filled - old) as u64,
+                        seg.len
+                    ),
+                ),
+            });
+        }
+        self.buf = next.freeze();
+        Ok(())
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Record, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}
+
+/// Opens a segment's file. A growing segment may have been sealed (renamed)
+/// since the table was taken; then the sealed file of the same number is
+/// opened instead.
+pub(crate) fn open_segment(dir: &Path, seg: &SegmentMeta) -> Result<File, Error> {
+    match File::open(&seg.path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && seg.state == SegmentState::Growing => {
+            let sealed = find_sealed(dir, seg.number).map_err(|source| Error::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            match sealed {
+                Some(path) => File::open(&path).map_err(|source| Error::Io { path, source }),
+                None => Err(Error::Io {
+                    path: seg.path.clone(),
+                    source: e,
+                }),
+            }
+        }
+        Err(source) => Err(Error::Io {
+            path: seg.path.clone(),
+            source,
+        }),
+    }
+}
+
+fn find_sealed(dir: &Path, number: u32) -> io::Result<Option<PathBuf>> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str().and_then(SegmentName::parse) else {
+            continue;
+        };
+        if name.number == number && matches!(name.state, SegmentState::Sealed(_)) {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
