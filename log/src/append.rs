@@ -28,6 +28,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -61,6 +62,49 @@ pub enum Error {
     /// The log was closed.
     #[error("the log is closed")]
     Closed,
+}
+
+/// Counters of the write path, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Append requests acknowledged.
+    pub requests: AtomicU64,
+    /// Records acknowledged.
+    pub records: AtomicU64,
+    /// Framed bytes made durable.
+    pub bytes: AtomicU64,
+    /// Group commits (one fdatasync each).
+    pub commits: AtomicU64,
+    /// Segments sealed.
+    pub seals: AtomicU64,
+}
+
+/// A point-in-time copy of [`Metrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    /// Append requests acknowledged.
+    pub requests: u64,
+    /// Records acknowledged.
+    pub records: u64,
+    /// Framed bytes made durable.
+    pub bytes: u64,
+    /// Group commits (one fdatasync each).
+    pub commits: u64,
+    /// Segments sealed.
+    pub seals: u64,
+}
+
+impl Metrics {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            requests: self.requests.load(Ordering::Relaxed),
+            records: self.records.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            seals: self.seals.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A queued append: records and where to send their positions.
@@ -121,6 +165,7 @@ pub(crate) struct Writer {
     pub(crate) failure: Arc<Mutex<Option<String>>>,
     pub(crate) sealed_tx: Option<mpsc::Sender<Sealed>>,
     pub(crate) buf: Vec<u8>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Writer {
@@ -138,9 +183,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let end_before = self.table_tx.borrow().end();
             match self.write_batch(&batch) {
                 Ok(positions) => {
                     self.publish();
+                    let m = &self.metrics;
+                    let records: usize = batch.iter().map(|r| r.records.len()).sum();
+                    m.requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    m.records.fetch_add(records as u64, Ordering::Relaxed);
+                    m.commits.fetch_add(1, Ordering::Relaxed);
+                    let end_after = self.table_tx.borrow().end();
+                    m.bytes
+                        .fetch_add(end_after.0 - end_before.0, Ordering::Relaxed);
                     for (req, pos) in batch.into_iter().zip(positions) {
                         let _ = req.reply.send(Ok(pos));
                     }
@@ -267,6 +321,7 @@ impl Writer {
         let mut sealed = Vec::clone(&self.sealed);
         sealed.push(meta.clone());
         self.sealed = Arc::new(sealed);
+        self.metrics.seals.fetch_add(1, Ordering::Relaxed);
         tracing::info!(segment = tail.number, len = tail.len, sha224 = %sha, "sealed segment");
         if let Some(tx) = &self.sealed_tx {
             let _ = tx.send(Sealed { meta });

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha224};
 use tokio::sync::{oneshot, watch};
 
-use crate::append::{self, Request, Sealed, Tail, Ticket, Writer};
+use crate::append::{self, Metrics, MetricsSnapshot, Request, Sealed, Tail, Ticket, Writer};
 use crate::follow::Follower;
 use crate::index::{self, Index, SegmentStats};
 use crate::lock::{DirLock, LockError};
@@ -147,8 +147,10 @@ struct Shared {
     submit: Mutex<Option<mpsc::Sender<Request>>>,
     failure: Arc<Mutex<Option<String>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    index: Option<Index>,
-    _lock: DirLock,
+    /// Dropped on close, releasing sled's own lock with ours.
+    index: Mutex<Option<Index>>,
+    metrics: Arc<Metrics>,
+    lock: Mutex<Option<DirLock>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -253,6 +255,7 @@ impl Log {
             tail_meta,
         )));
         let failure = Arc::new(Mutex::new(None));
+        let metrics = Arc::new(Metrics::default());
         let mut threads = Vec::new();
         let sealed_tx = if let Some(index) = &index {
             let (tx, rx) = mpsc::channel::<Sealed>();
@@ -278,6 +281,7 @@ impl Log {
             failure: failure.clone(),
             sealed_tx,
             buf: Vec::with_capacity(1 << 20),
+            metrics: metrics.clone(),
         };
         let (tx, rx) = mpsc::channel();
         threads.push(
@@ -294,8 +298,9 @@ impl Log {
                 submit: Mutex::new(Some(tx)),
                 failure,
                 threads: Mutex::new(threads),
-                index,
-                _lock: lock,
+                index: Mutex::new(index),
+                metrics,
+                lock: Mutex::new(Some(lock)),
             }),
         };
         Ok((log, recovery))
@@ -365,6 +370,11 @@ impl Log {
         }
     }
 
+    /// Counters of the write path since open.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
     /// The durable end: the position the next record will get.
     pub fn end(&self) -> Position {
         self.shared.table_rx.borrow().end()
@@ -408,11 +418,18 @@ impl Log {
     /// Per-segment statistics: from the index for sealed segments it knows,
     /// by scanning for the others.
     pub fn stats(&self) -> Result<Vec<SegmentStats>, Error> {
-        segment_stats(&self.table(), self.shared.index.as_ref())
+        let index = self
+            .shared
+            .index
+            .lock()
+            .expect("index lock is never poisoned")
+            .clone();
+        segment_stats(&self.table(), index.as_ref())
     }
 
-    /// Stops accepting appends, finishes the queued ones and waits for the
-    /// writer to exit. Other clones see [`append::Error::Closed`].
+    /// Stops accepting appends, finishes the queued ones, waits for the
+    /// writer to exit and releases the directory's lock. Other clones see
+    /// [`append::Error::Closed`]; followers end after the last durable record.
     pub fn close(&self) {
         self.shared.close();
     }
@@ -435,9 +452,15 @@ impl Shared {
         for t in threads {
             let _ = t.join();
         }
-        if let Some(index) = &self.index {
+        if let Some(index) = self
+            .index
+            .lock()
+            .expect("index lock is never poisoned")
+            .take()
+        {
             let _ = index.flush();
         }
+        drop(self.lock.lock().expect("lock mutex is never poisoned").take());
     }
 }
 

@@ -1,0 +1,152 @@
+//! Durable appends: ordering, concurrency, group commit, limits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use almanac_log::append::Error as AppendError;
+use almanac_log::{Options, Position};
+use bytes::Bytes;
+
+use crate::support::{open, payload, read_all, small_segments};
+
+#[test]
+fn concurrent_appenders_each_keep_their_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), small_segments(64 << 10));
+    let threads = 16u64;
+    let per_thread = 150u64;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                (0..per_thread)
+                    .map(|i| {
+                        let p = log
+                            .append_blocking(vec![payload(t * 10_000 + i)])
+                            .expect("append");
+                        (p[0], t * 10_000 + i)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut by_position: HashMap<Position, u64> = HashMap::new();
+    for h in handles {
+        let acked = h.join().expect("appender");
+        // One appender's records are acknowledged in increasing positions.
+        assert!(acked.windows(2).all(|w| w[0].0 < w[1].0));
+        for (pos, id) in acked {
+            assert!(by_position.insert(pos, id).is_none(), "position {pos} given twice");
+        }
+    }
+    let m = log.metrics();
+    assert_eq!(m.records, threads * per_thread);
+    assert_eq!(m.requests, threads * per_thread);
+    let snap = log.snapshot();
+    let mut n = 0;
+    for rec in snap.read_from(Position(0)).expect("reader") {
+        let rec = rec.expect("record");
+        let id = by_position[&rec.position];
+        assert_eq!(rec.payload, payload(id), "record at {}", rec.position);
+        n += 1;
+    }
+    assert_eq!(n, threads * per_thread);
+    assert_eq!(m.bytes, log.end().0);
+}
+
+#[test]
+fn queued_appends_share_one_fsync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), Options::default());
+    // A large first request keeps the writer busy while 200 small ones
+    // queue behind it; those are committed together, not one fsync each.
+    let first = log
+        .submit(vec![Bytes::from(vec![7u8; 8 << 20])])
+        .expect("submit");
+    let tickets: Vec<_> = (0..200)
+        .map(|i| log.submit(vec![payload(i)]).expect("submit"))
+        .collect();
+    first.wait().expect("first");
+    let mut last = Position(0);
+    for t in tickets {
+        let pos = t.wait().expect("durable")[0];
+        assert!(pos > last);
+        last = pos;
+    }
+    let m = log.metrics();
+    assert_eq!(m.requests, 201);
+    assert!(m.commits < 50, "{m:?}: group commit should batch queued appends");
+}
+
+#[test]
+fn one_request_is_contiguous_and_ordered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), small_segments(1024));
+    let records: Vec<Bytes> = (0..30).map(payload).collect();
+    let positions = log.append_blocking(records.clone()).expect("append");
+    assert_eq!(positions.len(), 30);
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    log.close();
+    assert_eq!(read_all(dir.path()), records);
+}
+
+#[test]
+fn oversized_records_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        max_record_len: 1000,
+        ..Options::default()
+    };
+    let log = open(dir.path(), opts);
+    let err = log
+        .append_blocking(vec![payload(0), Bytes::from(vec![0u8; 1001])])
+        .expect_err("too large");
+    assert_eq!(
+        err,
+        AppendError::TooLarge {
+            index: 1,
+            len: 1001,
+            max: 1000
+        }
+    );
+    assert_eq!(log.end(), Position(0), "no part of a refused request is written");
+    assert_eq!(log.metrics().records, 0);
+}
+
+#[test]
+fn appends_after_close_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), Options::default());
+    let other = log.clone();
+    log.append_blocking(vec![payload(0)]).expect("append");
+    log.close();
+    assert_eq!(
+        other.append_blocking(vec![payload(1)]),
+        Err(AppendError::Closed)
+    );
+}
+
+#[test]
+fn async_appends_resolve_when_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(open(dir.path(), Options::default()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let positions = rt.block_on(async {
+        let mut out = Vec::new();
+        for i in 0..10 {
+            out.extend(log.append(vec![payload(i)]).await.expect("append"));
+        }
+        out
+    });
+    assert_eq!(positions.len(), 10);
+    let last = log
+        .read_from(positions[9])
+        .expect("reader")
+        .next()
+        .expect("a record")
+        .expect("ok");
+    assert_eq!(last.payload, payload(9));
+    assert_eq!(last.end(), log.end());
+}
