@@ -27,8 +27,8 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::mpsc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -204,9 +204,11 @@ impl Writer {
                     tracing::error!(error = %reason, dir = %self.dir.display(), "log writer stopped");
                     *self.failure.lock().expect("failure lock is never poisoned") =
                         Some(reason.clone());
-                    let fail = || Err(Error::Failed {
-                        reason: reason.clone(),
-                    });
+                    let fail = || {
+                        Err(Error::Failed {
+                            reason: reason.clone(),
+                        })
+                    };
                     for req in batch {
                         let _ = req.reply.send(fail());
                     }
@@ -262,7 +264,10 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let tail = self.tail.as_mut().expect("a tail exists while the buffer holds records");
+        let tail = self
+            .tail
+            .as_mut()
+            .expect("a tail exists while the buffer holds records");
         tail.file.write_all(&self.buf)?;
         tail.hasher.update(&self.buf);
         tail.len += self.buf.len() as u64;

@@ -221,7 +221,10 @@ impl FrameError {
         let off = self.offset;
         match &self.kind {
             FrameErrorKind::OverlongHeader { start } => {
-                format!("malformed overlong header {} at offset {off}", GoQuoted(start))
+                format!(
+                    "malformed overlong header {} at offset {off}",
+                    GoQuoted(start)
+                )
             }
             FrameErrorKind::MalformedHeader { header } => {
                 format!("malformed header {} at offset {off}", GoQuoted(header))
@@ -262,7 +265,10 @@ impl fmt::Display for Frame {
             Frame::Record {
                 header_len,
                 payload_len,
-            } => write!(f, "record (header {header_len} bytes, payload {payload_len} bytes)"),
+            } => write!(
+                f,
+                "record (header {header_len} bytes, payload {payload_len} bytes)"
+            ),
             Frame::Incomplete { needed: Some(n) } => write!(f, "incomplete record of {n} bytes"),
             Frame::Incomplete { needed: None } => write!(f, "incomplete header"),
         }

@@ -91,7 +91,11 @@ const BATCH_BYTES: usize = 1 << 20;
 const IN_FLIGHT: usize = 4;
 
 /// Imports `source` into `log`, which must be empty.
-pub fn import(log: &Log, source: &Path, mut progress: impl FnMut(Progress)) -> Result<Report, Error> {
+pub fn import(
+    log: &Log,
+    source: &Path,
+    mut progress: impl FnMut(Progress),
+) -> Result<Report, Error> {
     if log.end() != Position(0) {
         return Err(Error::NotEmpty {
             dir: log.dir().to_owned(),
@@ -142,7 +146,11 @@ pub fn import(log: &Log, source: &Path, mut progress: impl FnMut(Progress)) -> R
     if snapshot.table().is_empty() {
         return Err(Error::NothingToImport(source.to_owned()));
     }
-    let files: Vec<PathBuf> = snapshot.table().segments().map(|s| s.path.clone()).collect();
+    let files: Vec<PathBuf> = snapshot
+        .table()
+        .segments()
+        .map(|s| s.path.clone())
+        .collect();
     for file in &files {
         check_file(file)?;
     }

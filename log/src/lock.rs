@@ -24,7 +24,9 @@ pub struct DirLock {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another writer holds it.
-    #[error("log directory {dir} is already open for writing by process {holder}; stop that writer (or append through it) first")]
+    #[error(
+        "log directory {dir} is already open for writing by process {holder}; stop that writer (or append through it) first"
+    )]
     Held {
         /// The directory.
         dir: PathBuf,

@@ -204,7 +204,10 @@ impl Log {
             {
                 continue;
             }
-            tracing::info!(segment = meta.number, "checking sealed segment (no fresh index entry)");
+            tracing::info!(
+                segment = meta.number,
+                "checking sealed segment (no fresh index entry)"
+            );
             let (scan, entry) = index::scan_stats(meta).map_err(io_err(&meta.path))?;
             if let Some(err) = scan.end.as_frame_error() {
                 return Err(Error::Corrupt {
@@ -250,10 +253,8 @@ impl Log {
             start: t.start,
             len: t.len,
         });
-        let (table_tx, table_rx) = watch::channel(Arc::new(SegmentTable::new(
-            sealed.clone(),
-            tail_meta,
-        )));
+        let (table_tx, table_rx) =
+            watch::channel(Arc::new(SegmentTable::new(sealed.clone(), tail_meta)));
         let failure = Arc::new(Mutex::new(None));
         let metrics = Arc::new(Metrics::default());
         let mut threads = Vec::new();
@@ -460,7 +461,12 @@ impl Shared {
         {
             let _ = index.flush();
         }
-        drop(self.lock.lock().expect("lock mutex is never poisoned").take());
+        drop(
+            self.lock
+                .lock()
+                .expect("lock mutex is never poisoned")
+                .take(),
+        );
     }
 }
 
@@ -573,12 +579,10 @@ fn save_cut(dir: &Path, meta: &SegmentMeta, offset: u64) -> Result<PathBuf, Erro
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let dest = recovered.join(format!(
-        "{:04}.torn-at-{offset}.{stamp}.bin",
-        meta.number
-    ));
+    let dest = recovered.join(format!("{:04}.torn-at-{offset}.{stamp}.bin", meta.number));
     let mut src = fs::File::open(&meta.path).map_err(io_err(&meta.path))?;
-    src.seek(SeekFrom::Start(offset)).map_err(io_err(&meta.path))?;
+    src.seek(SeekFrom::Start(offset))
+        .map_err(io_err(&meta.path))?;
     let mut out = fs::File::create(&dest).map_err(io_err(&dest))?;
     io::copy(&mut src, &mut out).map_err(io_err(&dest))?;
     out.flush().map_err(io_err(&dest))?;

@@ -122,12 +122,7 @@ impl Snapshot {
     /// Reads every record from `from` to the end of this snapshot.
     /// `from` must be a record position (or the end).
     pub fn read_from(&self, from: Position) -> Result<Reader, Error> {
-        Reader::new(
-            &self.dir,
-            self.table.clone(),
-            from,
-            self.may_end_mid_record,
-        )
+        Reader::new(&self.dir, self.table.clone(), from, self.may_end_mid_record)
     }
 }
 

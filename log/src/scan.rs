@@ -151,9 +151,8 @@ pub fn scan_reader(
                     if rest.is_empty() {
                         break ScanEnd::Clean;
                     }
-                    let header_len = needed.and_then(|_| {
-                        rest.iter().position(|&b| b == b'=').map(|i| i as u64 + 1)
-                    });
+                    let header_len = needed
+                        .and_then(|_| rest.iter().position(|&b| b == b'=').map(|i| i as u64 + 1));
                     break ScanEnd::Incomplete {
                         offset,
                         needed,

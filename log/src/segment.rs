@@ -162,9 +162,8 @@ impl LayoutError {
     pub fn segment(&self) -> u32 {
         match self {
             LayoutError::Gap { missing, .. } => *missing,
-            LayoutError::DuplicateSealed { number, .. } | LayoutError::GrowingNotLast { number } => {
-                *number
-            }
+            LayoutError::DuplicateSealed { number, .. }
+            | LayoutError::GrowingNotLast { number } => *number,
         }
     }
 }

@@ -87,9 +87,11 @@ impl SegmentTable {
 
     /// The segment at index `idx` (its number, since numbers have no gaps).
     pub fn get(&self, idx: usize) -> Option<&SegmentMeta> {
-        self.sealed
-            .get(idx)
-            .or_else(|| (idx == self.sealed.len()).then_some(self.tail.as_ref()).flatten())
+        self.sealed.get(idx).or_else(|| {
+            (idx == self.sealed.len())
+                .then_some(self.tail.as_ref())
+                .flatten()
+        })
     }
 
     /// The sealed segments.

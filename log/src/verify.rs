@@ -239,9 +239,11 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(Progress<'_>)) -> io::Result<
         if let (SegmentState::Sealed(named), Some(actual)) = (file.name.state, scan.sha224)
             && named != actual
         {
-            report
-                .problems
-                .push(problem(None, None, ProblemKind::ShaMismatch { named, actual }));
+            report.problems.push(problem(
+                None,
+                None,
+                ProblemKind::ShaMismatch { named, actual },
+            ));
         }
         start += scan.file_len;
     }

@@ -19,7 +19,10 @@ fn render_maintpb_fields() -> Vec<String> {
             for field in &msg.field {
                 let ty = match field.r#type() {
                     Type::Message | Type::Enum => field.type_name().to_owned(),
-                    other => other.as_str_name().trim_start_matches("TYPE_").to_lowercase(),
+                    other => other
+                        .as_str_name()
+                        .trim_start_matches("TYPE_")
+                        .to_lowercase(),
                 };
                 let repeated = if field.label() == Label::Repeated {
                     "repeated "
@@ -51,9 +54,13 @@ fn maintpb_matches_go_field_for_field() {
     let go_range: Vec<String> = ours
         .iter()
         .filter(|l| {
-            let n: u32 = l.split(" = ").nth(1).and_then(|r| r.split(' ').next()).map_or(0, |n| {
-                n.parse().expect("rendered field numbers are numbers")
-            });
+            let n: u32 = l
+                .split(" = ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .map_or(0, |n| {
+                    n.parse().expect("rendered field numbers are numbers")
+                });
             n < 100
         })
         .cloned()

@@ -32,7 +32,13 @@ fn header_is_lowercase_hex_without_padding() {
 
 #[test]
 fn record_len_matches_encoding() {
-    for (offset, len) in [(0, 0), (0, 15), (15, 16), (0xfff, 0x1000), (u64::MAX >> 1, 3)] {
+    for (offset, len) in [
+        (0, 0),
+        (0, 15),
+        (15, 16),
+        (0xfff, 0x1000),
+        (u64::MAX >> 1, 3),
+    ] {
         let payload = vec![0u8; len];
         assert_eq!(
             record_len(offset, len as u64),
@@ -154,7 +160,10 @@ fn truncation_texts() {
         .to_string()
     };
     assert_eq!(e(Some(5), 0), "truncated record at offset 16: EOF");
-    assert_eq!(e(Some(5), 2), "truncated record at offset 16: unexpected EOF");
+    assert_eq!(
+        e(Some(5), 2),
+        "truncated record at offset 16: unexpected EOF"
+    );
     assert_eq!(e(None, 0), "truncated header at offset 16: unexpected EOF");
 }
 
@@ -166,7 +175,10 @@ fn go_quote_matches_strconv_quote() {
     assert_eq!(go_quote(b"\x00\x1f\x7f"), r#""\x00\x1f\x7f""#);
     assert_eq!(go_quote(b"\xff\xfe"), r#""\xff\xfe""#);
     assert_eq!(go_quote("héllo, 世界".as_bytes()), "\"héllo, 世界\"");
-    assert_eq!(go_quote("a\u{a0}b\u{feff}".as_bytes()), r#""a\u00a0b\ufeff""#);
+    assert_eq!(
+        go_quote("a\u{a0}b\u{feff}".as_bytes()),
+        r#""a\u00a0b\ufeff""#
+    );
     assert_eq!(go_quote("\u{85}".as_bytes()), r#""\u0085""#);
 }
 

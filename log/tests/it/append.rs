@@ -36,7 +36,10 @@ fn concurrent_appenders_each_keep_their_order() {
         // One appender's records are acknowledged in increasing positions.
         assert!(acked.windows(2).all(|w| w[0].0 < w[1].0));
         for (pos, id) in acked {
-            assert!(by_position.insert(pos, id).is_none(), "position {pos} given twice");
+            assert!(
+                by_position.insert(pos, id).is_none(),
+                "position {pos} given twice"
+            );
         }
     }
     let m = log.metrics();
@@ -75,7 +78,10 @@ fn queued_appends_share_one_fsync() {
     }
     let m = log.metrics();
     assert_eq!(m.requests, 201);
-    assert!(m.commits < 50, "{m:?}: group commit should batch queued appends");
+    assert!(
+        m.commits < 50,
+        "{m:?}: group commit should batch queued appends"
+    );
 }
 
 #[test]
@@ -109,7 +115,11 @@ fn oversized_records_are_refused_and_nothing_is_written() {
             max: 1000
         }
     );
-    assert_eq!(log.end(), Position(0), "no part of a refused request is written");
+    assert_eq!(
+        log.end(),
+        Position(0),
+        "no part of a refused request is written"
+    );
     assert_eq!(log.metrics().records, 0);
 }
 

@@ -102,7 +102,10 @@ fn following_from_a_position_checks_it_is_a_record() {
             before,
             after,
         }) => {
-            assert_eq!((requested, before, after), (inside, positions[3], positions[4]));
+            assert_eq!(
+                (requested, before, after),
+                (inside, positions[3], positions[4])
+            );
         }
         other => panic!("expected NotRecordBoundary, got {other:?}"),
     }

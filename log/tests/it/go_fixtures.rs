@@ -34,7 +34,11 @@ fn go_logs_read_back_record_for_record() {
             let m = Mutation::decode(&rec[..]).unwrap_or_else(|e| panic!("{name} #{i}: {e}"));
             // prost encodes exactly as Go's protobuf did: field order,
             // packed repeated fields, no defaults on the wire.
-            assert_eq!(&m.encode_to_vec(), rec, "{name} #{i} re-encodes to Go's bytes");
+            assert_eq!(
+                &m.encode_to_vec(),
+                rec,
+                "{name} #{i} re-encodes to Go's bytes"
+            );
         }
 
         // The same file as a sealed segment of a godata cache.
@@ -76,7 +80,8 @@ fn importing_many_disk_logger_files_restarts_their_offsets() {
         let bytes = fs::read(go_fixture(&format!("{name}.mutlog"))).expect("fixture");
         expected.extend(parse_segment(&bytes));
         fs::write(
-            src.path().join(format!("maintner-2017-01-0{}.mutlog", day + 1)),
+            src.path()
+                .join(format!("maintner-2017-01-0{}.mutlog", day + 1)),
             bytes,
         )
         .expect("write");
@@ -114,8 +119,14 @@ fn a_bad_source_imports_nothing() {
     let dest = tempfile::tempdir().expect("tempdir");
     let log = open(dest.path(), Options::default());
     let err = import::import(&log, src.path(), |_| {}).expect_err("truncated source");
-    assert!(err.to_string().contains("maintner-2017-01-02.mutlog"), "{err}");
-    assert!(err.to_string().contains("truncated record at offset"), "{err}");
+    assert!(
+        err.to_string().contains("maintner-2017-01-02.mutlog"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("truncated record at offset"),
+        "{err}"
+    );
     assert_eq!(log.end(), Position(0));
 }
 

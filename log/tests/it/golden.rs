@@ -53,7 +53,9 @@ pub fn three_mutations() -> Vec<Vec<u8>> {
             }),
             commit: Some(GitCommit {
                 sha1: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into(),
-                raw: b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\n".to_vec().into(),
+                raw: b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\n"
+                    .to_vec()
+                    .into(),
                 diff_tree: None,
             }),
         }),
@@ -168,7 +170,11 @@ fn dump(segment: &Path) -> String {
             }
             Ok(None) => {
                 match reader.torn_tail() {
-                    Some(t) => writeln!(out, "end: torn tail of {} bytes at offset {}", t.len, t.offset),
+                    Some(t) => writeln!(
+                        out,
+                        "end: torn tail of {} bytes at offset {}",
+                        t.len, t.offset
+                    ),
                     None => writeln!(out, "end: clean at {}", reader.position()),
                 }
                 .expect("write to string");

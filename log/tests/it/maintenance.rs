@@ -55,7 +55,10 @@ fn a_flipped_byte_in_a_sealed_segment_is_named() {
     // Repair cannot locate the damage and says so instead of cutting.
     let report = almanac_log::repair::repair(dir.path()).expect("repair");
     assert_eq!(report.cut, None);
-    assert!(report.left_alone[0].contains("SHA-224 mismatch"), "{report:?}");
+    assert!(
+        report.left_alone[0].contains("SHA-224 mismatch"),
+        "{report:?}"
+    );
 }
 
 #[test]
@@ -79,7 +82,10 @@ fn undecodable_records_and_torn_tails_are_reported_with_positions() {
     let report = verify::verify(dir.path(), |_| {}).expect("verify");
     assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
     assert_eq!(report.problems[0].position, Some(bad_pos));
-    assert!(matches!(report.problems[0].kind, ProblemKind::Undecodable { .. }));
+    assert!(matches!(
+        report.problems[0].kind,
+        ProblemKind::Undecodable { .. }
+    ));
     assert_eq!(report.problems[1].position, Some(Position(end)));
     assert_eq!(report.problems[1].kind, ProblemKind::TornTail { len: 4 });
     assert!(Mutation::decode(&[0x08, 0xff][..]).is_err());

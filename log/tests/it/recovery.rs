@@ -37,7 +37,8 @@ fn truncating_at_every_byte_recovers_exactly_a_prefix() {
     for cut in 0..=bytes.len() {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::write(dir.path().join("0000.growing.mutlog"), &bytes[..cut]).expect("write");
-        let (log, recovery) = Log::open(dir.path(), no_index()).expect("a torn tail is not corruption");
+        let (log, recovery) =
+            Log::open(dir.path(), no_index()).expect("a torn tail is not corruption");
         let whole = ends.iter().filter(|&&e| e <= cut).count();
         let boundary = if whole == 0 { 0 } else { ends[whole - 1] };
         let got: Vec<Vec<u8>> = log
@@ -108,7 +109,8 @@ fn expect_corrupt_tail(bytes: &[u8], offset: u64, reason: &str) {
     assert_eq!(saved, &bytes[offset as usize..]);
     let log = open(dir.path(), no_index());
     assert_eq!(log.end(), Position(offset));
-    log.append_blocking(vec![payload(1)]).expect("appends work again");
+    log.append_blocking(vec![payload(1)])
+        .expect("appends work again");
 }
 
 #[test]
@@ -146,7 +148,14 @@ fn a_length_past_the_end_of_a_sealed_segment_is_corruption() {
     fs::write(dir.path().join("0001.growing.mutlog"), &good).expect("write");
     let err = Log::open(dir.path(), Options::default()).expect_err("corrupt");
     assert!(
-        matches!(err, OpenError::Corrupt { segment: 0, offset: 66, .. }),
+        matches!(
+            err,
+            OpenError::Corrupt {
+                segment: 0,
+                offset: 66,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(
@@ -170,7 +179,10 @@ fn empty_files_are_empty_segments() {
     let (log, recovery) = Log::open(dir.path(), Options::default()).expect("open");
     assert_eq!(recovery.torn_tail, None);
     assert_eq!(log.end(), Position(0));
-    assert_eq!(log.append_blocking(vec![payload(0)]).expect("append"), [Position(0)]);
+    assert_eq!(
+        log.append_blocking(vec![payload(0)]).expect("append"),
+        [Position(0)]
+    );
     log.close();
     drop(log);
 
@@ -200,13 +212,23 @@ fn a_segment_number_gap_is_corruption_until_repaired() {
     fs::remove_file(&lost).expect("remove");
     let err = Log::open(dir.path(), Options::default()).expect_err("gap");
     assert!(
-        matches!(err, OpenError::Corrupt { segment: 1, offset: 0, .. }),
+        matches!(
+            err,
+            OpenError::Corrupt {
+                segment: 1,
+                offset: 0,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("segment 0001 is missing"), "{err}");
     let report = repair::repair(dir.path()).expect("repair");
     let cut = report.cut.expect("cut");
-    assert_eq!(cut.segment, 2, "the first file after the gap is moved aside");
+    assert_eq!(
+        cut.segment, 2,
+        "the first file after the gap is moved aside"
+    );
     assert_eq!(cut.saved.len(), files.len() - 2);
     let log = open(dir.path(), Options::default());
     // Segment 0000 is sealed; appends start segment 0001 again.
@@ -236,7 +258,12 @@ fn a_record_larger_than_a_segment_gets_one_of_its_own() {
         format!("0001.{}.mutlog", Sha224Digest::of(&seg1)),
         "sealed under its SHA-224"
     );
-    assert_eq!(big_pos.0, fs::metadata(dir.path().join(&files[0])).expect("stat").len());
+    assert_eq!(
+        big_pos.0,
+        fs::metadata(dir.path().join(&files[0]))
+            .expect("stat")
+            .len()
+    );
     assert_eq!(after[0].0, big_pos.0 + seg1.len() as u64);
     let all = read_all(dir.path());
     assert_eq!(all.len(), 3);
@@ -288,7 +315,10 @@ fn a_second_writer_is_refused() {
         "{err}"
     );
     let err = repair::repair(dir.path()).expect_err("repair needs the lock too");
-    assert!(err.to_string().contains("already open for writing"), "{err}");
+    assert!(
+        err.to_string().contains("already open for writing"),
+        "{err}"
+    );
     log.close();
     drop(log);
     open(dir.path(), Options::default());
@@ -318,6 +348,9 @@ fn the_index_is_trusted_when_fresh_and_rebuilt_when_not() {
 
     fs::remove_dir_all(dir.path().join(almanac_log::index::INDEX_DIR)).expect("rm index");
     let (log, recovery) = Log::open(dir.path(), small_segments(2048)).expect("open");
-    assert_eq!(recovery.scanned_segments, (0..sealed as u32).collect::<Vec<_>>());
+    assert_eq!(
+        recovery.scanned_segments,
+        (0..sealed as u32).collect::<Vec<_>>()
+    );
     assert_eq!(log.stats().expect("stats"), stats);
 }

@@ -1,0 +1,446 @@
+//! `almanac log ...`: inspect, dump, append to, verify, repair and import logs.
+//!
+//! Reading commands (`info`, `dump`, `verify`) never write to the directory
+//! and work while a writer is appending. Writing commands (`append`,
+//! `repair`, `import`) take the writer lock and refuse while another writer
+//! holds it.
+
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use almanac_log::index::{Index, SegmentStats};
+use almanac_log::lock::DirLock;
+use almanac_log::segment::SegmentState;
+use almanac_log::{Log, Options, Position, Snapshot};
+use almanac_proto::pb::maintpb::Mutation;
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use clap::Subcommand;
+use prost::Message as _;
+
+use crate::codec::MutationCodec;
+
+/// The `log` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Segments, sizes, record counts and the end position.
+    Info {
+        /// The log directory.
+        dir: PathBuf,
+    },
+    /// Print records from a position on, like maintwatch.
+    Dump {
+        /// The log directory.
+        dir: PathBuf,
+        /// Start at this record position.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// One mutation per line in protobuf's canonical JSON mapping
+        /// (readable back by `log append --json`).
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many records.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Append mutations given one per line on standard input; prints each
+    /// record's position once it is durable.
+    Append {
+        /// The log directory (created if missing).
+        dir: PathBuf,
+        /// Input is protobuf JSON, one mutation per line (required; the only
+        /// input format).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every segment's SHA-224, every record's framing and decoding.
+    /// Exits non-zero when anything is wrong.
+    Verify {
+        /// The log directory.
+        dir: PathBuf,
+    },
+    /// Cut the log at its first bad record so appends work again, keeping a
+    /// copy of everything cut in DIR/repair-<time>/.
+    Repair {
+        /// The log directory.
+        dir: PathBuf,
+    },
+    /// Import Go maintner logs: a directory of maintner-YYYY-MM-DD.mutlog
+    /// disk-logger files, or a godata cache directory.
+    Import {
+        /// The (empty or new) almanac log directory.
+        dir: PathBuf,
+        /// The Go log directory.
+        go_log_dir: PathBuf,
+    },
+    /// Write a realistic sample history into DIR and show the log at work.
+    Demo {
+        /// Where to write the demo log.
+        dir: PathBuf,
+        /// How many mutations to write.
+        #[arg(long, default_value_t = 200_000)]
+        records: u64,
+    },
+}
+
+/// Runs a `log` subcommand.
+pub fn run(cmd: LogCommand) -> Result<()> {
+    match cmd {
+        LogCommand::Info { dir } => info(&dir),
+        LogCommand::Dump {
+            dir,
+            from,
+            json,
+            limit,
+        } => dump(&dir, Position(from), json, limit),
+        LogCommand::Append { dir, json } => {
+            if !json {
+                bail!("give --json: input is one protobuf-JSON mutation per line");
+            }
+            append_json(&dir, io::stdin().lock(), &mut io::stdout().lock()).map(|_| ())
+        }
+        LogCommand::Verify { dir } => verify(&dir),
+        LogCommand::Repair { dir } => repair(&dir),
+        LogCommand::Import { dir, go_log_dir } => import(&dir, &go_log_dir),
+        LogCommand::Demo { dir, records } => crate::cli::demo::run(&dir, records),
+    }
+}
+
+fn open_snapshot(dir: &Path) -> Result<Snapshot> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    Snapshot::open(dir).with_context(|| format!("reading log directory {}", dir.display()))
+}
+
+/// Segment statistics, from the index when no writer holds it.
+pub fn stats(dir: &Path, snapshot: &Snapshot) -> Result<(Vec<SegmentStats>, Option<String>)> {
+    let lock = DirLock::acquire(dir).ok();
+    let index = match &lock {
+        Some(_) => Index::open_existing(dir).ok().flatten(),
+        None => None,
+    };
+    let writer = match lock {
+        Some(_) => None,
+        None => Some(
+            std::fs::read_to_string(dir.join(almanac_log::lock::LOCK_FILE))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default(),
+        ),
+    };
+    let stats = almanac_log::log::segment_stats(snapshot.table(), index.as_ref())?;
+    Ok((stats, writer))
+}
+
+fn fmt_time(t: Option<prost_types::Timestamp>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.to_string())
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn info(dir: &Path) -> Result<()> {
+    let snapshot = open_snapshot(dir)?;
+    let (stats, writer) = stats(dir, &snapshot)?;
+    let mut out = io::stdout().lock();
+    let records: u64 = stats.iter().map(|s| s.records).sum();
+    let sealed = stats
+        .iter()
+        .filter(|s| matches!(s.meta.state, SegmentState::Sealed(_)))
+        .count();
+    writeln!(out, "log directory:  {}", dir.display())?;
+    writeln!(
+        out,
+        "segments:       {} ({sealed} sealed, {} growing)",
+        stats.len(),
+        stats.len() - sealed
+    )?;
+    writeln!(
+        out,
+        "size:           {} ({} bytes)",
+        human(snapshot.end().0),
+        snapshot.end().0
+    )?;
+    writeln!(out, "records:        {records}")?;
+    writeln!(out, "end position:   {}", snapshot.end())?;
+    match writer {
+        Some(pid) => writeln!(out, "writer:         running (process {pid})")?,
+        None => writeln!(out, "writer:         none")?,
+    }
+    let first = stats.iter().find_map(|s| s.first_time);
+    let last = stats.iter().rev().find_map(|s| s.last_time);
+    writeln!(
+        out,
+        "time span:      {} .. {}",
+        fmt_time(first),
+        fmt_time(last)
+    )?;
+    if !stats.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<70} {:>10} {:>8} {:>12} {:>12}  {:<20}  {:<20}",
+            "segment", "bytes", "records", "start", "last record", "first time", "last time"
+        )?;
+    }
+    for s in &stats {
+        writeln!(
+            out,
+            "{:<70} {:>10} {:>8} {:>12} {:>12}  {:<20}  {:<20}",
+            s.meta.file_name(),
+            s.meta.len,
+            s.records,
+            s.meta.start,
+            s.last_record.map_or("-".to_owned(), |p| p.to_string()),
+            fmt_time(s.first_time),
+            fmt_time(s.last_time),
+        )?;
+    }
+    for stale in &snapshot.stale_growing {
+        writeln!(
+            out,
+            "stale growing file (superseded by a sealed segment, ignored): {}",
+            stale.display()
+        )?;
+    }
+    Ok(())
+}
+
+fn dump(dir: &Path, from: Position, json: bool, limit: Option<u64>) -> Result<()> {
+    let snapshot = open_snapshot(dir)?;
+    let codec = MutationCodec::new()?;
+    let mut reader = snapshot.read_from(from)?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut n = 0u64;
+    while limit.is_none_or(|l| n < l) {
+        let Some(rec) = reader.next_record()? else {
+            break;
+        };
+        n += 1;
+        if json {
+            let line = codec
+                .to_json(&rec.payload)
+                .with_context(|| format!("record at position {}", rec.position))?;
+            writeln!(out, "{line}")?;
+            continue;
+        }
+        let described = match Mutation::decode(rec.payload.clone()) {
+            Ok(m) => almanac_proto::summary::describe(&m),
+            Err(e) => format!("UNDECODABLE: {e}"),
+        };
+        writeln!(
+            out,
+            "\n# position {} (segment {:04}, offset {}, {} bytes): {described}",
+            rec.position,
+            rec.segment,
+            rec.offset,
+            rec.payload.len()
+        )?;
+        if let Ok(text) = codec.to_text(&rec.payload) {
+            writeln!(out, "{text}")?;
+        }
+    }
+    out.flush()?;
+    if let Some(torn) = reader.torn_tail() {
+        tracing::warn!(
+            segment = torn.segment,
+            offset = torn.offset,
+            len = torn.len,
+            "the growing segment ends inside a record (an append in flight, or a torn tail)"
+        );
+    }
+    Ok(())
+}
+
+/// Appends JSON lines from `input`, printing each record's position to `out`
+/// once durable. Returns how many records were appended.
+pub fn append_json(dir: &Path, input: impl io::BufRead, out: &mut impl io::Write) -> Result<u64> {
+    let codec = MutationCodec::new()?;
+    let (log, recovery) = Log::open(dir, Options::default())
+        .with_context(|| format!("opening {} for appending", dir.display()))?;
+    if let Some(cut) = &recovery.torn_tail {
+        tracing::warn!(offset = cut.offset, len = cut.len, saved_to = %cut.saved_to.display(), "cut a torn tail");
+    }
+    // The printer waits for tickets in order while lines keep arriving, so
+    // many lines share one fsync.
+    let (ticket_tx, ticket_rx) = mpsc::sync_channel::<almanac_log::append::Ticket>(4096);
+    let (done_tx, done_rx) = mpsc::channel::<Result<Vec<Position>>>();
+    let printer = std::thread::spawn(move || {
+        for ticket in ticket_rx {
+            let res = ticket.wait().map_err(anyhow::Error::from);
+            let failed = res.is_err();
+            if done_tx.send(res).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let mut appended = 0u64;
+    let mut bad_line = None;
+    let mut pending = 0u64;
+    for (n, line) in input.lines().enumerate() {
+        let line = line.context("reading standard input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let payload = match codec.from_json(&line) {
+            Ok(p) => p,
+            Err(e) => {
+                bad_line = Some(e.context(format!("line {}", n + 1)));
+                break;
+            }
+        };
+        let ticket = log.submit(vec![Bytes::from(payload)])?;
+        if ticket_tx.send(ticket).is_err() {
+            break;
+        }
+        pending += 1;
+        while let Ok(res) = done_rx.try_recv() {
+            pending -= 1;
+            for p in res? {
+                writeln!(out, "{p}")?;
+                appended += 1;
+            }
+        }
+        if pending > 0 && pending % 256 == 0 {
+            out.flush()?;
+        }
+    }
+    drop(ticket_tx);
+    for res in done_rx {
+        for p in res? {
+            writeln!(out, "{p}")?;
+            appended += 1;
+        }
+    }
+    out.flush()?;
+    let _ = printer.join();
+    log.close();
+    if let Some(e) = bad_line {
+        return Err(e.context(format!(
+            "stopped; the {appended} records before it were appended"
+        )));
+    }
+    Ok(appended)
+}
+
+fn verify(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let started = Instant::now();
+    let report = almanac_log::verify::verify(dir, |p| {
+        tracing::info!(
+            file = %p.file.path.display(),
+            done = %format!("{:.0}%", 100.0 * p.bytes_done as f64 / p.bytes_total.max(1) as f64),
+            "verifying"
+        );
+    })?;
+    let mut out = io::stdout().lock();
+    for p in &report.problems {
+        writeln!(out, "PROBLEM {p}")?;
+    }
+    for stale in &report.stale_growing {
+        writeln!(out, "note: stale growing file ignored: {}", stale.display())?;
+    }
+    if let Some(len) = report.in_flight_tail {
+        writeln!(
+            out,
+            "note: the writer is appending; {len} bytes of an in-flight record were not checked"
+        )?;
+    }
+    writeln!(
+        out,
+        "checked {} segments, {} records, {} in {:.2?}: {}",
+        report.segments,
+        report.records,
+        human(report.bytes),
+        started.elapsed(),
+        if report.is_ok() {
+            "OK".to_owned()
+        } else {
+            format!("{} problems", report.problems.len())
+        }
+    )?;
+    if !report.is_ok() {
+        bail!(
+            "{} problems in {}; `almanac log repair {}` cuts the log at the first one",
+            report.problems.len(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn repair(dir: &Path) -> Result<()> {
+    let report = almanac_log::repair::repair(dir)?;
+    let mut out = io::stdout().lock();
+    match &report.cut {
+        None => writeln!(out, "no framing or decoding problem found; nothing cut")?,
+        Some(cut) => {
+            writeln!(
+                out,
+                "cut segment {:04} at offset {}: {}",
+                cut.segment, cut.offset, cut.reason
+            )?;
+            writeln!(
+                out,
+                "{} bytes moved to {}:",
+                cut.bytes_cut,
+                cut.backup_dir.display()
+            )?;
+            for f in &cut.saved {
+                writeln!(out, "  {}", f.display())?;
+            }
+        }
+    }
+    for note in &report.left_alone {
+        writeln!(out, "not repaired: {note}")?;
+    }
+    if !report.left_alone.is_empty() {
+        bail!("some problems need a person; see above");
+    }
+    Ok(())
+}
+
+fn import(dir: &Path, source: &Path) -> Result<()> {
+    let (log, _) = Log::open(dir, Options::default())
+        .with_context(|| format!("opening {} for appending", dir.display()))?;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let report = almanac_log::import::import(&log, source, |p| {
+        if last_report.elapsed().as_secs() >= 1 {
+            last_report = Instant::now();
+            tracing::info!(
+                records = p.records,
+                done = %format!("{:.0}%", 100.0 * p.bytes_done as f64 / p.bytes_total.max(1) as f64),
+                "importing"
+            );
+        }
+    })?;
+    log.close();
+    writeln!(
+        io::stdout().lock(),
+        "imported {} records ({}) from {} files in {:.2?}; end position {}",
+        report.records,
+        human(report.payload_bytes),
+        report.files,
+        started.elapsed(),
+        report.end
+    )?;
+    Ok(())
+}
