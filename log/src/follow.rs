@@ -27,8 +27,8 @@ impl Follower {
     }
 
     /// The position of the next record.
-    pub fn position(&self) -> Position {
-        self.reader.position()
+    pub fn next_position(&self) -> Position {
+        self.reader.next_position()
     }
 
     /// The next record: at once if it is durable, else when it becomes so.
@@ -41,7 +41,7 @@ impl Follower {
             if self.rx.changed().await.is_err() {
                 // The writer is gone; deliver whatever it made durable last.
                 let table = self.rx.borrow().clone();
-                if table.end() > self.reader.position() {
+                if table.end() > self.reader.next_position() {
                     self.reader.extend(table);
                     continue;
                 }

@@ -77,6 +77,77 @@ pub enum Frame {
 /// Parses the record at the front of `buf`, which sits at `offset` in its
 /// segment. An empty buffer is `Incomplete { needed: None }`.
 pub fn parse(buf: &[u8], offset: u64) -> Result<Frame, FrameError> {
+    if let Some(frame) = parse_well_formed(buf, offset) {
+        return Ok(frame);
+    }
+    parse_general(buf, offset)
+}
+
+/// The hot path: a whole, lowercase, correctly placed header in one pass.
+/// Returns `None` for anything else, which the general parser then handles
+/// (and explains).
+#[inline]
+fn parse_well_formed(buf: &[u8], offset: u64) -> Option<Frame> {
+    let rest = buf.strip_prefix(PREFIX)?;
+    let (found, used_off) = lower_hex_prefix(rest)?;
+    let rest = &rest[used_off..];
+    if found != offset || rest.first() != Some(&b'+') {
+        return None;
+    }
+    let (payload_len, used_len) = lower_hex_prefix(&rest[1..])?;
+    if rest.get(1 + used_len) != Some(&b'=') {
+        return None;
+    }
+    let header_len = PREFIX.len() + used_off + 1 + used_len + 1;
+    if header_len > MAX_HEADER_LEN || payload_len > i64::MAX as u64 {
+        return None;
+    }
+    let needed = header_len as u64 + payload_len;
+    if (buf.len() as u64) < needed {
+        return Some(Frame::Incomplete {
+            needed: Some(needed),
+        });
+    }
+    Some(Frame::Record {
+        header_len,
+        payload_len: payload_len as usize,
+    })
+}
+
+/// Lowercase hex digit values; 0xff for every other byte.
+const LOWER_HEX: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Parses 1 to 16 lowercase hex digits; returns the value and digits used.
+#[inline]
+fn lower_hex_prefix(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    let mut n = 0;
+    while n < bytes.len().min(16) {
+        let nibble = LOWER_HEX[bytes[n] as usize];
+        if nibble == 0xff {
+            break;
+        }
+        v = (v << 4) | u64::from(nibble);
+        n += 1;
+    }
+    (n > 0).then_some((v, n))
+}
+
+/// The full reader, with every error case and Go's texts.
+fn parse_general(buf: &[u8], offset: u64) -> Result<Frame, FrameError> {
     let err = |kind| Err(FrameError { offset, kind });
     let window = &buf[..buf.len().min(MAX_HEADER_LEN)];
     let Some(eq) = window.iter().position(|&b| b == b'=') else {
@@ -93,16 +164,20 @@ pub fn parse(buf: &[u8], offset: u64) -> Result<Frame, FrameError> {
         });
     };
     let header = &buf[..=eq];
-    let plus_count = header.iter().filter(|&&b| b == b'+').count();
-    if !header.starts_with(PREFIX) || plus_count != 1 {
+    // One pass finds the single `+` (or proves there is not exactly one).
+    let mut plus = None;
+    let mut plus_count = 0;
+    for (i, &b) in header.iter().enumerate() {
+        if b == b'+' {
+            plus_count += 1;
+            plus = Some(i);
+        }
+    }
+    let (Some(plus), true) = (plus, plus_count == 1 && header.starts_with(PREFIX)) else {
         return err(FrameErrorKind::MalformedHeader {
             header: header.to_vec(),
         });
-    }
-    let plus = header
-        .iter()
-        .position(|&b| b == b'+')
-        .expect("exactly one + was counted");
+    };
     let Some(found) = parse_hex(&header[PREFIX.len()..plus]) else {
         return err(FrameErrorKind::MalformedOffset {
             header: header.to_vec(),
@@ -140,7 +215,12 @@ fn parse_hex(digits: &[u8]) -> Option<u64> {
     }
     let mut v: u64 = 0;
     for &d in digits {
-        let nibble = (d as char).to_digit(16)?;
+        let nibble = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return None,
+        };
         v = v.checked_mul(16)?.checked_add(u64::from(nibble))?;
     }
     (v <= i64::MAX as u64).then_some(v)

@@ -169,7 +169,7 @@ pub fn import(
     }
     progress(Progress {
         records: appender.records,
-        bytes_done: reader.position().0,
+        bytes_done: reader.next_position().0,
         bytes_total,
     });
     appender.finish(files.len())

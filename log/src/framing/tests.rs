@@ -237,6 +237,29 @@ proptest! {
     }
 
     #[test]
+    fn the_fast_path_agrees_with_the_general_parser(
+        offset in 0u64..0x2000,
+        len in 0u64..0x2000,
+        upper in any::<bool>(),
+        zeros in 0usize..3,
+        tail in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let mut hdr = format!("REC@{}{offset:x}+{len:x}=", "0".repeat(zeros));
+        if upper {
+            hdr = hdr.to_uppercase();
+        }
+        let mut buf = hdr.into_bytes();
+        buf.extend_from_slice(&tail);
+        for expected_offset in [offset, offset + 1] {
+            let general = super::parse_general(&buf, expected_offset);
+            prop_assert_eq!(parse(&buf, expected_offset), general.clone());
+            if let Some(fast) = super::parse_well_formed(&buf, expected_offset) {
+                prop_assert_eq!(Ok(fast), general);
+            }
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), offset in 0u64..1000) {
         let _ = parse(&bytes, offset);
     }

@@ -175,7 +175,7 @@ fn dump(segment: &Path) -> String {
                         "end: torn tail of {} bytes at offset {}",
                         t.len, t.offset
                     ),
-                    None => writeln!(out, "end: clean at {}", reader.position()),
+                    None => writeln!(out, "end: clean at {}", reader.next_position()),
                 }
                 .expect("write to string");
                 break;

@@ -54,6 +54,10 @@ pub enum LogCommand {
         /// input format).
         #[arg(long)]
         json: bool,
+        /// Seal segments at this many bytes instead of Go's 16 MiB (small
+        /// segments suit tests; Go's readers accept any size).
+        #[arg(long, default_value_t = almanac_log::segment::SEGMENT_TARGET_LEN)]
+        segment_size: u64,
     },
     /// Check every segment's SHA-224, every record's framing and decoding.
     /// Exits non-zero when anything is wrong.
@@ -95,11 +99,19 @@ pub fn run(cmd: LogCommand) -> Result<()> {
             json,
             limit,
         } => dump(&dir, Position(from), json, limit),
-        LogCommand::Append { dir, json } => {
+        LogCommand::Append {
+            dir,
+            json,
+            segment_size,
+        } => {
             if !json {
                 bail!("give --json: input is one protobuf-JSON mutation per line");
             }
-            append_json(&dir, io::stdin().lock(), &mut io::stdout().lock()).map(|_| ())
+            let opts = Options {
+                segment_target_len: segment_size,
+                ..Options::default()
+            };
+            append_json(&dir, opts, io::stdin().lock(), &mut io::stdout()).map(|_| ())
         }
         LogCommand::Verify { dir } => verify(&dir),
         LogCommand::Repair { dir } => repair(&dir),
@@ -268,67 +280,65 @@ fn dump(dir: &Path, from: Position, json: bool, limit: Option<u64>) -> Result<()
 
 /// Appends JSON lines from `input`, printing each record's position to `out`
 /// once durable. Returns how many records were appended.
-pub fn append_json(dir: &Path, input: impl io::BufRead, out: &mut impl io::Write) -> Result<u64> {
+pub fn append_json(
+    dir: &Path,
+    opts: Options,
+    input: impl io::BufRead,
+    out: &mut (impl io::Write + Send),
+) -> Result<u64> {
     let codec = MutationCodec::new()?;
-    let (log, recovery) = Log::open(dir, Options::default())
-        .with_context(|| format!("opening {} for appending", dir.display()))?;
+    let (log, recovery) =
+        Log::open(dir, opts).with_context(|| format!("opening {} for appending", dir.display()))?;
     if let Some(cut) = &recovery.torn_tail {
         tracing::warn!(offset = cut.offset, len = cut.len, saved_to = %cut.saved_to.display(), "cut a torn tail");
     }
     // The printer waits for tickets in order while lines keep arriving, so
-    // many lines share one fsync.
+    // many lines share one fsync; each position is printed once durable.
     let (ticket_tx, ticket_rx) = mpsc::sync_channel::<almanac_log::append::Ticket>(4096);
-    let (done_tx, done_rx) = mpsc::channel::<Result<Vec<Position>>>();
-    let printer = std::thread::spawn(move || {
-        for ticket in ticket_rx {
-            let res = ticket.wait().map_err(anyhow::Error::from);
-            let failed = res.is_err();
-            if done_tx.send(res).is_err() || failed {
-                break;
-            }
-        }
-    });
-    let mut appended = 0u64;
     let mut bad_line = None;
-    let mut pending = 0u64;
-    for (n, line) in input.lines().enumerate() {
-        let line = line.context("reading standard input")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let payload = match codec.from_json(&line) {
-            Ok(p) => p,
-            Err(e) => {
-                bad_line = Some(e.context(format!("line {}", n + 1)));
+    let printed = std::thread::scope(|scope| -> Result<u64> {
+        let printer = scope.spawn(move || -> Result<u64> {
+            let mut n = 0u64;
+            for ticket in ticket_rx {
+                for p in ticket.wait()? {
+                    writeln!(out, "{p}")?;
+                    n += 1;
+                }
+            }
+            out.flush()?;
+            Ok(n)
+        });
+        for (n, line) in input.lines().enumerate() {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    bad_line = Some(anyhow::Error::from(e).context("reading standard input"));
+                    break;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let payload = match codec.from_json(&line) {
+                Ok(p) => p,
+                Err(e) => {
+                    bad_line = Some(e.context(format!("line {}", n + 1)));
+                    break;
+                }
+            };
+            let ticket = log.submit(vec![Bytes::from(payload)])?;
+            if ticket_tx.send(ticket).is_err() {
+                // The printer stopped: an append failed; it reports why.
                 break;
             }
-        };
-        let ticket = log.submit(vec![Bytes::from(payload)])?;
-        if ticket_tx.send(ticket).is_err() {
-            break;
         }
-        pending += 1;
-        while let Ok(res) = done_rx.try_recv() {
-            pending -= 1;
-            for p in res? {
-                writeln!(out, "{p}")?;
-                appended += 1;
-            }
-        }
-        if pending > 0 && pending % 256 == 0 {
-            out.flush()?;
-        }
-    }
-    drop(ticket_tx);
-    for res in done_rx {
-        for p in res? {
-            writeln!(out, "{p}")?;
-            appended += 1;
-        }
-    }
-    out.flush()?;
-    let _ = printer.join();
+        drop(ticket_tx);
+        printer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the printer thread panicked"))?
+    });
     log.close();
+    let appended = printed?;
     if let Some(e) = bad_line {
         return Err(e.context(format!(
             "stopped; the {appended} records before it were appended"

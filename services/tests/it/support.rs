@@ -1,0 +1,66 @@
+//! Running the `almanac` binary and making its input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use almanac_services::codec::MutationCodec;
+use almanac_services::sample::SampleHistory;
+use prost::Message as _;
+
+/// The built `almanac` binary.
+pub fn almanac() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_almanac"));
+    cmd.env("ALMANAC_LOG", "warn");
+    cmd
+}
+
+/// Runs `almanac args...` with `stdin` and returns its output.
+pub fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = almanac()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn almanac");
+    let mut input = child.stdin.take().expect("stdin");
+    let stdin = stdin.to_owned();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write as _;
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let out = child.wait_with_output().expect("wait");
+    feeder.join().expect("feeder");
+    out
+}
+
+/// Text of a process's stdout.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Text of a process's stderr.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `n` sample mutations as canonical JSON lines.
+pub fn sample_json(seed: u64, n: usize) -> Vec<String> {
+    let codec = MutationCodec::new().expect("codec");
+    SampleHistory::new(seed)
+        .take(n)
+        .map(|m| codec.to_json(&m.encode_to_vec()).expect("json"))
+        .collect()
+}
+
+/// The repository's Go fixtures.
+pub fn go_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../log/tests/fixtures/go")
+        .join(name)
+}
+
+/// A directory path as a `&str` argument.
+pub fn arg(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
