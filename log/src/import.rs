@@ -159,7 +159,7 @@ pub fn import(
     while let Some(rec) = reader.next_record()? {
         let end = rec.end();
         appender.push(rec.payload)?;
-        if appender.records % 10_000 == 0 {
+        if appender.records.is_multiple_of(10_000) {
             progress(Progress {
                 records: appender.records,
                 bytes_done: end.0,

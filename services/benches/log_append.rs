@@ -6,6 +6,8 @@
 //! (`ALMANAC_BENCH_SECS` sets the seconds per case, default 5;
 //! `ALMANAC_BENCH_DIR` the directory to write in, default the system temp).
 
+#![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
 mod common;
 
 use std::io::Write as _;

@@ -6,6 +6,8 @@
 //! (`ALMANAC_SCAN_GB` sets the log size, default 2; the log is generated
 //! once into `target/bench-data/scan-<GB>gb` and reused).
 
+#![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -23,7 +23,7 @@ fn fixture_dir() -> PathBuf {
 
 /// The three mutations of `three_mutations.mutlog`: one of each GitHub and
 /// git kind, with fixed ids and times.
-pub fn three_mutations() -> Vec<Vec<u8>> {
+pub(crate) fn three_mutations() -> Vec<Vec<u8>> {
     let labels = Mutation {
         github: Some(GithubMutation {
             owner: "golang".into(),

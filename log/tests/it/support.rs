@@ -10,7 +10,7 @@ use bytes::Bytes;
 use prost::Message as _;
 
 /// A GitHub comment mutation of about 300 bytes, distinct for each `i`.
-pub fn comment_mutation(i: u64) -> Mutation {
+pub(crate) fn comment_mutation(i: u64) -> Mutation {
     let ts = prost_types::Timestamp {
         seconds: 1_500_000_000 + i as i64,
         nanos: 0,
@@ -42,12 +42,12 @@ pub fn comment_mutation(i: u64) -> Mutation {
 }
 
 /// The encoded form of [`comment_mutation`].
-pub fn payload(i: u64) -> Bytes {
+pub(crate) fn payload(i: u64) -> Bytes {
     Bytes::from(comment_mutation(i).encode_to_vec())
 }
 
 /// Options with small segments, so tests cross seals quickly.
-pub fn small_segments(target: u64) -> Options {
+pub(crate) fn small_segments(target: u64) -> Options {
     Options {
         segment_target_len: target,
         ..Options::default()
@@ -55,13 +55,13 @@ pub fn small_segments(target: u64) -> Options {
 }
 
 /// Opens a log, panicking with the error on failure.
-pub fn open(dir: &Path, opts: Options) -> Log {
+pub(crate) fn open(dir: &Path, opts: Options) -> Log {
     let (log, _) = Log::open(dir, opts).expect("log opens");
     log
 }
 
 /// Every payload of the log in `dir`, read through a directory snapshot.
-pub fn read_all(dir: &Path) -> Vec<Bytes> {
+pub(crate) fn read_all(dir: &Path) -> Vec<Bytes> {
     let snap = Snapshot::open(dir).expect("snapshot");
     snap.read_from(Position(0))
         .expect("reader")
@@ -70,14 +70,14 @@ pub fn read_all(dir: &Path) -> Vec<Bytes> {
 }
 
 /// Path of the shared Go fixtures.
-pub fn go_fixture(name: &str) -> PathBuf {
+pub(crate) fn go_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/go")
         .join(name)
 }
 
 /// The names of the segment files in `dir`, sorted.
-pub fn segment_files(dir: &Path) -> Vec<String> {
+pub(crate) fn segment_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("list")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -88,7 +88,7 @@ pub fn segment_files(dir: &Path) -> Vec<String> {
 }
 
 /// Records of a single segment file, parsed with the framing module alone.
-pub fn parse_segment(bytes: &[u8]) -> Vec<Vec<u8>> {
+pub(crate) fn parse_segment(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut off = 0usize;
     loop {

@@ -8,14 +8,14 @@ use almanac_services::sample::SampleHistory;
 use prost::Message as _;
 
 /// The built `almanac` binary.
-pub fn almanac() -> Command {
+pub(crate) fn almanac() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_almanac"));
     cmd.env("ALMANAC_LOG", "warn");
     cmd
 }
 
 /// Runs `almanac args...` with `stdin` and returns its output.
-pub fn run(args: &[&str], stdin: &str) -> Output {
+pub(crate) fn run(args: &[&str], stdin: &str) -> Output {
     let mut child = almanac()
         .args(args)
         .stdin(Stdio::piped())
@@ -35,17 +35,17 @@ pub fn run(args: &[&str], stdin: &str) -> Output {
 }
 
 /// Text of a process's stdout.
-pub fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Text of a process's stderr.
-pub fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `n` sample mutations as canonical JSON lines.
-pub fn sample_json(seed: u64, n: usize) -> Vec<String> {
+pub(crate) fn sample_json(seed: u64, n: usize) -> Vec<String> {
     let codec = MutationCodec::new().expect("codec");
     SampleHistory::new(seed)
         .take(n)
@@ -54,13 +54,13 @@ pub fn sample_json(seed: u64, n: usize) -> Vec<String> {
 }
 
 /// The repository's Go fixtures.
-pub fn go_fixture(name: &str) -> PathBuf {
+pub(crate) fn go_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../log/tests/fixtures/go")
         .join(name)
 }
 
 /// A directory path as a `&str` argument.
-pub fn arg(p: &Path) -> &str {
+pub(crate) fn arg(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
