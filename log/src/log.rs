@@ -32,7 +32,7 @@ use crate::index::{self, Index, SegmentStats};
 use crate::lock::{DirLock, LockError};
 use crate::read::{self, Reader};
 use crate::scan::{self, ScanOptions};
-use crate::segment::{self, LayoutError, SegmentState, Sha224Digest};
+use crate::segment::{self, LayoutError, SegmentState};
 use crate::table::{Position, SegmentMeta, SegmentTable, Snapshot};
 
 /// Tuning for an open log.
@@ -221,6 +221,12 @@ impl Log {
                 index.put(meta.number, &entry)?;
             }
             recovery.scanned_segments.push(meta.number);
+        }
+        if !recovery.scanned_segments.is_empty() {
+            tracing::info!(
+                segments = recovery.scanned_segments.len(),
+                "checked sealed segments the index did not know and indexed them"
+            );
         }
         if let Some(index) = &index {
             index.remove_from(table.sealed().len() as u32)?;
@@ -589,12 +595,4 @@ fn save_cut(dir: &Path, meta: &SegmentMeta, offset: u64) -> Result<PathBuf, Erro
     out.sync_all().map_err(io_err(&dest))?;
     segment::sync_dir(&recovered).map_err(io_err(&recovered))?;
     Ok(dest)
-}
-
-/// The SHA-224 of a file's first `len` bytes.
-pub fn hash_prefix(path: &Path, len: u64) -> io::Result<Sha224Digest> {
-    let mut hasher = Sha224::new();
-    let file = fs::File::open(path)?;
-    io::copy(&mut file.take(len), &mut HashWriter(&mut hasher))?;
-    Ok(Sha224Digest::finish(hasher))
 }

@@ -228,3 +228,27 @@ fn import_info_and_repair_from_the_command_line() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(stdout(&again).trim(), "881970");
 }
+
+#[test]
+fn a_go_log_round_trips_through_json_byte_for_byte() {
+    for name in ["tiny", "gerrit-sync", "mixed"] {
+        let original = std::fs::read(go_fixture(&format!("{name}.mutlog"))).expect("fixture");
+        // Go's log as a godata cache segment.
+        let src = tempfile::tempdir().expect("tempdir");
+        let sealed = format!(
+            "0000.{}.mutlog",
+            almanac_log::segment::Sha224Digest::of(&original)
+        );
+        std::fs::write(src.path().join(sealed), &original).expect("write");
+        let dumped = run(&["log", "dump", arg(src.path()), "--json"], "");
+        assert!(dumped.status.success(), "{}", stderr(&dumped));
+        let dest = tempfile::tempdir().expect("tempdir");
+        let appended = run(&["log", "append", arg(dest.path()), "--json"], &stdout(&dumped));
+        assert!(appended.status.success(), "{}", stderr(&appended));
+        let ours = std::fs::read(dest.path().join("0000.growing.mutlog")).expect("read");
+        assert!(
+            ours == original,
+            "{name}: dump --json | append --json must reproduce Go's bytes"
+        );
+    }
+}
