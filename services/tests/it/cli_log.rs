@@ -243,7 +243,10 @@ fn a_go_log_round_trips_through_json_byte_for_byte() {
         let dumped = run(&["log", "dump", arg(src.path()), "--json"], "");
         assert!(dumped.status.success(), "{}", stderr(&dumped));
         let dest = tempfile::tempdir().expect("tempdir");
-        let appended = run(&["log", "append", arg(dest.path()), "--json"], &stdout(&dumped));
+        let appended = run(
+            &["log", "append", arg(dest.path()), "--json"],
+            &stdout(&dumped),
+        );
         assert!(appended.status.success(), "{}", stderr(&appended));
         let ours = std::fs::read(dest.path().join("0000.growing.mutlog")).expect("read");
         assert!(
