@@ -20,6 +20,11 @@
 //! after it fail with [`Error::Failed`], nothing more is written, and the log
 //! must be reopened (which recovers the tail). This is deliberate: after a
 //! failed fsync the page cache cannot be trusted to hold what was written.
+//! `Failed` means "outcome unknown", not "not written": records of a failed
+//! batch that a seal had already made durable stay in the log, as may whole
+//! records that reached the disk anyway. An appender that retries must be
+//! able to recognise its own records (maintner's mutations are idempotent
+//! updates, and farm events carry an `event_id`).
 
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;

@@ -19,11 +19,17 @@ use crate::table::{Position, SegmentTable};
 pub struct Follower {
     reader: Reader,
     rx: watch::Receiver<Arc<SegmentTable>>,
+    /// Set after an error or the end: every later call returns `None`.
+    finished: bool,
 }
 
 impl Follower {
     pub(crate) fn new(reader: Reader, rx: watch::Receiver<Arc<SegmentTable>>) -> Follower {
-        Follower { reader, rx }
+        Follower {
+            reader,
+            rx,
+            finished: false,
+        }
     }
 
     /// The position of the next record.
@@ -32,20 +38,26 @@ impl Follower {
     }
 
     /// The next record: at once if it is durable, else when it becomes so.
-    /// `None` once the log is closed and everything durable was returned.
+    /// `None` once the log is closed and everything durable was returned. An
+    /// error ends the follow: later calls return `None`.
     pub async fn next(&mut self) -> Option<Result<Record, Error>> {
         loop {
-            if let Some(item) = self.reader.next() {
+            if let Some(item) = self.take() {
                 return Some(item);
             }
-            if self.rx.changed().await.is_err() {
-                // The writer is gone; deliver whatever it made durable last.
-                let table = self.rx.borrow().clone();
-                if table.end() > self.reader.next_position() {
-                    self.reader.extend(table);
-                    continue;
-                }
+            if self.finished {
                 return None;
+            }
+            if self.rx.changed().await.is_err() {
+                // The writer is gone: deliver what it made durable last, then
+                // end.
+                let table = self.rx.borrow().clone();
+                self.reader.extend(table);
+                let item = self.take();
+                if item.is_none() {
+                    self.finished = true;
+                }
+                return item;
             }
             let table = self.rx.borrow_and_update().clone();
             self.reader.extend(table);
@@ -54,11 +66,22 @@ impl Follower {
 
     /// The next record if one is durable now, without waiting.
     pub fn try_next(&mut self) -> Option<Result<Record, Error>> {
-        if let Some(item) = self.reader.next() {
+        if let Some(item) = self.take() {
             return Some(item);
         }
         let table = self.rx.borrow_and_update().clone();
         self.reader.extend(table);
-        self.reader.next()
+        self.take()
+    }
+
+    fn take(&mut self) -> Option<Result<Record, Error>> {
+        if self.finished {
+            return None;
+        }
+        let item = self.reader.next();
+        if matches!(item, Some(Err(_))) {
+            self.finished = true;
+        }
+        item
     }
 }

@@ -8,6 +8,12 @@
 //! hex, leading zeros) except a leading `-`, which no writer emits, and
 //! reports Go's error texts with their offsets.
 //!
+//! Where Go's reader only says `EOF`, `unexpected EOF` or `bufio: buffer
+//! full` (a segment ending inside a header, 40 or more bytes without `=`),
+//! this parser says what it saw: an incomplete header (a value, since at the
+//! end of a growing segment it is a torn tail), `truncated header at offset
+//! N`, or `malformed overlong header`.
+//!
 //! This module never does IO: it encodes into and parses from byte slices.
 
 use std::fmt;

@@ -19,7 +19,7 @@ use crate::table::{Position, SegmentMeta};
 /// The index directory's name inside a log directory.
 pub const INDEX_DIR: &str = "index.sled";
 
-const SEGMENTS_TREE: &str = "segments/v1";
+const SEGMENTS_TREE: &str = "segments/v2";
 
 /// What the index knows about one sealed segment.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -39,9 +39,9 @@ pub struct SegmentEntry {
     /// Time of the last record that carries one.
     #[prost(message, optional, tag = "5")]
     pub last_time: Option<Timestamp>,
-    /// Position of its last record.
+    /// Offset of its last record within the segment.
     #[prost(uint64, tag = "6")]
-    pub last_record: u64,
+    pub last_record_offset: u64,
 }
 
 /// Statistics for one segment, from the index or a scan.
@@ -146,15 +146,20 @@ impl Index {
 }
 
 /// Scans a segment for its statistics: record count and record times.
-/// Payloads that do not decode simply carry no time; verification reports
-/// them.
+/// Only the first records (until one carries a time) and the last few are
+/// decoded, so this runs at framing speed. Payloads that do not decode
+/// simply carry no time; verification reports them.
 pub fn scan_stats(meta: &SegmentMeta) -> std::io::Result<(Scan, SegmentEntry)> {
+    const TAIL: usize = 8;
     let mut entry = SegmentEntry {
         file_name: meta.file_name(),
         len: meta.len,
         ..SegmentEntry::default()
     };
     let mut last_offset = None;
+    // The last few payloads, to find the last time without decoding all.
+    let mut tail: Vec<Vec<u8>> = vec![Vec::new(); TAIL];
+    let mut n = 0usize;
     let scan = scan::scan_file(
         &meta.path,
         ScanOptions {
@@ -163,27 +168,36 @@ pub fn scan_stats(meta: &SegmentMeta) -> std::io::Result<(Scan, SegmentEntry)> {
         },
         |offset, payload| {
             last_offset = Some(offset);
-            if let Ok(m) = almanac_proto::pb::maintpb::Mutation::decode(payload)
-                && let Some(t) = almanac_proto::summary::record_time(&m)
-            {
-                if entry.first_time.is_none() {
-                    entry.first_time = Some(t);
-                }
-                entry.last_time = Some(t);
+            if entry.first_time.is_none() {
+                entry.first_time = time_of(payload);
             }
+            let slot = &mut tail[n % TAIL];
+            slot.clear();
+            slot.extend_from_slice(payload);
+            n += 1;
             ControlFlow::Continue(())
         },
     )?;
+    entry.last_time = (0..n.min(TAIL))
+        .map(|back| &tail[(n - 1 - back) % TAIL])
+        .find_map(|payload| time_of(payload));
     entry.records = scan.records;
-    entry.last_record = meta.start.0 + last_offset.unwrap_or(0);
+    entry.last_record_offset = last_offset.unwrap_or(0);
     Ok((scan, entry))
+}
+
+fn time_of(payload: &[u8]) -> Option<Timestamp> {
+    almanac_proto::pb::maintpb::Mutation::decode(payload)
+        .ok()
+        .and_then(|m| almanac_proto::summary::record_time(&m))
 }
 
 impl SegmentStats {
     /// Stats from an index entry.
     pub fn from_entry(meta: SegmentMeta, entry: &SegmentEntry) -> SegmentStats {
         SegmentStats {
-            last_record: (entry.records > 0).then_some(Position(entry.last_record)),
+            last_record: (entry.records > 0)
+                .then_some(Position(meta.start.0 + entry.last_record_offset)),
             records: entry.records,
             first_time: entry.first_time,
             last_time: entry.last_time,

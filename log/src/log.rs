@@ -28,6 +28,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::append::{self, Metrics, MetricsSnapshot, Request, Sealed, Tail, Ticket, Writer};
 use crate::follow::Follower;
+use crate::framing::{self, Frame};
 use crate::index::{self, Index, SegmentStats};
 use crate::lock::{DirLock, LockError};
 use crate::read::{self, Reader};
@@ -531,13 +532,24 @@ fn recover_tail(dir: &Path, meta: &SegmentMeta) -> Result<(Tail, Option<CutTail>
     };
     let mut cut = None;
     if scan.end.is_torn_tail() {
+        // A torn tail is only ever the last record written. A whole record
+        // further on means the "incomplete" one is damage (say, a flipped
+        // bit in a length), which must not silently cut good records.
+        if let Some(later) = later_record(&meta.path, scan.valid_len).map_err(io_err(&meta.path))? {
+            return Err(corrupt(
+                scan.valid_len,
+                format!(
+                    "the record at offset {} runs past the end of the segment, but a whole record starts at offset {later} inside it",
+                    scan.valid_len
+                ),
+            ));
+        }
         let saved_to = save_cut(dir, meta, scan.valid_len)?;
         let file = OpenOptions::new()
             .write(true)
             .open(&meta.path)
             .map_err(io_err(&meta.path))?;
         file.set_len(scan.valid_len).map_err(io_err(&meta.path))?;
-        file.sync_all().map_err(io_err(&meta.path))?;
         cut = Some(CutTail {
             segment: meta.number,
             offset: scan.valid_len,
@@ -547,6 +559,13 @@ fn recover_tail(dir: &Path, meta: &SegmentMeta) -> Result<(Tail, Option<CutTail>
     } else if let Some(error) = scan.end.as_frame_error() {
         return Err(corrupt(error.offset, error.to_string()));
     }
+    // Whatever the tail holds now is served as durable, so make it so: a
+    // writer killed between write and fsync leaves whole records that only
+    // the page cache holds.
+    fs::File::open(&meta.path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&meta.path))?;
+    segment::sync_dir(dir).map_err(io_err(dir))?;
     // Hash the durable prefix for the seal to come.
     let mut file = fs::File::open(&meta.path).map_err(io_err(&meta.path))?;
     let mut limited = (&mut file).take(scan.valid_len);
@@ -565,6 +584,25 @@ fn recover_tail(dir: &Path, meta: &SegmentMeta) -> Result<(Tail, Option<CutTail>
     ))
 }
 
+/// The offset of the first whole, correctly placed record that starts after
+/// `offset` in the file, if any.
+fn later_record(path: &Path, offset: u64) -> io::Result<Option<u64>> {
+    let mut file = fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset + 1))?;
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)?;
+    let mut at = 0;
+    while let Some(i) = rest[at..].windows(4).position(|w| w == b"REC@") {
+        let pos = at + i;
+        let abs = offset + 1 + pos as u64;
+        if let Ok(Frame::Record { .. }) = framing::parse(&rest[pos..], abs) {
+            return Ok(Some(abs));
+        }
+        at = pos + 1;
+    }
+    Ok(None)
+}
+
 struct HashWriter<'a>(&'a mut Sha224);
 
 impl io::Write for HashWriter<'_> {
@@ -581,15 +619,19 @@ impl io::Write for HashWriter<'_> {
 /// Copies the bytes of `meta` from `offset` on into `dir/recovered/`.
 fn save_cut(dir: &Path, meta: &SegmentMeta, offset: u64) -> Result<PathBuf, Error> {
     let recovered = dir.join("recovered");
-    fs::create_dir_all(&recovered).map_err(io_err(&recovered))?;
+    if !recovered.is_dir() {
+        fs::create_dir_all(&recovered).map_err(io_err(&recovered))?;
+        segment::sync_dir(dir).map_err(io_err(dir))?;
+    }
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let dest = recovered.join(format!("{:04}.torn-at-{offset}.{stamp}.bin", meta.number));
+    let stem = format!("{:04}.torn-at-{offset}.{stamp}.bin", meta.number);
+    let (mut out, dest) =
+        segment::create_unique_file(&recovered, &stem).map_err(io_err(&recovered))?;
     let mut src = fs::File::open(&meta.path).map_err(io_err(&meta.path))?;
     src.seek(SeekFrom::Start(offset))
         .map_err(io_err(&meta.path))?;
-    let mut out = fs::File::create(&dest).map_err(io_err(&dest))?;
     io::copy(&mut src, &mut out).map_err(io_err(&dest))?;
     out.flush().map_err(io_err(&dest))?;
     out.sync_all().map_err(io_err(&dest))?;

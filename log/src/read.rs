@@ -142,7 +142,9 @@ impl Reader {
                 end,
             });
         }
-        let seg_idx = table.locate(from).unwrap_or(table.len());
+        // At the end, start on the last segment: if it grows, the records
+        // continue in it; if it is sealed, reading moves on to the next.
+        let seg_idx = table.locate(from).unwrap_or(table.len().saturating_sub(1));
         let mut reader = Reader {
             dir: dir.to_owned(),
             bound: end,
@@ -179,6 +181,9 @@ impl Reader {
     /// Checks that `from` starts a record by walking its segment's records
     /// from the segment's start.
     fn check_boundary(&mut self, from: Position) -> Result<(), Error> {
+        if from == self.table.end() {
+            return Ok(());
+        }
         let Some(seg) = self.table.get(self.seg_idx).cloned() else {
             return Ok(());
         };
@@ -230,7 +235,19 @@ impl Reader {
             let Some(seg) = self.table.get(self.seg_idx) else {
                 return Ok(None);
             };
-            let offset = self.pos.0 - seg.start.0;
+            let Some(offset) = self.pos.0.checked_sub(seg.start.0) else {
+                // Only possible if the table changed shape under us; find the
+                // segment holding the position again.
+                match self.table.locate(self.pos) {
+                    Some(idx) if idx != self.seg_idx => {
+                        self.seg_idx = idx;
+                        self.file = None;
+                        self.buf = Bytes::new();
+                        continue;
+                    }
+                    _ => return Ok(None),
+                }
+            };
             if offset >= seg.len {
                 self.seg_idx += 1;
                 self.file = None;
@@ -289,7 +306,8 @@ impl Reader {
         needed: Option<u64>,
     ) -> Result<Option<Record>, Error> {
         let is_last = self.seg_idx + 1 == self.table.len();
-        if is_last && self.may_end_mid_record && seg.end() == self.bound {
+        let growing = seg.state == SegmentState::Growing;
+        if is_last && growing && self.may_end_mid_record && seg.end() == self.bound {
             self.torn = Some(TornTail {
                 segment: seg.number,
                 offset,

@@ -136,19 +136,38 @@ pub fn repair(dir: &Path) -> Result<Report, Error> {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let backup_dir = dir.join(format!("repair-{stamp}"));
-    fs::create_dir_all(&backup_dir).map_err(io_err(&backup_dir))?;
+    let backup_dir =
+        segment::create_unique_dir(dir, &format!("repair-{stamp}")).map_err(io_err(dir))?;
     let mut saved = Vec::new();
     let mut bytes_cut = 0u64;
     let first = &files[idx];
-    let later_from = if offset == 0 {
-        idx
-    } else {
-        // Keep the good prefix of this segment as the new growing segment.
+    // Everything after the cut leaves the log: the later files, including
+    // any stale growing file (moved, so the rename below can never overwrite
+    // one), and the cut segment itself when it is cut at its start.
+    let mut leaving: Vec<&SegmentFile> = files[idx + 1..].iter().collect();
+    if offset == 0 {
+        leaving.insert(0, first);
+    }
+    // 1. Keep a durable copy of the cut bytes before anything is removed.
+    if offset > 0 {
         let dest = backup_dir.join(format!("{}.from-{offset}", first.name.file_name()));
         copy_from(&first.path, offset, &dest)?;
         bytes_cut += first.len - offset;
         saved.push(dest);
+        segment::sync_dir(&backup_dir).map_err(io_err(&backup_dir))?;
+    }
+    // 2. Move the later files aside (a rename: they are never in neither place).
+    for file in leaving {
+        let dest = backup_dir.join(file.name.file_name());
+        fs::rename(&file.path, &dest).map_err(io_err(&dest))?;
+        bytes_cut += file.len;
+        saved.push(dest);
+    }
+    segment::sync_dir(&backup_dir).map_err(io_err(&backup_dir))?;
+    segment::sync_dir(dir).map_err(io_err(dir))?;
+    // 3. Cut the segment; a sealed one becomes the growing one, since its
+    //    content no longer matches the hash in its name.
+    if offset > 0 {
         let file = fs::OpenOptions::new()
             .write(true)
             .open(&first.path)
@@ -165,16 +184,8 @@ pub fn repair(dir: &Path) -> Result<Report, Error> {
             );
             fs::rename(&first.path, &growing).map_err(io_err(&growing))?;
         }
-        idx + 1
-    };
-    for file in &files[later_from..] {
-        let dest = backup_dir.join(file.name.file_name());
-        fs::rename(&file.path, &dest).map_err(io_err(&dest))?;
-        bytes_cut += file.len;
-        saved.push(dest);
+        segment::sync_dir(dir).map_err(io_err(dir))?;
     }
-    segment::sync_dir(&backup_dir).map_err(io_err(&backup_dir))?;
-    segment::sync_dir(dir).map_err(io_err(dir))?;
     tracing::warn!(segment = first.name.number, offset, %reason, backup = %backup_dir.display(), "repaired log");
     report.cut = Some(Cut {
         segment: first.name.number,

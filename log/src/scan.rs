@@ -161,15 +161,14 @@ pub fn scan_reader(
                         all_zero: rest.iter().all(|&b| b == 0),
                     };
                 }
-                // Keep the partial record, make room for the rest of it.
+                // Keep the partial record and read another chunk. The length
+                // in a header is not trusted to size the buffer: a damaged
+                // one could claim exabytes. Large records take a few chunks.
+                let _ = needed;
                 buf.drain(..start);
                 buf_offset += start as u64;
                 start = 0;
-                let want = needed
-                    .map_or(0, |n| n as usize)
-                    .saturating_sub(buf.len())
-                    .max(CHUNK);
-                eof = fill(&mut src, &mut buf, want, hasher.as_mut())?;
+                eof = fill(&mut src, &mut buf, CHUNK, hasher.as_mut())?;
             }
             Err(error) => {
                 let mut rest_all_zero = buf[start..].iter().all(|&b| b == 0);

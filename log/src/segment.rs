@@ -88,7 +88,11 @@ impl SegmentName {
         if digits.len() < 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let number = digits.parse().ok()?;
+        let number: u32 = digits.parse().ok()?;
+        // Only Go's spelling (`%04d`): "00001" and "0001" must not both be 1.
+        if format!("{number:04}") != digits {
+            return None;
+        }
         let state = if middle == "growing" {
             SegmentState::Growing
         } else {
@@ -249,6 +253,49 @@ fn order(files: Vec<SegmentFile>) -> Result<(Vec<SegmentFile>, Vec<PathBuf>), La
     Ok((segments, stale))
 }
 
+/// Creates a new file named `stem` (or `stem.1`, `stem.2`, ... if taken)
+/// in `dir`, never overwriting anything.
+pub fn create_unique_file(dir: &Path, stem: &str) -> std::io::Result<(fs::File, PathBuf)> {
+    for n in 0u32.. {
+        let path = if n == 0 {
+            dir.join(stem)
+        } else {
+            dir.join(format!("{stem}.{n}"))
+        };
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => return Ok((f, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("u32 suffixes run out only after four billion files")
+}
+
+/// Creates a new directory named `stem` (or `stem.1`, ... if taken) in
+/// `parent`, and makes its entry durable.
+pub fn create_unique_dir(parent: &Path, stem: &str) -> std::io::Result<PathBuf> {
+    for n in 0u32.. {
+        let path = if n == 0 {
+            parent.join(stem)
+        } else {
+            parent.join(format!("{stem}.{n}"))
+        };
+        match fs::create_dir(&path) {
+            Ok(()) => {
+                sync_dir(parent)?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("u32 suffixes run out only after four billion directories")
+}
+
 /// Fsyncs a directory, making renames and new files in it durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
@@ -285,6 +332,7 @@ mod tests {
             "0007.growing.mutlog.tmp",
             "0007.D14A028C2A3A2BC9476102BB288234C415A2B01F828EA62AC5B3E42F.mutlog",
             "0007.abc.mutlog",
+            "00007.growing.mutlog",
             "tempseg123",
             "maintner-2017-01-01.mutlog",
         ] {

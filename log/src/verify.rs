@@ -152,7 +152,7 @@ pub fn verify(dir: &Path, mut progress: impl FnMut(Progress<'_>)) -> io::Result<
             false
         }
     };
-    let writer_running = DirLock::is_held(dir);
+    let writer_running = DirLock::holder(dir).is_some();
     let bytes_total: u64 = files.iter().map(|f| f.len).sum();
     let mut start = 0u64;
     let last_number = files.last().map(|f| f.name.number);

@@ -149,3 +149,87 @@ fn many_followers_each_see_every_record() {
     });
     appender.join().expect("appender");
 }
+
+#[test]
+fn following_from_the_end_of_a_reopened_log_sees_new_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), small_segments(2048));
+    for i in 0..5 {
+        log.append_blocking(vec![payload(i)]).expect("append");
+    }
+    log.close();
+    drop(log);
+    // Reopened: the growing segment is non-empty and the follower starts at
+    // its end; then appends fill it and seal it.
+    let log = open(dir.path(), small_segments(2048));
+    let mut follower = log.follow(log.end()).expect("follow at the end");
+    let writer = log.clone();
+    let appender = std::thread::spawn(move || {
+        for i in 5..60 {
+            writer.append_blocking(vec![payload(i)]).expect("append");
+        }
+    });
+    runtime().block_on(async move {
+        for i in 5..60 {
+            let rec = tokio::time::timeout(DEADLINE, follower.next())
+                .await
+                .expect("woken")
+                .expect("record")
+                .expect("ok");
+            assert_eq!(rec.payload, payload(i));
+        }
+    });
+    appender.join().expect("appender");
+    assert!(log.metrics().seals > 0);
+
+    // An empty growing segment: following from 0 works too.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("0000.growing.mutlog"), b"").expect("write");
+    let log = open(dir.path(), Options::default());
+    let mut follower = log.follow(Position(0)).expect("follow");
+    log.append_blocking(vec![payload(1)]).expect("append");
+    let rec = runtime().block_on(async move {
+        tokio::time::timeout(DEADLINE, follower.next())
+            .await
+            .expect("woken")
+            .expect("record")
+            .expect("ok")
+    });
+    assert_eq!(rec.payload, payload(1));
+}
+
+#[test]
+fn a_follower_that_hits_an_error_ends_instead_of_spinning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), small_segments(1024));
+    for i in 0..20 {
+        log.append_blocking(vec![payload(i)]).expect("append");
+    }
+    // Damage a sealed segment underneath the log: it is shorter than the
+    // table says.
+    let first = log.table().get(0).expect("segment 0").clone();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first.path)
+        .expect("open")
+        .set_len(first.len / 2)
+        .expect("truncate");
+    let mut follower = log.follow(Position(0)).expect("follow");
+    log.close();
+    runtime().block_on(async move {
+        let mut errors = 0;
+        while let Some(item) = tokio::time::timeout(DEADLINE, follower.next())
+            .await
+            .expect("returns, never hangs or spins")
+        {
+            if item.is_err() {
+                errors += 1;
+            }
+        }
+        assert_eq!(
+            errors, 1,
+            "the error is reported once, then the follow ends"
+        );
+        assert!(follower.next().await.is_none());
+    });
+}

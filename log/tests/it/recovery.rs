@@ -354,3 +354,91 @@ fn the_index_is_trusted_when_fresh_and_rebuilt_when_not() {
     );
     assert_eq!(log.stats().expect("stats"), stats);
 }
+
+#[test]
+fn an_absurd_length_neither_crashes_nor_hides_later_records() {
+    // At the very end of the tail, a header claiming 2^63 bytes is a torn
+    // tail like any other: cut, kept, no giant allocation.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bytes = three_framed();
+    bytes.extend_from_slice(b"REC@b2+7fffffffffffffff=abc");
+    fs::write(dir.path().join("0000.growing.mutlog"), &bytes).expect("write");
+    let (log, recovery) = Log::open(dir.path(), no_index()).expect("open");
+    assert_eq!(recovery.torn_tail.expect("cut").offset, 178);
+    assert_eq!(log.end(), Position(178));
+    log.close();
+
+    // A damaged length in the middle, with whole records after it, is
+    // corruption: recovery must not cut acknowledged records silently.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = three_framed();
+    let mut bytes = good.clone();
+    let at = bytes
+        .windows(10)
+        .position(|w| w == b"REC@25+13=")
+        .expect("second header");
+    bytes.splice(at..at + 10, b"REC@25+ff=".iter().copied());
+    fs::write(dir.path().join("0000.growing.mutlog"), &bytes).expect("write");
+    let err = Log::open(dir.path(), no_index()).expect_err("corrupt");
+    assert!(
+        matches!(
+            err,
+            OpenError::Corrupt {
+                segment: 0,
+                offset: 37,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("a whole record starts at offset 66"),
+        "{err}"
+    );
+    // Verify and repair handle it without crashing, keeping a copy.
+    let report = almanac_log::verify::verify(dir.path(), |_| {}).expect("verify");
+    assert!(!report.is_ok());
+    let report = repair::repair(dir.path()).expect("repair");
+    assert_eq!(report.cut.expect("cut").offset, 37);
+    assert_eq!(open(dir.path(), no_index()).end(), Position(37));
+}
+
+#[test]
+fn repair_keeps_a_stale_growing_file_and_the_good_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = three_framed();
+    // A sealed segment with garbage after two good records, and the stale
+    // growing file godata leaves beside a frozen segment.
+    let mut bad = good[..66].to_vec();
+    bad.extend_from_slice(b"garbage, not a record");
+    fs::write(
+        dir.path()
+            .join(format!("0000.{}.mutlog", Sha224Digest::of(&bad))),
+        &bad,
+    )
+    .expect("write");
+    fs::write(dir.path().join("0000.growing.mutlog"), b"stale bytes").expect("write");
+    let report = repair::repair(dir.path()).expect("repair");
+    let cut = report.cut.expect("cut");
+    assert_eq!((cut.segment, cut.offset), (0, 66));
+    let saved: Vec<Vec<u8>> = cut
+        .saved
+        .iter()
+        .map(|p| fs::read(p).expect("saved copy"))
+        .collect();
+    assert!(saved.contains(&b"garbage, not a record".to_vec()));
+    assert!(
+        saved.contains(&b"stale bytes".to_vec()),
+        "the stale file is kept"
+    );
+    assert_eq!(segment_files(dir.path()), ["0000.growing.mutlog"]);
+    let log = open(dir.path(), no_index());
+    assert_eq!(log.end(), Position(66));
+    let got: Vec<Vec<u8>> = log
+        .read_from(Position(0))
+        .expect("reader")
+        .map(|r| r.expect("ok").payload.to_vec())
+        .collect();
+    assert_eq!(got, three_mutations()[..2]);
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use almanac_log::index::{Index, SegmentStats};
+use almanac_log::index::SegmentStats;
 use almanac_log::lock::DirLock;
 use almanac_log::segment::SegmentState;
 use almanac_log::{Log, Options, Position, Snapshot};
@@ -127,23 +127,13 @@ fn open_snapshot(dir: &Path) -> Result<Snapshot> {
     Snapshot::open(dir).with_context(|| format!("reading log directory {}", dir.display()))
 }
 
-/// Segment statistics, from the index when no writer holds it.
-pub fn stats(dir: &Path, snapshot: &Snapshot) -> Result<(Vec<SegmentStats>, Option<String>)> {
-    let lock = DirLock::acquire(dir).ok();
-    let index = match &lock {
-        Some(_) => Index::open_existing(dir).ok().flatten(),
-        None => None,
-    };
-    let writer = match lock {
-        Some(_) => None,
-        None => Some(
-            std::fs::read_to_string(dir.join(almanac_log::lock::LOCK_FILE))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default(),
-        ),
-    };
-    let stats = almanac_log::log::segment_stats(snapshot.table(), index.as_ref())?;
-    Ok((stats, writer))
+/// Segment statistics and the running writer's process id, if any. Reads
+/// the segment files (at framing speed; only the first and last records of
+/// each segment are decoded) and takes no lock, so it never gets in a
+/// writer's way.
+pub fn stats(dir: &Path, snapshot: &Snapshot) -> Result<(Vec<SegmentStats>, Option<u32>)> {
+    let stats = almanac_log::log::segment_stats(snapshot.table(), None)?;
+    Ok((stats, DirLock::holder(dir)))
 }
 
 fn fmt_time(t: Option<prost_types::Timestamp>) -> String {
