@@ -13,6 +13,15 @@ fn main() -> std::process::ExitCode {
     let cli = almanac_services::cli::Cli::parse();
     match almanac_services::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A reader that went away (`almanac log dump | head`) is not a failure.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("almanac: {e:#}");
             std::process::ExitCode::FAILURE
