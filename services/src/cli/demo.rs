@@ -114,33 +114,31 @@ pub fn run(dir: &Path, records: u64) -> Result<()> {
         "  a live follower received all {followed} records as they became durable"
     )?;
 
-    writeln!(out, "\n== almanac log info {}", dir.display())?;
-    out.flush()?;
     drop(out);
-    crate::cli::log::run(crate::cli::log::LogCommand::Info {
-        dir: dir.to_owned(),
-    })?;
-    let mut out = io::stdout().lock();
-    writeln!(out, "\n== almanac log verify {}", dir.display())?;
-    out.flush()?;
-    drop(out);
-    crate::cli::log::run(crate::cli::log::LogCommand::Verify {
-        dir: dir.to_owned(),
-    })?;
-    let mut out = io::stdout().lock();
-    writeln!(
-        out,
-        "\n== almanac log dump {} --from {start} --limit 3",
-        dir.display()
+    use crate::cli::log::LogCommand;
+    let dir_buf = dir.to_owned();
+    let shown = dir.display();
+    section(
+        &format!("almanac log info {shown}"),
+        LogCommand::Info {
+            dir: dir_buf.clone(),
+        },
     )?;
-    out.flush()?;
-    drop(out);
-    crate::cli::log::run(crate::cli::log::LogCommand::Dump {
-        dir: dir.to_owned(),
-        from: start.0,
-        json: false,
-        limit: Some(3),
-    })?;
+    section(
+        &format!("almanac log verify {shown}"),
+        LogCommand::Verify {
+            dir: dir_buf.clone(),
+        },
+    )?;
+    section(
+        &format!("almanac log dump {shown} --from {start} --limit 3"),
+        LogCommand::Dump {
+            dir: dir_buf,
+            from: start.0,
+            json: false,
+            limit: Some(3),
+        },
+    )?;
     let d = dir.display();
     let mut out = io::stdout().lock();
     writeln!(out, "\n== try next")?;
@@ -158,4 +156,14 @@ pub fn run(dir: &Path, records: u64) -> Result<()> {
         "  almanac log import /tmp/imported GO_MAINTNER_DIR  # Go disk-logger files or a godata cache"
     )?;
     Ok(())
+}
+
+/// Prints a heading, then runs the command it names.
+fn section(heading: &str, cmd: crate::cli::log::LogCommand) -> Result<()> {
+    {
+        let mut out = io::stdout().lock();
+        writeln!(out, "\n== {heading}")?;
+        out.flush()?;
+    }
+    crate::cli::log::run(cmd)
 }
