@@ -9,12 +9,13 @@
 //! Layout:
 //! - [`Projection`]: the fold trait every view implements.
 //! - [`replay`]: folds records from a reader into a projection.
-//! - [`kinds`]: a first, small view: how many mutations of each kind a log
-//!   holds and where its last record is.
+//! - [`corpus`]: the maintner corpus (GitHub, git, Gerrit) with Go's semantics.
+//! - [`kinds`]: a small view: how many mutations of each kind a log holds.
 //!
 //! Architecture Invariant: a fold that returns an error leaves its view
 //! unchanged (validate first, then mutate).
 
+pub mod corpus;
 pub mod kinds;
 
 use almanac_log::{Position, Reader};

@@ -1,0 +1,381 @@
+//! Git commits folded from raw commit objects, with Go maintner's parsing
+//! (spec/maintner.md §3.3): one global map of commits by hash, parents that
+//! are referenced before they are seen become placeholders that are filled
+//! in place later, and people are interned by their `Name <email>` text.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use almanac_proto::pb::maintpb;
+
+use super::text::{Interner, Sym, Text, TextArena};
+use super::time::Time;
+
+/// A git object id: 20 bytes, shown as 40 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct GitHash(pub [u8; 20]);
+
+impl GitHash {
+    /// Parses 40 hex digits (either case).
+    pub fn from_hex(hex: &[u8]) -> Option<GitHash> {
+        if hex.len() != 40 {
+            return None;
+        }
+        let mut out = [0u8; 20];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            out[i] = (hi * 16 + lo) as u8;
+        }
+        Some(GitHash(out))
+    }
+
+    /// Whether this is the all-zero id (used for "no tree").
+    pub fn is_zero(self) -> bool {
+        self.0 == [0; 20]
+    }
+}
+
+impl fmt::Display for GitHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for GitHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GitHash({self})")
+    }
+}
+
+/// Index of a commit in the global table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommitIdx(pub(crate) u32);
+
+/// A time as written in a commit: the instant and its zone text (`-0700`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GitTime {
+    /// Seconds since the epoch.
+    pub seconds: i64,
+    /// The zone as written; its name in Go's `FixedZone`.
+    pub zone: Sym,
+}
+
+/// Who committed: nobody yet, the placeholder sentinel, or a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Committer {
+    /// Not set.
+    #[default]
+    None,
+    /// A parent referenced before it was seen.
+    Placeholder,
+    /// A person, interned by `Name <email>`.
+    Person(Sym),
+}
+
+/// Parents: almost always one, so no allocation for that case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Parents {
+    /// A root commit (or a placeholder).
+    #[default]
+    None,
+    /// The common case.
+    One(CommitIdx),
+    /// Merges.
+    Many(Box<[CommitIdx]>),
+}
+
+impl Parents {
+    /// The parents in order.
+    pub fn as_slice(&self) -> &[CommitIdx] {
+        match self {
+            Parents::None => &[],
+            Parents::One(p) => std::slice::from_ref(p),
+            Parents::Many(ps) => ps,
+        }
+    }
+
+    fn from_vec(v: Vec<CommitIdx>) -> Parents {
+        match v.len() {
+            0 => Parents::None,
+            1 => Parents::One(v[0]),
+            _ => Parents::Many(v.into_boxed_slice()),
+        }
+    }
+}
+
+/// One line of `git diff-tree --numstat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// File name (interned).
+    pub file: Sym,
+    /// Lines added.
+    pub added: i64,
+    /// Lines deleted.
+    pub deleted: i64,
+    /// A binary file.
+    pub binary: bool,
+}
+
+/// A commit.
+#[derive(Debug, Clone, Default)]
+pub struct CommitData {
+    pub(crate) hash: GitHash,
+    pub(crate) tree: GitHash,
+    pub(crate) parents: Parents,
+    pub(crate) author: Option<Sym>,
+    pub(crate) author_time: Option<GitTime>,
+    pub(crate) committer: Committer,
+    pub(crate) commit_time: Option<GitTime>,
+    pub(crate) reviewer: Option<Text>,
+    pub(crate) msg: Text,
+    /// Sorted by file name.
+    pub(crate) files: Option<Box<[FileStat]>>,
+    /// Set when a Gerrit meta walk visited it (Go's cached `GerritMeta`);
+    /// cleared when the commit is processed again.
+    pub(crate) gerrit_meta: bool,
+}
+
+impl CommitData {
+    /// Whether this is a placeholder for a parent not yet seen.
+    pub fn is_placeholder(&self) -> bool {
+        self.committer == Committer::Placeholder
+    }
+}
+
+/// Why a commit was not applied (Go logs or panics; we count and go on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// The sha1 is not 40 characters (Go's `bogus git sha1`).
+    #[error("bogus git sha1 {0:?}")]
+    BogusSha1(String),
+    /// Not hex (Go panics).
+    #[error("git sha1 {0:?} is not hex")]
+    BadHex(String),
+    /// No blank line between header and message (Go errors at offset 0 and
+    /// panics when there is none at all).
+    #[error("commit {0} lacks double newline")]
+    NoDoubleNewline(GitHash),
+    /// A bad `parent` or `tree` line (Go panics).
+    #[error("commit {0}: bad hash on line {1:?}")]
+    BadHeaderHash(GitHash, String),
+    /// An unparseable author or committer line.
+    #[error("Unparseable commit {0}: unrecognized {1} line {2:?}")]
+    BadPerson(GitHash, &'static str, String),
+}
+
+/// The global commit table.
+#[derive(Debug, Clone, Default)]
+pub struct GitState {
+    pub(crate) commits: Vec<CommitData>,
+    pub(crate) by_hash: HashMap<GitHash, CommitIdx>,
+    /// `golang-hg` header values to commit hashes.
+    pub(crate) hg: HashMap<Box<[u8]>, GitHash>,
+}
+
+/// The interned people, zones and file names, and the text arena.
+pub(crate) struct GitStrings<'a> {
+    pub(crate) syms: &'a mut Interner,
+    pub(crate) texts: &'a mut TextArena,
+}
+
+impl GitState {
+    /// The commit with this hash, placeholder or not.
+    pub fn lookup(&self, hash: &GitHash) -> Option<CommitIdx> {
+        self.by_hash.get(hash).copied()
+    }
+
+    /// A commit by index.
+    pub fn get(&self, idx: CommitIdx) -> &CommitData {
+        &self.commits[idx.0 as usize]
+    }
+
+    fn placeholder(&mut self, hash: GitHash) -> CommitIdx {
+        if let Some(&idx) = self.by_hash.get(&hash) {
+            return idx;
+        }
+        let idx = CommitIdx(self.commits.len() as u32);
+        self.commits.push(CommitData {
+            hash,
+            committer: Committer::Placeholder,
+            ..CommitData::default()
+        });
+        self.by_hash.insert(hash, idx);
+        idx
+    }
+
+    /// Go's `processGitCommit`: parses and stores a commit, overwriting a
+    /// placeholder or an earlier copy in place.
+    pub(crate) fn apply_commit(
+        &mut self,
+        strings: &mut GitStrings<'_>,
+        pb: &maintpb::GitCommit,
+    ) -> Result<CommitIdx, CommitError> {
+        if pb.sha1.len() != 40 {
+            return Err(CommitError::BogusSha1(pb.sha1.clone()));
+        }
+        let hash = GitHash::from_hex(pb.sha1.as_bytes())
+            .ok_or_else(|| CommitError::BadHex(pb.sha1.clone()))?;
+        let raw = &pb.raw[..];
+        let split = find(raw, b"\n\n");
+        let Some(i) = split.filter(|&i| i > 0) else {
+            return Err(CommitError::NoDoubleNewline(hash));
+        };
+        let (hdr, msg) = (&raw[..i], &raw[i + 2..]);
+        let mut commit = CommitData {
+            hash,
+            msg: strings.texts.push(msg),
+            ..CommitData::default()
+        };
+        let reviewer = super::notedb::line_value(msg, b"Reviewer: ");
+        if !reviewer.is_empty() {
+            commit.reviewer = Some(strings.texts.push(reviewer));
+        }
+        if let Some(dt) = &pb.diff_tree {
+            let mut files: Vec<FileStat> = dt
+                .file
+                .iter()
+                .map(|f| FileStat {
+                    file: strings.syms.intern(f.file.as_bytes()),
+                    added: f.added,
+                    deleted: f.deleted,
+                    binary: f.binary,
+                })
+                .collect();
+            files.sort_by(|a, b| strings.syms.get(a.file).cmp(strings.syms.get(b.file)));
+            commit.files = Some(files.into_boxed_slice());
+        }
+        let mut parents = Vec::new();
+        for line in hdr.split(|&b| b == b'\n') {
+            if let Some(rest) = line.strip_prefix(b"parent ") {
+                let parent = GitHash::from_hex(rest).ok_or_else(|| {
+                    CommitError::BadHeaderHash(hash, String::from_utf8_lossy(line).into_owned())
+                })?;
+                parents.push(self.placeholder(parent));
+            } else if let Some(rest) = line.strip_prefix(b"author ") {
+                let (who, when) = parse_person(strings.syms, rest).ok_or_else(|| {
+                    CommitError::BadPerson(
+                        hash,
+                        "author",
+                        String::from_utf8_lossy(line).into_owned(),
+                    )
+                })?;
+                commit.author = Some(who);
+                commit.author_time = Some(when);
+            } else if let Some(rest) = line.strip_prefix(b"committer ") {
+                let (who, when) = parse_person(strings.syms, rest).ok_or_else(|| {
+                    CommitError::BadPerson(
+                        hash,
+                        "committer",
+                        String::from_utf8_lossy(line).into_owned(),
+                    )
+                })?;
+                commit.committer = Committer::Person(who);
+                commit.commit_time = Some(when);
+            } else if let Some(rest) = line.strip_prefix(b"tree ") {
+                commit.tree = GitHash::from_hex(rest).ok_or_else(|| {
+                    CommitError::BadHeaderHash(hash, String::from_utf8_lossy(line).into_owned())
+                })?;
+            } else if let Some(rest) = line.strip_prefix(b"golang-hg ") {
+                self.hg.insert(rest.into(), hash);
+            }
+            // gpgsig, continuation lines (leading space), encoding and
+            // anything unrecognised (mergetag, ...) are ignored, as Go does.
+        }
+        commit.parents = Parents::from_vec(parents);
+        Ok(match self.by_hash.get(&hash) {
+            Some(&idx) => {
+                self.commits[idx.0 as usize] = commit;
+                idx
+            }
+            None => {
+                let idx = CommitIdx(self.commits.len() as u32);
+                self.commits.push(commit);
+                self.by_hash.insert(hash, idx);
+                idx
+            }
+        })
+    }
+
+    /// Whether `ancestor` is reachable from `commit` through parents (a
+    /// commit is not its own ancestor).
+    pub fn has_ancestor(&self, commit: CommitIdx, ancestor: CommitIdx) -> bool {
+        let target = self.get(ancestor).hash;
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<CommitIdx> = self.get(commit).parents.as_slice().to_vec();
+        while let Some(c) = stack.pop() {
+            if !seen.insert(c) {
+                continue;
+            }
+            let data = self.get(c);
+            if data.hash == target {
+                return true;
+            }
+            stack.extend_from_slice(data.parents.as_slice());
+        }
+        false
+    }
+}
+
+/// Go's `parsePerson`: `Name <email> 1257894000 -0800`, split at the last
+/// two spaces after trimming. The zone must be at least 5 bytes (Go panics
+/// on shorter ones; we reject the line).
+pub(crate) fn parse_person(syms: &mut Interner, v: &[u8]) -> Option<(Sym, GitTime)> {
+    let v = super::notedb::trim_space(v);
+    let sp = v.iter().rposition(|&b| b == b' ')?;
+    let (rest, tz) = (&v[..sp], &v[sp + 1..]);
+    let sp = rest.iter().rposition(|&b| b == b' ')?;
+    let (name_email, unix) = (&rest[..sp], &rest[sp + 1..]);
+    let seconds = parse_go_int(unix)?;
+    if tz.len() < 5 {
+        return None;
+    }
+    Some((
+        syms.intern(name_email),
+        GitTime {
+            seconds,
+            zone: syms.intern(tz),
+        },
+    ))
+}
+
+/// `strconv.ParseInt(s, 10, 64)`: optional sign, decimal digits.
+pub(crate) fn parse_go_int(s: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(s).ok()?;
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.strip_prefix('+').unwrap_or(text).parse().ok()
+}
+
+/// The zone offset in seconds east of UTC for a zone text, as Go computes
+/// it: sign from the first byte, hours and minutes from bytes 1..3 and 3..5
+/// (unparseable parts count as 0).
+pub fn zone_offset(zone: &[u8]) -> i32 {
+    if zone.len() < 5 {
+        return 0;
+    }
+    let num = |b: &[u8]| -> i32 {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let east = if zone[0] == b'-' { -1 } else { 1 };
+    east * (num(&zone[1..3]) * 3600 + num(&zone[3..5]) * 60)
+}
+
+impl GitTime {
+    /// The instant, without the zone.
+    pub fn instant(self) -> Time {
+        Time::from_unix(self.seconds)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

@@ -1,0 +1,309 @@
+//! The maintner corpus: GitHub, git and Gerrit state folded from the log
+//! with Go maintner's semantics, quirks included, so that a program written
+//! against Go's `godata` finds the same world here.
+//!
+//! Layout:
+//! - [`github`], [`git`], [`gerrit`]: the three folds.
+//! - [`notedb`]: Gerrit NoteDB and commit-message text rules.
+//! - [`text`], [`time`]: compact strings and instants.
+//! - [`dump`]: the corpus rendered in the oracle format of Go's fold.
+//!
+//! Folding is deterministic and does no IO. Gerrit CLs are derived lazily,
+//! as in Go: [`Corpus::finish`] must run after a batch of mutations (the
+//! loaders do this) before CL status, messages and metas are current.
+//!
+//! Where Go panics on a record that decodes but contradicts the state (a
+//! label with id 0, a non-hex hash, a commit without a blank line), the
+//! record's offending part is skipped and counted in [`Skipped`]; the load
+//! never stops for it.
+
+pub mod dump;
+pub mod gerrit;
+pub mod git;
+pub mod github;
+pub mod notedb;
+pub mod text;
+pub mod time;
+
+use std::convert::Infallible;
+use std::fmt;
+
+use almanac_log::Position;
+use almanac_proto::pb::maintpb::Mutation;
+
+use crate::Projection;
+use gerrit::{GerritSkip, GerritState};
+use git::{GitState, GitStrings};
+use github::{Dropped, GitHubState, Strings};
+use text::{Interner, TextArena};
+
+/// The folded world.
+#[derive(Debug, Clone, Default)]
+pub struct Corpus {
+    pub(crate) syms: Interner,
+    pub(crate) texts: TextArena,
+    pub(crate) github: GitHubState,
+    pub(crate) git: GitState,
+    pub(crate) gerrit: GerritState,
+    pub(crate) mutations: u64,
+    pub(crate) folded_to: Position,
+    pub(crate) skipped: Skipped,
+}
+
+/// Parts of mutations that could not be applied, by reason. Go logs most of
+/// these and panics on some; we count them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// GitHub mutations without owner or repo.
+    pub github_no_repo: u64,
+    /// Issue mutations with number 0.
+    pub github_no_number: u64,
+    /// Labels or milestones with id 0.
+    pub github_zero_id: u64,
+    /// Commits that failed to parse.
+    pub bad_commits: u64,
+    /// Refs with a malformed hash.
+    pub bad_refs: u64,
+    /// Refs to commits never seen.
+    pub refs_to_unknown_commits: u64,
+    /// CL meta walks that hit a merge, a cycle or a missing parent.
+    pub meta_walk_failures: u64,
+    /// Records that did not decode and were skipped on request.
+    pub undecodable_records: u64,
+}
+
+impl Skipped {
+    /// The total.
+    pub fn total(&self) -> u64 {
+        self.github_no_repo
+            + self.github_no_number
+            + self.github_zero_id
+            + self.bad_commits
+            + self.bad_refs
+            + self.refs_to_unknown_commits
+            + self.meta_walk_failures
+            + self.undecodable_records
+    }
+
+    fn count_github(&mut self, dropped: &[Dropped]) {
+        for d in dropped {
+            match d {
+                Dropped::NoRepo => self.github_no_repo += 1,
+                Dropped::NoNumber => self.github_no_number += 1,
+                Dropped::ZeroId => self.github_zero_id += 1,
+            }
+        }
+    }
+
+    fn count_gerrit(&mut self, skips: &[GerritSkip]) {
+        for s in skips {
+            match s {
+                GerritSkip::Commit(_) => self.bad_commits += 1,
+                GerritSkip::BadRefHash(_) => self.bad_refs += 1,
+                GerritSkip::UnknownCommit(_) => self.refs_to_unknown_commits += 1,
+                GerritSkip::MetaWalk(..) => self.meta_walk_failures += 1,
+            }
+        }
+    }
+}
+
+impl Corpus {
+    /// An empty corpus.
+    pub fn new() -> Corpus {
+        Corpus::default()
+    }
+
+    /// Applies one mutation: its GitHub issue, GitHub repo, git and Gerrit
+    /// parts, in Go's order.
+    pub fn apply_mutation(&mut self, m: &Mutation) {
+        self.mutations += 1;
+        let mut dropped = Vec::new();
+        if let Some(issue) = &m.github_issue {
+            let mut strings = Strings {
+                syms: &mut self.syms,
+                texts: &mut self.texts,
+            };
+            self.github.apply_issue(&mut strings, issue, &mut dropped);
+        }
+        if let Some(repo) = &m.github {
+            let mut strings = Strings {
+                syms: &mut self.syms,
+                texts: &mut self.texts,
+            };
+            self.github.apply_repo(&mut strings, repo, &mut dropped);
+        }
+        self.skipped.count_github(&dropped);
+        let mut strings = GitStrings {
+            syms: &mut self.syms,
+            texts: &mut self.texts,
+        };
+        if let Some(commit) = m.git.as_ref().and_then(|g| g.commit.as_ref())
+            && self.git.apply_commit(&mut strings, commit).is_err()
+        {
+            self.skipped.bad_commits += 1;
+        }
+        if let Some(gm) = &m.gerrit {
+            let mut skips = Vec::new();
+            self.gerrit.apply(
+                &mut self.git,
+                &mut self.github,
+                &mut strings,
+                gm,
+                &mut skips,
+            );
+            self.skipped.count_gerrit(&skips);
+        }
+    }
+
+    /// Derives every CL whose meta ref moved (Go's `finishProcessing`).
+    /// Loaders call this once a batch is applied.
+    pub fn finish(&mut self) {
+        let mut strings = GitStrings {
+            syms: &mut self.syms,
+            texts: &mut self.texts,
+        };
+        let mut skips = Vec::new();
+        self.gerrit.finish(&mut self.git, &mut strings, &mut skips);
+        self.skipped.count_gerrit(&skips);
+    }
+
+    /// The log position just past the last record folded in.
+    pub fn position(&self) -> Position {
+        self.folded_to
+    }
+
+    /// Records that the fold has reached `pos`.
+    pub fn set_position(&mut self, pos: Position) {
+        self.folded_to = pos;
+    }
+
+    /// What was skipped so far.
+    pub fn skipped(&self) -> &Skipped {
+        &self.skipped
+    }
+
+    /// Counts of everything, as Go's corpus reports them.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts {
+            mutations: self.mutations,
+            github_repos: self.github.repos.len() as u64,
+            github_users: self.github.users.len() as u64,
+            github_teams: self.github.teams.len() as u64,
+            gerrit_projects: self.gerrit.projects.len() as u64,
+            git_commits: self.git.commits.len() as u64,
+            ..Counts::default()
+        };
+        for repo in self.github.repos.values() {
+            for issue in repo.issues.values() {
+                c.github_issues += 1;
+                c.github_prs += u64::from(issue.pull_request);
+                c.github_not_exist += u64::from(issue.not_exist);
+                c.github_comments += issue.comments.len() as u64;
+                c.github_events += issue.events.len() as u64;
+                c.github_reviews += issue.reviews.len() as u64;
+            }
+        }
+        for p in self.gerrit.projects.values() {
+            c.gerrit_cls += p.cls.len() as u64;
+            c.gerrit_project_commits += p.commits.len() as u64;
+        }
+        c.git_placeholders = self
+            .git
+            .commits
+            .iter()
+            .filter(|c| c.is_placeholder())
+            .count() as u64;
+        c
+    }
+}
+
+impl Projection for Corpus {
+    type Error = Infallible;
+
+    fn apply(&mut self, _pos: Position, m: &Mutation) -> Result<(), Infallible> {
+        self.apply_mutation(m);
+        Ok(())
+    }
+}
+
+/// What a corpus holds, in Go's terms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Mutations folded.
+    pub mutations: u64,
+    /// GitHub repositories (including ones only referenced from commits).
+    pub github_repos: u64,
+    /// GitHub users seen.
+    pub github_users: u64,
+    /// GitHub teams seen.
+    pub github_teams: u64,
+    /// Issues and pull requests.
+    pub github_issues: u64,
+    /// Of which pull requests.
+    pub github_prs: u64,
+    /// Of which found not to exist.
+    pub github_not_exist: u64,
+    /// Comments.
+    pub github_comments: u64,
+    /// Timeline events.
+    pub github_events: u64,
+    /// Pull-request reviews.
+    pub github_reviews: u64,
+    /// Gerrit projects.
+    pub gerrit_projects: u64,
+    /// Gerrit CLs.
+    pub gerrit_cls: u64,
+    /// Commits logged per Gerrit project, summed.
+    pub gerrit_project_commits: u64,
+    /// Commits in the global map.
+    pub git_commits: u64,
+    /// Of which placeholders.
+    pub git_placeholders: u64,
+}
+
+impl fmt::Display for Counts {
+    /// The `.counts` format of the Go oracle.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = |f: &mut fmt::Formatter<'_>, label: &str, value: String| {
+            writeln!(f, "{label:<20}{value}")
+        };
+        line(f, "mutations:", self.mutations.to_string())?;
+        line(
+            f,
+            "github repos:",
+            format!(
+                "{} (users {}, teams {})",
+                self.github_repos, self.github_users, self.github_teams
+            ),
+        )?;
+        line(
+            f,
+            "github issues:",
+            format!(
+                "{} (PRs {}, NotExist {})",
+                self.github_issues, self.github_prs, self.github_not_exist
+            ),
+        )?;
+        line(f, "github comments:", self.github_comments.to_string())?;
+        line(
+            f,
+            "github events:",
+            format!("{}, reviews {}", self.github_events, self.github_reviews),
+        )?;
+        line(f, "gerrit projects:", self.gerrit_projects.to_string())?;
+        line(f, "gerrit CLs:", self.gerrit_cls.to_string())?;
+        line(
+            f,
+            "gerrit proj commits:",
+            self.gerrit_project_commits.to_string(),
+        )?;
+        line(
+            f,
+            "git commits:",
+            format!(
+                "{} (placeholders {})",
+                self.git_commits, self.git_placeholders
+            ),
+        )
+    }
+}

@@ -1,0 +1,329 @@
+//! Text parsing of Gerrit NoteDB meta commits and commit messages, ported
+//! from Go maintner's ad-hoc rules with their quirks (spec/maintner.md
+//! "Hard parts" 8). Everything works on bytes, as Go's strings do.
+
+/// Go's `strings.TrimSpace`: trims Unicode white space at both ends; bytes
+/// that are not valid UTF-8 are not space.
+pub fn trim_space(mut s: &[u8]) -> &[u8] {
+    while let Some((c, n)) = first_char(s) {
+        if !c.is_whitespace() {
+            break;
+        }
+        s = &s[n..];
+    }
+    while let Some((c, n)) = last_char(s) {
+        if !c.is_whitespace() {
+            break;
+        }
+        s = &s[..s.len() - n];
+    }
+    s
+}
+
+fn first_char(s: &[u8]) -> Option<(char, usize)> {
+    let n = match *s.first()? {
+        b if b < 0x80 => return Some((b as char, 1)),
+        b if b >= 0xf0 => 4,
+        b if b >= 0xe0 => 3,
+        b if b >= 0xc0 => 2,
+        _ => return None,
+    };
+    let c = std::str::from_utf8(s.get(..n)?).ok()?.chars().next()?;
+    Some((c, n))
+}
+
+fn last_char(s: &[u8]) -> Option<(char, usize)> {
+    for n in 1..=4.min(s.len()) {
+        if let Ok(t) = std::str::from_utf8(&s[s.len() - n..]) {
+            let c = t.chars().next()?;
+            return (c.len_utf8() == n).then_some((c, n));
+        }
+    }
+    None
+}
+
+/// Finds `needle` in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Go's `lineValueOK`: the value of the first line starting with `prefix`
+/// (at offset 0 or after `\n` or `\r`), trimmed; the text after that line;
+/// and whether it was found. An occurrence that is not at a line start is
+/// skipped, and an occurrence right after a skipped one counts as a line
+/// start (Go's quirk).
+pub fn line_value_ok<'a>(all: &'a [u8], prefix: &[u8]) -> (&'a [u8], &'a [u8], bool) {
+    let orig = all;
+    let mut all = all;
+    let mut consumed = 0usize;
+    loop {
+        let Some(i) = find(all, prefix) else {
+            return (b"", b"", false);
+        };
+        if i > 0 && all[i - 1] != b'\n' && all[i - 1] != b'\r' {
+            let skip = i + prefix.len();
+            all = &all[skip..];
+            consumed += skip;
+            continue;
+        }
+        let mut val = &all[i + prefix.len()..];
+        consumed += i + prefix.len();
+        match val.iter().position(|&b| b == b'\n') {
+            Some(nl) => {
+                val = &val[..=nl];
+                consumed += nl + 1;
+            }
+            None => consumed = orig.len(),
+        }
+        return (trim_space(val), &orig[consumed..], true);
+    }
+}
+
+/// Go's `lineValue`.
+pub fn line_value<'a>(all: &'a [u8], prefix: &[u8]) -> &'a [u8] {
+    line_value_ok(all, prefix).0
+}
+
+/// Go's `lineValueRest`.
+pub fn line_value_rest<'a>(all: &'a [u8], prefix: &[u8]) -> (&'a [u8], &'a [u8]) {
+    let (v, rest, _) = line_value_ok(all, prefix);
+    (v, rest)
+}
+
+/// Go's `getGerritStatus`: after the first `\nStatus: `, the first of
+/// `merged`, `abandoned`, `draft`, `new` that is a prefix of the rest.
+pub fn gerrit_status(msg: &[u8]) -> Option<&'static str> {
+    let i = find(msg, b"\nStatus: ")?;
+    let rest = &msg[i + b"\nStatus: ".len()..];
+    ["merged", "abandoned", "draft", "new"]
+        .into_iter()
+        .find(|s| rest.starts_with(s.as_bytes()))
+}
+
+/// A review message found in a meta commit: its patch set and the byte
+/// range of the text within the commit message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageSpan {
+    /// The patch set number.
+    pub version: i32,
+    /// Start of the message text in the commit message.
+    pub start: usize,
+    /// End (exclusive).
+    pub end: usize,
+}
+
+/// Go's `getGerritMessage`: the earlier of `\nPatch Set ` and `\nUploaded
+/// patch set `, a patch-set number up to the next `:` (no `\n` or `.` in
+/// it), and the text from the phrase up to the `Patch-set:` line minus two
+/// bytes. The `Patch-set:` line must end with `\n`.
+pub fn gerrit_message(msg: &[u8]) -> Option<MessageSpan> {
+    let exist = find(msg, b"\nPatch Set ").map(|i| (i, b"\nPatch Set ".len()));
+    let new = find(msg, b"\nUploaded patch set ").map(|i| (i, b"\nUploaded patch set ".len()));
+    let (start, phrase_len) = match (exist, new) {
+        (None, None) => return None,
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (Some(a), Some(b)) => {
+            if a.0 <= b.0 {
+                a
+            } else {
+                b
+            }
+        }
+    };
+    let num_start = start + phrase_len;
+    let colon = msg[num_start..].iter().position(|&b| b == b':')?;
+    let num = &msg[num_start..num_start + colon];
+    if num.contains(&b'\n') || num.contains(&b'.') {
+        return None;
+    }
+    let version = parse_go_i32(num)?;
+    let start = start + 1;
+    let mut l = 0usize;
+    loop {
+        let rest = &msg[start + l..];
+        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let line = &rest[..nl];
+        if line.starts_with(b"Patch-set:") {
+            let end = (start + l).checked_sub(2)?;
+            if end < start {
+                return None;
+            }
+            return Some(MessageSpan {
+                version,
+                start,
+                end,
+            });
+        }
+        l += nl + 1;
+    }
+}
+
+fn parse_go_i32(s: &[u8]) -> Option<i32> {
+    super::git::parse_go_int(s).and_then(|v| i32::try_from(v).ok())
+}
+
+/// Go's `GerritMeta.Footer()`: the text after the last `\n\n`.
+pub fn footer(msg: &[u8]) -> &[u8] {
+    match msg.windows(2).rposition(|w| w == b"\n\n") {
+        Some(i) => &msg[i + 2..],
+        None => b"",
+    }
+}
+
+/// Go's `ActionTag()`.
+pub fn action_tag(msg: &[u8]) -> &[u8] {
+    line_value(footer(msg), b"Tag: ")
+}
+
+/// Go's `GerritCL.ChangeID()` over a commit message.
+pub fn change_id(msg: &[u8]) -> &[u8] {
+    let id = line_value(msg, b"Change-Id:");
+    if id.starts_with(b"I") && id.len() == 41 {
+        id
+    } else {
+        b""
+    }
+}
+
+/// Go's `GerritCL.Subject()`: the text before the first `\n\n` (or all of
+/// it), with every `\n` turned into a space.
+pub fn subject(msg: &[u8]) -> Vec<u8> {
+    let head = match find(msg, b"\n\n") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    head.iter()
+        .map(|&b| if b == b'\n' { b' ' } else { b })
+        .collect()
+}
+
+/// Go's `parseGerritLabelValue`: `[-]Name[=±N] [Display Name <id@uuid>]`.
+pub fn parse_label_value(v: &[u8]) -> (&[u8], i8, &[u8]) {
+    let mut v = v;
+    let mut whose: &[u8] = b"";
+    if let Some(sp) = v.iter().position(|&b| b == b' ') {
+        let after = &v[sp + 1..];
+        v = &v[..sp];
+        if let Some(lt) = after.iter().position(|&b| b == b'<') {
+            let rest = &after[lt + 1..];
+            if let Some(gt) = rest.iter().position(|&b| b == b'>') {
+                whose = &rest[..gt];
+            }
+        }
+    }
+    let v = trim_space(v);
+    match v.iter().position(|&b| b == b'=') {
+        None => (v, 0, whose),
+        Some(eq) => {
+            let value = super::git::parse_go_int(&v[eq + 1..])
+                .and_then(|n| i8::try_from(n).ok())
+                .unwrap_or(0);
+            (&v[..eq], value, whose)
+        }
+    }
+}
+
+/// A GitHub issue reference found in a commit message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubRef {
+    /// Lowercased owner.
+    pub owner: String,
+    /// Lowercased repo.
+    pub repo: String,
+    /// Issue number.
+    pub number: i32,
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_name(b: u8) -> bool {
+    is_word(b) || b == b'-'
+}
+
+/// Go's `parseGithubRefs` with the regex
+/// `(?:\b([\w\-]+)/([\w\-]+))?\#(\d+)\b` (ASCII classes), searched only from
+/// the start of the line holding the first `#`; owner and repo lowercased;
+/// a bare `#N` means golang/go only in project `go.googlesource.com/go`;
+/// duplicates dropped, first occurrence first.
+pub fn github_refs(project: &str, msg: &[u8]) -> Vec<GitHubRef> {
+    let Some(hash) = msg.iter().position(|&b| b == b'#') else {
+        return Vec::new();
+    };
+    let line_start = msg[..hash]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let s = &msg[line_start..];
+    let mut out: Vec<GitHubRef> = Vec::new();
+    let mut p = 0;
+    while p < s.len() {
+        let Some((owner, repo, digits, end)) = match_ref_at(s, p) else {
+            p += 1;
+            continue;
+        };
+        p = end;
+        let Some(number) = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let (owner, repo) = match (owner, repo) {
+            (Some(o), Some(r)) => (
+                String::from_utf8_lossy(o).to_lowercase(),
+                String::from_utf8_lossy(r).to_lowercase(),
+            ),
+            _ if project == "go.googlesource.com/go" => ("golang".to_owned(), "go".to_owned()),
+            _ => continue,
+        };
+        let r = GitHubRef {
+            owner,
+            repo,
+            number,
+        };
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+type RefMatch<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, &'a [u8], usize);
+
+/// The regex at position `p`, leftmost-first: the optional owner/repo group
+/// first, then a bare `#`.
+fn match_ref_at(s: &[u8], p: usize) -> Option<RefMatch<'_>> {
+    let word_at = |i: usize| i < s.len() && is_word(s[i]);
+    let boundary = |i: usize| (i > 0 && is_word(s[i - 1])) != word_at(i);
+    let digits_from = |i: usize| -> Option<(&[u8], usize)> {
+        let n = s[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+        (n > 0 && boundary(i + n)).then(|| (&s[i..i + n], i + n))
+    };
+    if boundary(p) {
+        let n1 = s[p..].iter().take_while(|&&b| is_name(b)).count();
+        let slash = p + n1;
+        if n1 > 0 && s.get(slash) == Some(&b'/') {
+            let n2 = s[slash + 1..].iter().take_while(|&&b| is_name(b)).count();
+            let hash = slash + 1 + n2;
+            if n2 > 0 && s.get(hash) == Some(&b'#') {
+                if let Some((digits, end)) = digits_from(hash + 1) {
+                    return Some((Some(&s[p..slash]), Some(&s[slash + 1..hash]), digits, end));
+                }
+            }
+        }
+    }
+    if s[p] == b'#' {
+        let (digits, end) = digits_from(p + 1)?;
+        return Some((None, None, digits, end));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

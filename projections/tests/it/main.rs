@@ -1,0 +1,3 @@
+//! Integration tests of the folds: Go's own fold as the oracle.
+
+mod oracle;
