@@ -332,7 +332,7 @@ impl Writer {
         sealed.push(meta.clone());
         self.sealed = Arc::new(sealed);
         self.metrics.seals.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(segment = tail.number, len = tail.len, sha224 = %sha, "sealed segment");
+        tracing::debug!(segment = tail.number, len = tail.len, sha224 = %sha, "sealed segment");
         if let Some(tx) = &self.sealed_tx {
             let _ = tx.send(Sealed { meta });
         }

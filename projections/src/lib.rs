@@ -3,20 +3,22 @@
 //! A projection is a deterministic left fold: the same records in the same
 //! order always give the same view. Folds never do IO, never read a clock
 //! and never draw random numbers; anything time-dependent takes the time as
-//! an argument. Loading a log from disk or the network lives in one place
-//! ([`replay`]), never inside a fold.
+//! an argument. Loading a log from disk lives in [`load`] (and [`replay`]),
+//! never inside a fold.
 //!
 //! Layout:
 //! - [`Projection`]: the fold trait every view implements.
 //! - [`replay`]: folds records from a reader into a projection.
 //! - [`corpus`]: the maintner corpus (GitHub, git, Gerrit) with Go's semantics.
 //! - [`kinds`]: a small view: how many mutations of each kind a log holds.
+//! - [`load`]: `Corpus::open` / `update` from a log directory (the IO).
 //!
 //! Architecture Invariant: a fold that returns an error leaves its view
 //! unchanged (validate first, then mutate).
 
 pub mod corpus;
 pub mod kinds;
+pub mod load;
 
 use almanac_log::{Position, Reader};
 use almanac_proto::pb::maintpb::Mutation;

@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`cli`]: the command line (`almanac log ...`), parsed with clap.
 //! - [`codec`]: mutations in protobuf JSON and text format.
-//! - [`sample`]: deterministic, realistic sample mutations.
+//! - [`history`]: a deterministic generator of Go-shaped histories.
+//! - [`sample`]: deterministic sample mutations for demos and benchmarks.
 //!
 //! Architecture Invariant: this is the only crate with a runtime, network,
 //! `anyhow` or process-level concerns. Libraries below it (`almanac-log`,
@@ -11,4 +12,5 @@
 
 pub mod cli;
 pub mod codec;
+pub mod history;
 pub mod sample;

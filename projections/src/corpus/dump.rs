@@ -23,7 +23,7 @@ impl Corpus {
         out
     }
 
-    fn sym(&self, s: Sym) -> &[u8] {
+    pub(crate) fn sym(&self, s: Sym) -> &[u8] {
         self.syms.get(s)
     }
 

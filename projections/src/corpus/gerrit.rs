@@ -7,7 +7,9 @@
 //! derived only when the fold is finished (Go's `finishProcessing`, run at
 //! the end of each load or update), by walking its meta commits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use almanac_proto::pb::maintpb;
 

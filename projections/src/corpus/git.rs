@@ -3,7 +3,7 @@
 //! are referenced before they are seen become placeholders that are filled
 //! in place later, and people are interned by their `Name <email>` text.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 
 use almanac_proto::pb::maintpb;
@@ -377,5 +377,5 @@ impl GitTime {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }

@@ -5,7 +5,9 @@
 //! any mutation shows everywhere that user appears. Issues point at repo
 //! labels and milestones by id for the same reason.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use almanac_proto::pb::maintpb;
 

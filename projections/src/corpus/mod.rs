@@ -3,6 +3,7 @@
 //! against Go's `godata` finds the same world here.
 //!
 //! Layout:
+//! - [`api`]: the read API (repos, issues, CLs, commits) as borrowed views.
 //! - [`github`], [`git`], [`gerrit`]: the three folds.
 //! - [`notedb`]: Gerrit NoteDB and commit-message text rules.
 //! - [`text`], [`time`]: compact strings and instants.
@@ -17,6 +18,7 @@
 //! record's offending part is skipped and counted in [`Skipped`]; the load
 //! never stops for it.
 
+pub mod api;
 pub mod dump;
 pub mod gerrit;
 pub mod git;
@@ -48,6 +50,8 @@ pub struct Corpus {
     pub(crate) mutations: u64,
     pub(crate) folded_to: Position,
     pub(crate) skipped: Skipped,
+    /// The directory it was loaded from, for updates.
+    pub(crate) source: Option<crate::load::Source>,
 }
 
 /// Parts of mutations that could not be applied, by reason. Go logs most of

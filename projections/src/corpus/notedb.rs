@@ -44,10 +44,7 @@ fn last_char(s: &[u8]) -> Option<(char, usize)> {
 
 /// Finds `needle` in `haystack`.
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 /// Go's `lineValueOK`: the value of the first line starting with `prefix`
@@ -168,7 +165,7 @@ fn parse_go_i32(s: &[u8]) -> Option<i32> {
 
 /// Go's `GerritMeta.Footer()`: the text after the last `\n\n`.
 pub fn footer(msg: &[u8]) -> &[u8] {
-    match msg.windows(2).rposition(|w| w == b"\n\n") {
+    match memchr::memmem::rfind(msg, b"\n\n") {
         Some(i) => &msg[i + 2..],
         None => b"",
     }
@@ -252,7 +249,7 @@ fn is_name(b: u8) -> bool {
 /// a bare `#N` means golang/go only in project `go.googlesource.com/go`;
 /// duplicates dropped, first occurrence first.
 pub fn github_refs(project: &str, msg: &[u8]) -> Vec<GitHubRef> {
-    let Some(hash) = msg.iter().position(|&b| b == b'#') else {
+    let Some(hash) = memchr::memchr(b'#', msg) else {
         return Vec::new();
     };
     let line_start = msg[..hash]

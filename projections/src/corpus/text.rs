@@ -7,8 +7,8 @@
 //! corpus lives, which matches a fold (Go keeps every string it ever set,
 //! too, until it is overwritten).
 
+use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Where an arena block starts a new allocation.
@@ -137,7 +137,7 @@ impl Default for Interner {
     fn default() -> Interner {
         let mut i = Interner {
             strings: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
         };
         i.intern(b"");
         i

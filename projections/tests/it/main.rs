@@ -1,3 +1,4 @@
 //! Integration tests of the folds: Go's own fold as the oracle.
 
+mod api;
 mod oracle;

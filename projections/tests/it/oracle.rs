@@ -14,7 +14,7 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn fold(name: &str) -> Corpus {
+pub(crate) fn fold(name: &str) -> Corpus {
     let bytes = std::fs::read(fixture(&format!("{name}.mutlog"))).expect("fixture");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = format!("0000.{}.mutlog", Sha224Digest::of(&bytes));
@@ -69,4 +69,84 @@ fn gerrit_sync_matches_go() {
 #[test]
 fn mixed_matches_go() {
     check("mixed");
+}
+
+#[test]
+fn open_then_update_equals_one_fold() {
+    // Split Go's mixed log into a sealed first part and a growing rest, load
+    // the first part, append the rest, update: the same world as one fold.
+    let bytes = std::fs::read(fixture("mixed.mutlog")).expect("fixture");
+    let records = {
+        let mut out = Vec::new();
+        let mut off = 0usize;
+        while let Ok(almanac_log::framing::Frame::Record {
+            header_len,
+            payload_len,
+        }) = almanac_log::framing::parse(&bytes[off..], off as u64)
+        {
+            out.push(bytes::Bytes::copy_from_slice(
+                &bytes[off + header_len..off + header_len + payload_len],
+            ));
+            off += header_len + payload_len;
+        }
+        out
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) =
+        almanac_log::Log::open(dir.path(), almanac_log::Options::default()).expect("open");
+    let cut = records.len() / 3;
+    log.append_blocking(records[..cut].to_vec())
+        .expect("append");
+    let mut corpus = Corpus::open(dir.path()).expect("load");
+    assert_eq!(corpus.counts().mutations as usize, cut);
+    log.append_blocking(records[cut..].to_vec())
+        .expect("append");
+    let n = corpus.update().expect("update");
+    assert_eq!(n as usize, records.len() - cut);
+    assert_eq!(corpus.position(), log.end());
+    let want = std::fs::read_to_string(fixture("mixed.dump")).expect("dump");
+    assert_eq!(corpus.dump(), want);
+    // Nothing new: an update folds nothing.
+    assert_eq!(corpus.update().expect("update"), 0);
+}
+
+#[test]
+fn an_undecodable_record_stops_the_load_unless_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) =
+        almanac_log::Log::open(dir.path(), almanac_log::Options::default()).expect("open");
+    let tiny = std::fs::read(fixture("tiny.mutlog")).expect("fixture");
+    let first = match almanac_log::framing::parse(&tiny, 0).expect("framed") {
+        almanac_log::framing::Frame::Record {
+            header_len,
+            payload_len,
+        } => bytes::Bytes::copy_from_slice(&tiny[header_len..header_len + payload_len]),
+        other => panic!("{other:?}"),
+    };
+    let positions = log
+        .append_blocking(vec![
+            first.clone(),
+            bytes::Bytes::from_static(&[0x08, 0xff]),
+            first,
+        ])
+        .expect("append");
+    let err = Corpus::open(dir.path()).expect_err("undecodable");
+    assert!(
+        err.to_string().contains(&format!(
+            "record at position {} does not decode",
+            positions[1]
+        )),
+        "{err}"
+    );
+    let corpus = Corpus::open_with(
+        dir.path(),
+        almanac_projections::load::LoadOptions {
+            skip_undecodable: true,
+            progress: None,
+        },
+    )
+    .expect("skipping");
+    assert_eq!(corpus.skipped().undecodable_records, 1);
+    assert_eq!(corpus.counts().mutations, 2);
+    assert_eq!(corpus.position(), log.end());
 }

@@ -1,5 +1,6 @@
 //! The `almanac` command line: one binary, a subcommand per tool or daemon.
 
+pub mod corpus;
 pub mod demo;
 pub mod log;
 
@@ -20,11 +21,36 @@ pub enum Command {
     /// Work with a mutation log directory.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// Load the maintner corpus (GitHub, git, Gerrit) from a log.
+    #[command(subcommand)]
+    Corpus(corpus::CorpusCommand),
+    /// Write a deterministic log shaped like Go's real history.
+    GenHistory {
+        /// The shape: `small` (a few MB) or `go` (about 3 GB).
+        #[arg(long, value_enum, default_value = "small")]
+        profile: corpus::ProfileName,
+        /// Seed; the same seed gives the same bytes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The (empty or new) log directory to write.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Scale the profile to about this many bytes.
+        #[arg(long)]
+        target_size: Option<u64>,
+    },
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Log(cmd) => log::run(cmd),
+        Command::Corpus(cmd) => corpus::run(cmd),
+        Command::GenHistory {
+            profile,
+            seed,
+            out,
+            target_size,
+        } => corpus::gen_history(profile, seed, &out, target_size),
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the `almanac` binary, run as real processes.
 
 mod cli_log;
+mod corpus_cli;
 mod crash;
 mod support;
 mod tidy;

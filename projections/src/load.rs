@@ -1,0 +1,262 @@
+//! Loading a corpus from a log directory, godata-style: the one module of
+//! this crate that does IO.
+//!
+//! [`Corpus::open`] folds a whole log directory and returns when caught up;
+//! [`Corpus::update`] folds what was appended since. Records are read and
+//! decoded on one thread and applied in order on the caller's, so decoding
+//! and folding overlap. A record that does not decode stops the load with
+//! its position, unless [`LoadOptions::skip_undecodable`] is set (then it is
+//! counted in [`Skipped::undecodable_records`](crate::corpus::Skipped)).
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use almanac_log::{Position, Snapshot};
+use almanac_proto::pb::maintpb::Mutation;
+use prost::Message as _;
+
+use crate::corpus::Corpus;
+
+/// Progress through a load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Where the fold is.
+    pub position: Position,
+    /// Where the log ends.
+    pub end: Position,
+    /// Records folded so far in this load.
+    pub records: u64,
+}
+
+/// How to load.
+pub struct LoadOptions<'a> {
+    /// Skip (and count) records that do not decode instead of failing.
+    pub skip_undecodable: bool,
+    /// Called now and then with the progress (about every 100 ms).
+    pub progress: Option<Box<dyn FnMut(Progress) + 'a>>,
+}
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        LoadOptions {
+            skip_undecodable: false,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for LoadOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("skip_undecodable", &self.skip_undecodable)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// Why a load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The directory is not a readable log.
+    #[error(transparent)]
+    Snapshot(#[from] almanac_log::table::SnapshotError),
+    /// Reading failed (IO or a malformed record).
+    #[error(transparent)]
+    Read(#[from] almanac_log::read::Error),
+    /// A record does not decode.
+    #[error("record at position {position} does not decode as maintpb.Mutation: {source}")]
+    Undecodable {
+        /// Where.
+        position: Position,
+        /// Why.
+        source: prost::DecodeError,
+    },
+    /// The log no longer extends what this corpus folded (it was cut by a
+    /// repair, or replaced): load a new corpus.
+    #[error("the log in {dir} no longer extends the folded history at position {position}: {why}")]
+    Split {
+        /// The directory.
+        dir: PathBuf,
+        /// The corpus's position.
+        position: Position,
+        /// What changed.
+        why: String,
+    },
+    /// [`Corpus::update`] on a corpus that was not loaded from a directory.
+    #[error("this corpus was not loaded from a log directory")]
+    NoSource,
+}
+
+/// Where a corpus came from, to update it later.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Source {
+    pub(crate) dir: PathBuf,
+    /// File names of the sealed segments wholly folded (their names carry
+    /// their hashes, so a changed history shows).
+    pub(crate) sealed: Vec<String>,
+}
+
+/// Records decoded per batch handed to the folding thread.
+const BATCH: usize = 2048;
+
+impl Corpus {
+    /// Folds the whole log in `dir` and returns when caught up.
+    pub fn open(dir: &Path) -> Result<Corpus, LoadError> {
+        Corpus::open_with(dir, LoadOptions::default())
+    }
+
+    /// [`Corpus::open`] with options.
+    pub fn open_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Corpus, LoadError> {
+        let mut corpus = Corpus::new();
+        corpus.source = Some(Source {
+            dir: dir.to_owned(),
+            sealed: Vec::new(),
+        });
+        corpus.update_with(opts)?;
+        Ok(corpus)
+    }
+
+    /// Folds what was appended to the log since the last load or update;
+    /// returns how many records were folded.
+    pub fn update(&mut self) -> Result<u64, LoadError> {
+        self.update_with(LoadOptions::default())
+    }
+
+    /// [`Corpus::update`] with options.
+    pub fn update_with(&mut self, opts: LoadOptions<'_>) -> Result<u64, LoadError> {
+        let source = self.source.clone().ok_or(LoadError::NoSource)?;
+        let snapshot = Snapshot::open(&source.dir)?;
+        self.check_extends(&source, &snapshot)?;
+        let n = self.fold_snapshot(&snapshot, opts)?;
+        let position = self.position();
+        let sealed = snapshot
+            .table()
+            .sealed()
+            .iter()
+            .filter(|s| s.end() <= position)
+            .map(|s| s.file_name())
+            .collect();
+        self.source = Some(Source {
+            dir: source.dir,
+            sealed,
+        });
+        Ok(n)
+    }
+
+    fn check_extends(&self, source: &Source, snapshot: &Snapshot) -> Result<(), LoadError> {
+        let split = |why: String| LoadError::Split {
+            dir: source.dir.clone(),
+            position: self.position(),
+            why,
+        };
+        if snapshot.end() < self.position() {
+            return Err(split(format!("the log now ends at {}", snapshot.end())));
+        }
+        let names: Vec<String> = snapshot.table().segments().map(|s| s.file_name()).collect();
+        for (i, want) in source.sealed.iter().enumerate() {
+            if names.get(i) != Some(want) {
+                return Err(split(format!("segment {want} changed")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds every record of `snapshot` from this corpus's position on, then
+    /// derives dirty CLs. Decoding runs on its own thread.
+    pub fn fold_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        mut opts: LoadOptions<'_>,
+    ) -> Result<u64, LoadError> {
+        let mut reader = snapshot.read_from(self.position())?;
+        let end = snapshot.end();
+        let skip = opts.skip_undecodable;
+        let started = Instant::now();
+        let mut last_report = started;
+        let mut records = 0u64;
+        type Item = Result<(Position, Option<Mutation>), LoadError>;
+        let result = std::thread::scope(|scope| -> Result<(), LoadError> {
+            let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(8);
+            let decoder = scope.spawn(move || {
+                let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
+                loop {
+                    let item = match reader.next_record() {
+                        Ok(Some(rec)) => {
+                            let end = rec.end();
+                            match Mutation::decode(rec.payload) {
+                                Ok(m) => Ok((end, Some(m))),
+                                Err(_) if skip => Ok((end, None)),
+                                Err(source) => Err(LoadError::Undecodable {
+                                    position: rec.position,
+                                    source,
+                                }),
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => Err(e.into()),
+                    };
+                    let stop = item.is_err();
+                    batch.push(item);
+                    if batch.len() == BATCH || stop {
+                        if tx.send(std::mem::take(&mut batch)).is_err() || stop {
+                            return;
+                        }
+                        batch.reserve(BATCH);
+                    }
+                }
+                let _ = tx.send(batch);
+            });
+            for batch in rx {
+                for item in batch {
+                    let (pos, m) = item?;
+                    match m {
+                        Some(m) => self.apply_mutation(&m),
+                        None => self.skipped.undecodable_records += 1,
+                    }
+                    self.set_position(pos);
+                    records += 1;
+                }
+                if let Some(report) = opts.progress.as_mut()
+                    && last_report.elapsed() >= Duration::from_millis(100)
+                {
+                    last_report = Instant::now();
+                    report(Progress {
+                        position: self.position(),
+                        end,
+                        records,
+                    });
+                }
+            }
+            if let Err(panic) = decoder.join() {
+                std::panic::resume_unwind(panic);
+            }
+            Ok(())
+        });
+        // Whatever was folded stays folded; derive CLs before reporting.
+        self.finish();
+        result?;
+        if let Some(report) = opts.progress.as_mut() {
+            report(Progress {
+                position: self.position(),
+                end,
+                records,
+            });
+        }
+        Ok(records)
+    }
+}
+
+/// The godata cache directory: `$XDG_CACHE_HOME/golang-maintner`, else
+/// `~/.cache/golang-maintner` (`~/Library/Caches/golang-maintner` on macOS).
+pub fn godata_dir() -> Option<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(xdg).join("golang-maintner"));
+    }
+    let home = PathBuf::from(std::env::var_os("HOME")?);
+    if cfg!(target_os = "macos") {
+        Some(home.join("Library/Caches/golang-maintner"))
+    } else {
+        Some(home.join(".cache/golang-maintner"))
+    }
+}

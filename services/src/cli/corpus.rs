@@ -1,0 +1,165 @@
+//! `almanac corpus ...` and `almanac gen-history`: load the corpus from a
+//! log directory, and generate Go-shaped logs to load.
+
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use almanac_log::{Log, Options};
+use almanac_projections::corpus::Corpus;
+use almanac_projections::load::{LoadOptions, godata_dir};
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use clap::{Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use prost::Message as _;
+
+use crate::history::{History, Profile};
+
+/// The `corpus` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CorpusCommand {
+    /// Load a log directory into the corpus and print its counts and the
+    /// load time.
+    Stats {
+        /// The log directory (default: the godata cache,
+        /// `$XDG_CACHE_HOME/golang-maintner` or `~/.cache/golang-maintner`).
+        dir: Option<PathBuf>,
+        /// Skip records that do not decode (counted) instead of stopping.
+        #[arg(long)]
+        skip_undecodable: bool,
+    },
+}
+
+/// Which shape of history to generate.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProfileName {
+    /// A few MB, for tests.
+    Small,
+    /// Go's real history: about 3 GB.
+    Go,
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Runs a `corpus` subcommand.
+pub fn run(cmd: CorpusCommand) -> Result<()> {
+    match cmd {
+        CorpusCommand::Stats {
+            dir,
+            skip_undecodable,
+        } => stats(dir, skip_undecodable),
+    }
+}
+
+fn stats(dir: Option<PathBuf>, skip_undecodable: bool) -> Result<()> {
+    let dir = match dir {
+        Some(d) => d,
+        None => godata_dir().context("no log directory given and no home directory")?,
+    };
+    if !dir.is_dir() {
+        bail!("{} is not a log directory", dir.display());
+    }
+    let started = Instant::now();
+    let progress = bar(0, "loading");
+    let corpus = Corpus::open_with(
+        &dir,
+        LoadOptions {
+            skip_undecodable,
+            progress: Some(Box::new(|p| {
+                progress.set_length(p.end.0);
+                progress.set_position(p.position.0);
+            })),
+        },
+    )
+    .with_context(|| format!("loading {}", dir.display()))?;
+    progress.finish_and_clear();
+    let elapsed = started.elapsed();
+    let bytes = corpus.position().0;
+    let mut out = io::stdout().lock();
+    write!(out, "{}", corpus.counts())?;
+    let skipped = corpus.skipped();
+    if skipped.total() > 0 {
+        writeln!(out, "skipped:            {skipped:?}")?;
+    }
+    writeln!(
+        out,
+        "loaded {} bytes in {:.2?}: {:.0} MB/s, {:.0} records/s",
+        bytes,
+        elapsed,
+        bytes as f64 / 1e6 / elapsed.as_secs_f64(),
+        corpus.counts().mutations as f64 / elapsed.as_secs_f64()
+    )?;
+    Ok(())
+}
+
+/// `almanac gen-history`.
+pub fn gen_history(profile: ProfileName, seed: u64, out: &Path, target: Option<u64>) -> Result<()> {
+    let base = match profile {
+        ProfileName::Small => Profile::SMALL,
+        ProfileName::Go => Profile::GO,
+    };
+    let nominal = base.nominal_size();
+    let profile = match target {
+        Some(t) => base.scaled(t as f64 / nominal as f64),
+        None => base,
+    };
+    let (log, _) =
+        Log::open(out, Options::default()).with_context(|| format!("opening {}", out.display()))?;
+    if log.end().0 > 0 {
+        bail!(
+            "{} already holds a log; generate into an empty directory",
+            out.display()
+        );
+    }
+    let expected = target.unwrap_or(nominal);
+    let progress = bar(expected, "generating");
+    let started = Instant::now();
+    let mut history = History::new(profile, seed);
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut records = 0u64;
+    while let Some(m) = history.next_mutation() {
+        let b = Bytes::from(m.encode_to_vec());
+        batch_bytes += b.len();
+        batch.push(b);
+        records += 1;
+        if batch_bytes >= 4 << 20 {
+            in_flight.push_back(log.submit(std::mem::take(&mut batch))?);
+            batch_bytes = 0;
+            if in_flight.len() > 2
+                && let Some(t) = in_flight.pop_front()
+            {
+                t.wait()?;
+            }
+            progress.set_position(log.end().0);
+        }
+    }
+    if !batch.is_empty() {
+        in_flight.push_back(log.submit(batch)?);
+    }
+    for t in in_flight {
+        t.wait()?;
+    }
+    progress.finish_and_clear();
+    let end = log.end();
+    log.close();
+    writeln!(
+        io::stdout().lock(),
+        "wrote {records} mutations, {} bytes, to {} in {:.2?} ({profile:?}, seed {seed})",
+        end.0,
+        out.display(),
+        started.elapsed()
+    )?;
+    Ok(())
+}

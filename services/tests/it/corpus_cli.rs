@@ -1,0 +1,93 @@
+//! `almanac gen-history` and `almanac corpus stats` as a user runs them.
+
+use crate::support::{arg, run, stderr, stdout};
+
+#[test]
+fn a_generated_history_is_deterministic_and_loads() {
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    for dir in [&a, &b] {
+        let out = run(
+            &[
+                "gen-history",
+                "--profile",
+                "small",
+                "--seed",
+                "7",
+                "--out",
+                arg(dir.path()),
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).starts_with("wrote "), "{}", stdout(&out));
+    }
+    let files = |d: &std::path::Path| {
+        let mut names: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+            .expect("ls")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "mutlog"))
+            .map(|p| {
+                let name = p.file_name().expect("name").to_string_lossy().into_owned();
+                (name, std::fs::read(&p).expect("read"))
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    // Same seed, same bytes.
+    assert!(
+        files(a.path()) == files(b.path()),
+        "the same seed gave different logs"
+    );
+    let out = run(&["corpus", "stats", arg(a.path())], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("github issues:      600 "), "{text}");
+    assert!(text.contains("gerrit CLs:         900"), "{text}");
+    assert!(text.contains("placeholders 0"), "{text}");
+    assert!(text.contains("loaded "), "{text}");
+
+    // A different seed, a different history.
+    let c = tempfile::tempdir().expect("tempdir");
+    run(
+        &[
+            "gen-history",
+            "--profile",
+            "small",
+            "--seed",
+            "8",
+            "--out",
+            arg(c.path()),
+        ],
+        "",
+    );
+    assert!(
+        files(a.path()) != files(c.path()),
+        "different seeds gave the same log"
+    );
+}
+
+#[test]
+fn corpus_stats_defaults_to_the_godata_cache() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let dir = cache.path().join("golang-maintner");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let tiny = std::fs::read(crate::support::go_fixture("tiny.mutlog")).expect("fixture");
+    std::fs::write(
+        dir.join(format!(
+            "0000.{}.mutlog",
+            almanac_log::segment::Sha224Digest::of(&tiny)
+        )),
+        &tiny,
+    )
+    .expect("write");
+    let out = crate::support::almanac()
+        .args(["corpus", "stats"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = std::fs::read_to_string(crate::support::go_fixture("tiny.counts")).expect("counts");
+    assert!(stdout(&out).starts_with(&want), "{}", stdout(&out));
+}
