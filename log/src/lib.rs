@@ -18,6 +18,8 @@
 //! - [`scan`]: walking one segment file's records.
 //! - [`index`]: the sled index of sealed segments (derived, rebuildable).
 //! - [`verify`], [`repair`], [`import`]: the maintenance operations.
+//! - [`mapped`]: read-only memory maps of segments (the project's only
+//!   `unsafe`, argued there).
 //! - [`quote`]: Go's `%q`, for error texts and dumps.
 //!
 //! Architecture Invariant: this crate knows framing, ordering and
@@ -44,6 +46,7 @@ pub mod import;
 pub mod index;
 pub mod lock;
 pub mod log;
+pub mod mapped;
 pub mod quote;
 pub mod read;
 pub mod repair;

@@ -405,7 +405,7 @@ impl Iterator for Reader {
 /// Opens a segment's file. A growing segment may have been sealed (renamed)
 /// since the table was taken; then the sealed file of the same number is
 /// opened instead.
-pub(crate) fn open_segment(dir: &Path, seg: &SegmentMeta) -> Result<File, Error> {
+pub fn open_segment(dir: &Path, seg: &SegmentMeta) -> Result<File, Error> {
     match File::open(&seg.path) {
         Ok(f) => Ok(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound && seg.state == SegmentState::Growing => {

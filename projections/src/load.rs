@@ -12,11 +12,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use almanac_log::mapped::SegmentMaps;
 use almanac_log::{Position, Snapshot};
 use almanac_proto::pb::maintpb::Mutation;
 use prost::Message as _;
 
-use crate::corpus::Corpus;
+use bytes::Bytes;
+
+use crate::corpus::{Corpus, wire};
 
 /// Progress through a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,20 +33,12 @@ pub struct Progress {
 }
 
 /// How to load.
+#[derive(Default)]
 pub struct LoadOptions<'a> {
     /// Skip (and count) records that do not decode instead of failing.
     pub skip_undecodable: bool,
     /// Called now and then with the progress (about every 100 ms).
     pub progress: Option<Box<dyn FnMut(Progress) + 'a>>,
-}
-
-impl Default for LoadOptions<'_> {
-    fn default() -> Self {
-        LoadOptions {
-            skip_undecodable: false,
-            progress: None,
-        }
-    }
 }
 
 impl std::fmt::Debug for LoadOptions<'_> {
@@ -83,6 +78,9 @@ pub enum LoadError {
         /// What changed.
         why: String,
     },
+    /// A segment could not be memory-mapped.
+    #[error(transparent)]
+    Map(#[from] almanac_log::mapped::Error),
     /// [`Corpus::update`] on a corpus that was not loaded from a directory.
     #[error("this corpus was not loaded from a log directory")]
     NoSource,
@@ -144,7 +142,27 @@ impl Corpus {
         Ok(n)
     }
 
-    fn check_extends(&self, source: &Source, snapshot: &Snapshot) -> Result<(), LoadError> {
+    /// Maps the snapshot's segments (or what they gained), so texts of the
+    /// records about to be folded can stay in the log.
+    pub(crate) fn map_log(&mut self, snapshot: &Snapshot) -> Result<(), LoadError> {
+        let maps = self.texts.maps_mut();
+        match maps {
+            Some(m) => m.extend(snapshot.table())?,
+            None => {
+                *maps = Some(SegmentMaps::new(
+                    snapshot.dir().to_owned(),
+                    snapshot.table(),
+                )?);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_extends(
+        &self,
+        source: &Source,
+        snapshot: &Snapshot,
+    ) -> Result<(), LoadError> {
         let split = |why: String| LoadError::Split {
             dir: source.dir.clone(),
             position: self.position(),
@@ -169,13 +187,14 @@ impl Corpus {
         snapshot: &Snapshot,
         mut opts: LoadOptions<'_>,
     ) -> Result<u64, LoadError> {
+        self.map_log(snapshot)?;
         let mut reader = snapshot.read_from(self.position())?;
         let end = snapshot.end();
         let skip = opts.skip_undecodable;
         let started = Instant::now();
         let mut last_report = started;
         let mut records = 0u64;
-        type Item = Result<(Position, Option<Mutation>), LoadError>;
+        type Item = Result<(Position, Option<(Bytes, Option<Position>)>), LoadError>;
         let result = std::thread::scope(|scope| -> Result<(), LoadError> {
             let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(8);
             let decoder = scope.spawn(move || {
@@ -184,8 +203,9 @@ impl Corpus {
                     let item = match reader.next_record() {
                         Ok(Some(rec)) => {
                             let end = rec.end();
-                            match Mutation::decode(rec.payload) {
-                                Ok(m) => Ok((end, Some(m))),
+                            let at = Position(rec.position.0 + u64::from(rec.header_len));
+                            match canonical(rec.payload, at) {
+                                Ok(c) => Ok((end, Some(c))),
                                 Err(_) if skip => Ok((end, None)),
                                 Err(source) => Err(LoadError::Undecodable {
                                     position: rec.position,
@@ -211,7 +231,7 @@ impl Corpus {
                 for item in batch {
                     let (pos, m) = item?;
                     match m {
-                        Some(m) => self.apply_mutation(&m),
+                        Some((bytes, at)) => self.apply_canonical(&bytes, at),
                         None => self.skipped.undecodable_records += 1,
                     }
                     self.set_position(pos);
@@ -245,6 +265,22 @@ impl Corpus {
         }
         Ok(records)
     }
+}
+
+/// A record in the canonical form the corpus views read: as it is when the
+/// zero-copy check accepts it, else decoded by prost (whose verdict and
+/// error text are the reference) and re-encoded.
+/// The log position comes along when the bytes are the record's own, so
+/// that texts can stay in the mapped log.
+fn canonical(
+    payload: Bytes,
+    at: Position,
+) -> Result<(Bytes, Option<Position>), prost::DecodeError> {
+    if let Ok(wire::Check::Canonical) = wire::check(&payload) {
+        return Ok((payload, Some(at)));
+    }
+    let m = Mutation::decode(payload)?;
+    Ok((Bytes::from(m.encode_to_vec()), None))
 }
 
 /// The godata cache directory: `$XDG_CACHE_HOME/golang-maintner`, else

@@ -11,12 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use almanac_proto::pb::maintpb;
-
 use super::git::{CommitError, CommitIdx, GitHash, GitState, GitStrings, GitTime};
 use super::github::GitHubState;
 use super::notedb;
 use super::text::{Interner, Sym, Text};
+use super::wire::GerritView;
 
 /// A CL's status as derived from its meta commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,6 +82,9 @@ pub struct ClData {
     pub(crate) created: Option<GitTime>,
     pub(crate) branch: Sym,
     pub(crate) github_refs: Vec<(super::github::RepoKey, i32)>,
+    /// Label-change metas already counted into the project's
+    /// `num_label_changes`.
+    pub(crate) label_metas_counted: u32,
 }
 
 impl ClData {
@@ -133,12 +135,16 @@ impl GerritState {
         git: &mut GitState,
         github: &mut GitHubState,
         strings: &mut GitStrings<'_>,
-        gm: &maintpb::GerritMutation,
+        gm: &GerritView<'_>,
         skipped: &mut Vec<GerritSkip>,
     ) {
-        let project = self.projects.entry(gm.project.clone()).or_default();
-        for c in &gm.commits {
-            match git.apply_commit(strings, c) {
+        let name = std::str::from_utf8(gm.project()).unwrap_or("");
+        let project = match self.projects.get_mut(name) {
+            Some(p) => p,
+            None => self.projects.entry(name.to_owned()).or_default(),
+        };
+        for c in gm.commits() {
+            match git.apply_commit(strings, &c) {
                 Ok(idx) => {
                     let data = git.get(idx);
                     project.commits.insert(data.hash);
@@ -153,30 +159,31 @@ impl GerritState {
                 Err(e) => skipped.push(GerritSkip::Commit(e)),
             }
         }
-        for name in &gm.deleted_refs {
-            project.refs.remove(name.as_bytes());
+        for deleted in gm.deleted_refs() {
+            project.refs.remove(deleted);
         }
-        for r in &gm.refs {
-            let Some(hash) = GitHash::from_hex(r.sha1.as_bytes()) else {
-                skipped.push(GerritSkip::BadRefHash(r.r#ref.clone()));
+        for (ref_name, sha1) in gm.refs() {
+            let lossy = || String::from_utf8_lossy(ref_name).into_owned();
+            let Some(hash) = GitHash::from_hex(sha1) else {
+                skipped.push(GerritSkip::BadRefHash(lossy()));
                 continue;
             };
-            let Some((cl_num, version)) = change_ref(&r.r#ref) else {
-                if r.r#ref.starts_with("refs/meta/") {
+            let Some((cl_num, version)) = change_ref(ref_name) else {
+                if ref_name.starts_with(b"refs/meta/") {
                     continue;
                 }
                 if git.lookup(&hash).is_none() {
-                    skipped.push(GerritSkip::UnknownCommit(r.r#ref.clone()));
+                    skipped.push(GerritSkip::UnknownCommit(lossy()));
                     continue;
                 }
-                project.refs.insert(r.r#ref.as_bytes().to_vec(), hash);
+                project.refs.insert(ref_name.to_vec(), hash);
                 continue;
             };
             let (Some(cl_num), Some(version)) = (cl_num, version) else {
                 continue;
             };
             let Some(idx) = git.lookup(&hash) else {
-                skipped.push(GerritSkip::UnknownCommit(r.r#ref.clone()));
+                skipped.push(GerritSkip::UnknownCommit(lossy()));
                 continue;
             };
             project.remote.insert((cl_num, version), hash);
@@ -190,12 +197,22 @@ impl GerritState {
             } else {
                 cl.commit = Some(idx);
                 cl.version = version;
-                let msg = strings.texts.get(git.get(idx).msg);
-                let refs = notedb::github_refs(&gm.project, msg);
+                // Read the message from this record when the commit came
+                // with it (the usual case), so folding touches no mapped
+                // log pages.
+                let msg = gm
+                    .commits()
+                    .find(|c| c.sha1.eq_ignore_ascii_case(sha1))
+                    .and_then(|c| {
+                        let i = memchr::memmem::find(c.raw, b"\n\n")?;
+                        Some(&c.raw[i + 2..])
+                    })
+                    .unwrap_or_else(|| strings.texts.get(git.get(idx).msg));
+                let refs = notedb::github_refs(name, msg);
                 cl.github_refs = refs
                     .into_iter()
                     .filter_map(|r| {
-                        github.repo_mut(strings.syms, &r.owner, &r.repo)?;
+                        github.repo_mut(strings.syms, r.owner.as_bytes(), r.repo.as_bytes())?;
                         let key = super::github::RepoKey {
                             owner: strings.syms.intern(r.owner.as_bytes()),
                             repo: strings.syms.intern(r.repo.as_bytes()),
@@ -237,8 +254,8 @@ impl GerritState {
 /// Matches `^refs/changes/[0-9a-f]{2}/([0-9]+)/(meta|(?:\d+))` (no end
 /// anchor). Returns the parsed CL number and version ("meta" is 0), each
 /// `None` when it does not fit in an int32.
-fn change_ref(name: &str) -> Option<(Option<i32>, Option<i32>)> {
-    let rest = name.strip_prefix("refs/changes/")?.as_bytes();
+fn change_ref(name: &[u8]) -> Option<(Option<i32>, Option<i32>)> {
+    let rest = name.strip_prefix(b"refs/changes/")?;
     if rest.len() < 3
         || !rest[..2]
             .iter()
@@ -270,33 +287,38 @@ fn finish_cl(
     num_label_changes: &mut i64,
     git: &mut GitState,
     syms: &mut Interner,
-    texts: &super::text::TextArena,
+    texts: &super::text::Texts,
 ) -> Result<(), &'static str> {
     let Some(mut at) = cl.meta else {
         return Ok(());
     };
     let mut found_status: Option<&'static str> = None;
+    let mut label_metas = 0u32;
     let mut metas: Vec<CommitIdx> = Vec::new();
     let mut messages: Vec<MessageData> = Vec::new();
     let limit = git.commits.len() + 1;
+    let mut branch: Option<Sym> = None;
     loop {
         if metas.len() > limit {
             return Err("meta commit cycle");
         }
+        let facts = git.note_facts(at, texts, syms);
         let data = &mut git.commits[at.0 as usize];
-        let msg = texts.get(data.msg);
-        if notedb::find(msg, b"\nLabel: ").is_some() {
-            *num_label_changes += 1;
+        if facts.label {
+            label_metas += 1;
         }
-        if notedb::find(msg, b"\nPrivate: true\n").is_some() {
+        if facts.private {
             cl.private = true;
         }
         data.gerrit_meta = true;
         if found_status.is_none() {
-            found_status = notedb::gerrit_status(msg);
+            found_status = facts.status;
+        }
+        if branch.is_none() && facts.branch != Sym::default() {
+            branch = Some(facts.branch);
         }
         metas.push(at);
-        if let Some(span) = notedb::gerrit_message(msg) {
+        if let Some(span) = facts.message {
             messages.push(MessageData {
                 meta: at,
                 version: span.version,
@@ -308,7 +330,11 @@ fn finish_cl(
         match data.parents.as_slice() {
             [] => break,
             [parent] => at = *parent,
-            _ => return Err("too many commit parents"),
+            _ => {
+                // Go counts the metas it visited before giving up.
+                count_label_metas(cl, num_label_changes, label_metas);
+                return Err("too many commit parents");
+            }
         }
     }
     match found_status {
@@ -316,19 +342,27 @@ fn finish_cl(
         None if cl.status == ClStatus::Unset => cl.status = ClStatus::New,
         None => {}
     }
+    count_label_metas(cl, num_label_changes, label_metas);
     metas.reverse();
     messages.reverse();
     cl.created = git.get(metas[0]).commit_time;
-    for &m in metas.iter().rev() {
-        let b = notedb::line_value(texts.get(git.get(m).msg), b"Branch:");
-        if !b.is_empty() {
-            cl.branch = syms.intern(b.strip_prefix(b"refs/heads/").unwrap_or(b));
-            break;
-        }
+    // The first Branch: value searching newest to oldest (the walk's order).
+    if let Some(b) = branch {
+        let value = syms.get(b).to_vec();
+        cl.branch = syms.intern(value.strip_prefix(b"refs/heads/").unwrap_or(&value));
     }
     cl.metas = metas;
     cl.messages = messages;
     Ok(())
+}
+
+/// Go adds every label-change meta each time a CL is re-walked, so its count
+/// depends on how often CLs are derived. We count each one once: the same as
+/// Go after a single load, and the same whatever the update cadence (so a
+/// checkpoint plus the rest equals one fold).
+fn count_label_metas(cl: &mut ClData, num_label_changes: &mut i64, label_metas: u32) {
+    *num_label_changes += i64::from(label_metas.saturating_sub(cl.label_metas_counted));
+    cl.label_metas_counted = cl.label_metas_counted.max(label_metas);
 }
 
 #[cfg(test)]
@@ -338,26 +372,26 @@ mod tests {
     #[test]
     fn change_refs_match_go_regexp() {
         assert_eq!(
-            change_ref("refs/changes/00/14700/1"),
+            change_ref(b"refs/changes/00/14700/1"),
             Some((Some(14700), Some(1)))
         );
         assert_eq!(
-            change_ref("refs/changes/00/14700/meta"),
+            change_ref(b"refs/changes/00/14700/meta"),
             Some((Some(14700), Some(0)))
         );
         assert_eq!(
-            change_ref("refs/changes/34/1234/5xyz"),
+            change_ref(b"refs/changes/34/1234/5xyz"),
             Some((Some(1234), Some(5)))
         );
         assert_eq!(
-            change_ref("refs/changes/34/1234/0"),
+            change_ref(b"refs/changes/34/1234/0"),
             Some((Some(1234), Some(0)))
         );
-        assert_eq!(change_ref("refs/changes/34/1234/robot-comments"), None);
-        assert_eq!(change_ref("refs/changes/zz/1234/1"), None);
-        assert_eq!(change_ref("refs/heads/master"), None);
+        assert_eq!(change_ref(b"refs/changes/34/1234/robot-comments"), None);
+        assert_eq!(change_ref(b"refs/changes/zz/1234/1"), None);
+        assert_eq!(change_ref(b"refs/heads/master"), None);
         assert_eq!(
-            change_ref("refs/changes/34/99999999999/1"),
+            change_ref(b"refs/changes/34/99999999999/1"),
             Some((None, Some(1)))
         );
     }

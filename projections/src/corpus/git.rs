@@ -6,10 +6,9 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 
-use almanac_proto::pb::maintpb;
-
-use super::text::{Interner, Sym, Text, TextArena};
+use super::text::{Interner, Sym, Text, Texts};
 use super::time::Time;
+use super::wire::CommitView;
 
 /// A git object id: 20 bytes, shown as 40 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -137,6 +136,9 @@ pub struct CommitData {
     /// Set when a Gerrit meta walk visited it (Go's cached `GerritMeta`);
     /// cleared when the commit is processed again.
     pub(crate) gerrit_meta: bool,
+    /// NoteDB facts of its message (index + 1 into `GitState::notes`), for
+    /// messages with a `Patch-set:` footer; 0 when not computed.
+    pub(crate) note: u32,
 }
 
 impl CommitData {
@@ -174,12 +176,14 @@ pub struct GitState {
     pub(crate) by_hash: HashMap<GitHash, CommitIdx>,
     /// `golang-hg` header values to commit hashes.
     pub(crate) hg: HashMap<Box<[u8]>, GitHash>,
+    /// NoteDB facts of meta-looking commits.
+    pub(crate) notes: Vec<super::notedb::NoteFacts>,
 }
 
 /// The interned people, zones and file names, and the text arena.
 pub(crate) struct GitStrings<'a> {
     pub(crate) syms: &'a mut Interner,
-    pub(crate) texts: &'a mut TextArena,
+    pub(crate) texts: &'a mut Texts,
 }
 
 impl GitState {
@@ -191,6 +195,20 @@ impl GitState {
     /// A commit by index.
     pub fn get(&self, idx: CommitIdx) -> &CommitData {
         &self.commits[idx.0 as usize]
+    }
+
+    /// The NoteDB facts of a commit: precomputed, or read from its text.
+    pub(crate) fn note_facts(
+        &self,
+        idx: CommitIdx,
+        texts: &super::text::Texts,
+        syms: &mut Interner,
+    ) -> super::notedb::NoteFacts {
+        let c = self.get(idx);
+        match c.note {
+            0 => super::notedb::NoteFacts::of(texts.get(c.msg), syms),
+            n => self.notes[n as usize - 1],
+        }
     }
 
     fn placeholder(&mut self, hash: GitHash) -> CommitIdx {
@@ -212,14 +230,14 @@ impl GitState {
     pub(crate) fn apply_commit(
         &mut self,
         strings: &mut GitStrings<'_>,
-        pb: &maintpb::GitCommit,
+        pb: &CommitView<'_>,
     ) -> Result<CommitIdx, CommitError> {
+        let sha1 = || String::from_utf8_lossy(pb.sha1).into_owned();
         if pb.sha1.len() != 40 {
-            return Err(CommitError::BogusSha1(pb.sha1.clone()));
+            return Err(CommitError::BogusSha1(sha1()));
         }
-        let hash = GitHash::from_hex(pb.sha1.as_bytes())
-            .ok_or_else(|| CommitError::BadHex(pb.sha1.clone()))?;
-        let raw = &pb.raw[..];
+        let hash = GitHash::from_hex(pb.sha1).ok_or_else(|| CommitError::BadHex(sha1()))?;
+        let raw = pb.raw;
         let split = find(raw, b"\n\n");
         let Some(i) = split.filter(|&i| i > 0) else {
             return Err(CommitError::NoDoubleNewline(hash));
@@ -230,16 +248,19 @@ impl GitState {
             msg: strings.texts.push(msg),
             ..CommitData::default()
         };
+        if super::notedb::NoteFacts::worth_computing(msg) {
+            self.notes
+                .push(super::notedb::NoteFacts::of(msg, strings.syms));
+            commit.note = self.notes.len() as u32;
+        }
         let reviewer = super::notedb::line_value(msg, b"Reviewer: ");
         if !reviewer.is_empty() {
             commit.reviewer = Some(strings.texts.push(reviewer));
         }
-        if let Some(dt) = &pb.diff_tree {
-            let mut files: Vec<FileStat> = dt
-                .file
-                .iter()
+        if let Some(files) = pb.files() {
+            let mut files: Vec<FileStat> = files
                 .map(|f| FileStat {
-                    file: strings.syms.intern(f.file.as_bytes()),
+                    file: strings.syms.intern(f.file),
                     added: f.added,
                     deleted: f.deleted,
                     binary: f.binary,

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use almanac_proto::pb::maintpb;
-
-use super::text::{Interner, Sym, Text, TextArena};
+use super::text::{Interner, Sym, Text, Texts};
 use super::time::Time;
+use super::wire::{EventView, IssueView, MilestoneView, RepoView, UserView};
 
 /// A repository key, case-sensitive as in the mutation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,14 +155,14 @@ pub enum Dropped {
 /// Mutable access to the strings while folding.
 pub(crate) struct Strings<'a> {
     pub(crate) syms: &'a mut Interner,
-    pub(crate) texts: &'a mut TextArena,
+    pub(crate) texts: &'a mut Texts,
 }
 
 impl GitHubState {
-    fn user(&mut self, strings: &mut Strings<'_>, pb: &maintpb::GithubUser) -> i64 {
+    fn user(&mut self, strings: &mut Strings<'_>, pb: &UserView<'_>) -> i64 {
         let login = self.users.entry(pb.id).or_insert(Interner::EMPTY);
-        if !pb.login.is_empty() && strings.syms.get(*login) != pb.login.as_bytes() {
-            *login = strings.syms.intern(pb.login.as_bytes());
+        if !pb.login.is_empty() && strings.syms.get(*login) != pb.login {
+            *login = strings.syms.intern(pb.login);
         }
         pb.id
     }
@@ -177,10 +176,10 @@ impl GitHubState {
         Some(id)
     }
 
-    fn team(&mut self, strings: &mut Strings<'_>, pb: &maintpb::GithubTeam) -> i64 {
+    fn team(&mut self, strings: &mut Strings<'_>, pb: &UserView<'_>) -> i64 {
         let slug = self.teams.entry(pb.id).or_insert(Interner::EMPTY);
-        if !pb.slug.is_empty() {
-            *slug = strings.syms.intern(pb.slug.as_bytes());
+        if !pb.login.is_empty() {
+            *slug = strings.syms.intern(pb.login);
         }
         pb.id
     }
@@ -189,15 +188,15 @@ impl GitHubState {
     pub(crate) fn repo_mut(
         &mut self,
         syms: &mut Interner,
-        owner: &str,
-        repo: &str,
+        owner: &[u8],
+        repo: &[u8],
     ) -> Option<&mut RepoData> {
         if owner.is_empty() || repo.is_empty() {
             return None;
         }
         let key = RepoKey {
-            owner: syms.intern(owner.as_bytes()),
-            repo: syms.intern(repo.as_bytes()),
+            owner: syms.intern(owner),
+            repo: syms.intern(repo),
         };
         Some(self.repos.entry(key).or_default())
     }
@@ -206,29 +205,29 @@ impl GitHubState {
     pub(crate) fn apply_repo(
         &mut self,
         strings: &mut Strings<'_>,
-        m: &maintpb::GithubMutation,
+        m: &RepoView<'_>,
         dropped: &mut Vec<Dropped>,
     ) {
-        let Some(repo) = self.repo_mut(strings.syms, &m.owner, &m.repo) else {
+        let Some(repo) = self.repo_mut(strings.syms, m.owner(), m.repo()) else {
             dropped.push(Dropped::NoRepo);
             return;
         };
-        for label in &m.labels {
+        for label in m.labels() {
             if label.id == 0 {
                 dropped.push(Dropped::ZeroId);
                 continue;
             }
             let name = repo.labels.entry(label.id).or_insert(Interner::EMPTY);
             if !label.name.is_empty() {
-                *name = strings.syms.intern(label.name.as_bytes());
+                *name = strings.syms.intern(label.name);
             }
         }
-        for ms in &m.milestones {
+        for ms in m.milestones() {
             if ms.id == 0 {
                 dropped.push(Dropped::ZeroId);
                 continue;
             }
-            apply_milestone(repo.milestones.entry(ms.id).or_default(), strings, ms);
+            apply_milestone(repo.milestones.entry(ms.id).or_default(), strings, &ms);
         }
     }
 
@@ -236,7 +235,7 @@ impl GitHubState {
     pub(crate) fn apply_issue(
         &mut self,
         strings: &mut Strings<'_>,
-        m: &maintpb::GithubIssueMutation,
+        m: &IssueView<'_>,
         dropped: &mut Vec<Dropped>,
     ) {
         if m.owner.is_empty() || m.repo.is_empty() {
@@ -245,46 +244,44 @@ impl GitHubState {
         }
         if m.number == 0 {
             // Go creates the repo before it notices the missing number.
-            self.repo_mut(strings.syms, &m.owner, &m.repo);
+            self.repo_mut(strings.syms, m.owner, m.repo);
             dropped.push(Dropped::NoNumber);
             return;
         }
         // Resolve users first: they live beside the repos.
         let user = m.user.as_ref().map(|u| self.user(strings, u));
         let closed_by = m.closed_by.as_ref().map(|u| self.user(strings, u));
-        let assignees: Vec<i64> = m.assignees.iter().map(|u| self.user(strings, u)).collect();
-        let events: Vec<EventData> = m
-            .event
-            .iter()
-            .filter(|e| e.id != 0)
-            .map(|e| self.event(strings, e))
-            .collect();
-        let reviews: Vec<ReviewData> = m
-            .review
-            .iter()
-            .filter(|r| r.id != 0)
-            .map(|r| ReviewData {
+        let mut assignees: Vec<i64> = Vec::new();
+        for u in m.assignees() {
+            assignees.push(self.user(strings, &u));
+        }
+        let mut events: Vec<EventData> = Vec::new();
+        for e in m.events().filter(|e| e.id != 0) {
+            events.push(self.event(strings, &e));
+        }
+        let mut reviews: Vec<ReviewData> = Vec::new();
+        for r in m.reviews().filter(|r| r.id != 0) {
+            reviews.push(ReviewData {
                 id: r.id,
                 actor: self.user_id(r.actor_id),
-                created: r.created.as_ref().map_or(Time::ZERO, Time::from_proto),
-                body: strings.texts.push(r.body.as_bytes()),
-                state: strings.syms.intern(r.state.as_bytes()),
-                commit_id: strings.syms.intern(r.commit_id.as_bytes()),
-                actor_association: strings.syms.intern(r.actor_association.as_bytes()),
-                other_json: strings.texts.push(&r.other_json),
-            })
-            .collect();
-        let comment_users: Vec<Option<i64>> = m
-            .comment
-            .iter()
-            .map(|c| c.user.as_ref().map(|u| self.user(strings, u)))
-            .collect();
+                created: r.created.unwrap_or(Time::ZERO),
+                body: strings.texts.push(r.body),
+                state: strings.syms.intern(r.state),
+                commit_id: strings.syms.intern(r.commit_id),
+                actor_association: strings.syms.intern(r.actor_association),
+                other_json: strings.texts.push(r.other_json),
+            });
+        }
+        let mut comment_users: Vec<Option<i64>> = Vec::new();
+        for c in m.comments() {
+            comment_users.push(c.user.as_ref().map(|u| self.user(strings, u)));
+        }
 
         let repo = self
             .repos
             .entry(RepoKey {
-                owner: strings.syms.intern(m.owner.as_bytes()),
-                repo: strings.syms.intern(m.repo.as_bytes()),
+                owner: strings.syms.intern(m.owner),
+                repo: strings.syms.intern(m.repo),
             })
             .or_default();
         let issue = match repo.issues.entry(m.number) {
@@ -301,10 +298,7 @@ impl GitHubState {
                 }
                 // Go 2022 panics on a missing creation time; later Go (and
                 // we) take the Unix epoch.
-                issue.created = m
-                    .created
-                    .as_ref()
-                    .map_or(Time::from_unix(0), Time::from_proto);
+                issue.created = m.created.unwrap_or(Time::from_unix(0));
                 issue
             }
         };
@@ -312,11 +306,11 @@ impl GitHubState {
         if m.not_exist {
             return;
         }
-        if let Some(t) = &m.updated {
-            issue.updated = Time::from_proto(t);
+        if let Some(t) = m.updated {
+            issue.updated = t;
         }
-        if let Some(t) = &m.closed_at {
-            issue.closed_at = Time::from_proto(t);
+        if let Some(t) = m.closed_at {
+            issue.closed_at = t;
         }
         if user.is_some() {
             issue.user = user;
@@ -328,9 +322,9 @@ impl GitHubState {
             apply_milestone(
                 ms,
                 strings,
-                &maintpb::GithubMilestone {
+                &MilestoneView {
                     id: m.milestone_id,
-                    title: m.milestone_title.clone(),
+                    title: m.milestone_title,
                     closed: None,
                     number: m.milestone_num,
                 },
@@ -340,42 +334,45 @@ impl GitHubState {
         if closed_by.is_some() {
             issue.closed_by = closed_by;
         }
-        if let Some(c) = &m.closed {
-            issue.closed = c.val;
+        if let Some(c) = m.closed {
+            issue.closed = c;
         }
-        if let Some(l) = &m.locked {
-            issue.locked = l.val;
+        if let Some(l) = m.locked {
+            issue.locked = l;
         }
         if m.pull_request {
             issue.pull_request = true;
         }
-        set_assignees(&mut issue.assignees, &assignees, &m.deleted_assignees);
+        let deleted: Vec<i64> = m.deleted_assignees().collect();
+        set_assignees(&mut issue.assignees, &assignees, &deleted);
         if !m.body.is_empty() {
-            issue.body = strings.texts.push(m.body.as_bytes());
+            issue.body = strings.texts.push(m.body);
         }
-        if let Some(b) = &m.body_change {
-            issue.body = strings.texts.push(b.val.as_bytes());
+        if let Some(b) = m.body_change {
+            issue.body = strings.texts.push(b);
         }
         if !m.title.is_empty() {
-            issue.title = strings.texts.push(m.title.as_bytes());
+            issue.title = strings.texts.push(m.title);
         }
-        if !m.remove_label.is_empty() || !m.add_label.is_empty() {
-            issue.labels.retain(|id| !m.remove_label.contains(id));
-            for label in &m.add_label {
+        let remove: Vec<i64> = m.remove_labels().collect();
+        let mut adds = m.add_labels().peekable();
+        if !remove.is_empty() || adds.peek().is_some() {
+            issue.labels.retain(|id| !remove.contains(id));
+            for label in adds {
                 if label.id == 0 {
                     dropped.push(Dropped::ZeroId);
                     continue;
                 }
                 let name = repo.labels.entry(label.id).or_insert(Interner::EMPTY);
                 if !label.name.is_empty() {
-                    *name = strings.syms.intern(label.name.as_bytes());
+                    *name = strings.syms.intern(label.name);
                 }
                 if let Err(at) = issue.labels.binary_search(&label.id) {
                     issue.labels.insert(at, label.id);
                 }
             }
         }
-        for (c, user) in m.comment.iter().zip(comment_users) {
+        for (c, user) in m.comments().zip(comment_users) {
             if c.id == 0 {
                 continue;
             }
@@ -393,22 +390,18 @@ impl GitHubState {
             if user.is_some() {
                 comment.user = user;
             }
-            if let Some(t) = &c.created {
-                comment.created = Time::from_proto(t);
+            if let Some(t) = c.created {
+                comment.created = t;
             }
-            if let Some(t) = &c.updated {
-                comment.updated = Time::from_proto(t);
+            if let Some(t) = c.updated {
+                comment.updated = t;
             }
             if !c.body.is_empty() {
-                comment.body = strings.texts.push(c.body.as_bytes());
+                comment.body = strings.texts.push(c.body);
             }
         }
-        if let Some(t) = m
-            .comment_status
-            .as_ref()
-            .and_then(|s| s.server_date.as_ref())
-        {
-            issue.comments_synced = Time::from_proto(t);
+        if let Some(t) = m.comment_status {
+            issue.comments_synced = t;
         }
         for e in events {
             if e.created > issue.event_max_time {
@@ -419,8 +412,8 @@ impl GitHubState {
                 None => issue.events.push(e),
             }
         }
-        if let Some(t) = m.event_status.as_ref().and_then(|s| s.server_date.as_ref()) {
-            issue.events_synced = Time::from_proto(t);
+        if let Some(t) = m.event_status {
+            issue.events_synced = t;
         }
         for r in reviews {
             if r.created > issue.event_max_time {
@@ -431,75 +424,70 @@ impl GitHubState {
                 None => issue.reviews.push(r),
             }
         }
-        if let Some(t) = m
-            .review_status
-            .as_ref()
-            .and_then(|s| s.server_date.as_ref())
-        {
-            issue.reviews_synced = Time::from_proto(t);
+        if let Some(t) = m.review_status {
+            issue.reviews_synced = t;
         }
     }
 
-    fn event(&mut self, strings: &mut Strings<'_>, e: &maintpb::GithubIssueEvent) -> EventData {
+    fn event(&mut self, strings: &mut Strings<'_>, e: &EventView<'_>) -> EventData {
         let mut out = EventData {
             id: e.id,
-            typ: strings.syms.intern(e.event_type.as_bytes()),
+            typ: strings.syms.intern(e.event_type),
             actor: self.user_id(e.actor_id),
-            created: e.created.as_ref().map_or(Time::ZERO, Time::from_proto),
+            created: e.created.unwrap_or(Time::ZERO),
             assignee: self.user_id(e.assignee_id),
             assigner: self.user_id(e.assigner_id),
             reviewer: self.user_id(e.reviewer_id),
             review_requester: self.user_id(e.review_requester_id),
-            from: strings.texts.push(e.rename_from.as_bytes()),
-            to: strings.texts.push(e.rename_to.as_bytes()),
+            from: strings.texts.push(e.rename_from),
+            to: strings.texts.push(e.rename_to),
             // Go logs an event's unknown JSON and keeps none of it.
             ..EventData::default()
         };
-        if let Some(l) = &e.label {
-            out.label = strings.syms.intern(l.name.as_bytes());
+        if let Some(name) = e.label {
+            out.label = strings.syms.intern(name);
         }
-        if let Some(ms) = &e.milestone {
-            out.milestone = strings.syms.intern(ms.title.as_bytes());
+        if let Some(title) = e.milestone {
+            out.milestone = strings.syms.intern(title);
         }
-        if let Some(c) = &e.commit {
-            out.commit_id = strings.syms.intern(c.commit_id.as_bytes());
-            if !c.owner.is_empty() && !c.repo.is_empty() {
-                out.commit_url = strings.texts.push(
-                    format!(
-                        "https://api.github.com/repos/{}/{}/commits/{}",
-                        c.owner, c.repo, c.commit_id
-                    )
-                    .as_bytes(),
-                );
+        if let Some((owner, repo, commit_id)) = e.commit {
+            out.commit_id = strings.syms.intern(commit_id);
+            if !owner.is_empty() && !repo.is_empty() {
+                let url = [
+                    &b"https://api.github.com/repos/"[..],
+                    owner,
+                    b"/",
+                    repo,
+                    b"/commits/",
+                    commit_id,
+                ]
+                .concat();
+                out.commit_url = strings.texts.push_owned(&url);
             }
         }
         if let Some(t) = &e.team_reviewer {
             out.team_reviewer = Some(self.team(strings, t));
         }
-        if let Some(d) = &e.dismissed_review {
+        if let Some((review_id, message, state)) = e.dismissed_review {
             out.dismissed_review = Some(DismissedReview {
-                review_id: d.review_id,
-                state: strings.syms.intern(d.state.as_bytes()),
-                message: strings.texts.push(d.dismissal_message.as_bytes()),
+                review_id,
+                state: strings.syms.intern(state),
+                message: strings.texts.push(message),
             });
         }
         out
     }
 }
 
-fn apply_milestone(
-    ms: &mut MilestoneData,
-    strings: &mut Strings<'_>,
-    pb: &maintpb::GithubMilestone,
-) {
+fn apply_milestone(ms: &mut MilestoneData, strings: &mut Strings<'_>, pb: &MilestoneView<'_>) {
     if !pb.title.is_empty() {
-        ms.title = strings.syms.intern(pb.title.as_bytes());
+        ms.title = strings.syms.intern(pb.title);
     }
     if pb.number != 0 {
         ms.number = pb.number;
     }
-    if let Some(c) = &pb.closed {
-        ms.closed = c.val;
+    if let Some(c) = pb.closed {
+        ms.closed = c;
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`notedb`]: Gerrit NoteDB and commit-message text rules.
 //! - [`text`], [`time`]: compact strings and instants.
 //! - [`dump`]: the corpus rendered in the oracle format of Go's fold.
+//! - [`checkpoint`]: saving the corpus at a position and reopening it.
 //!
 //! Folding is deterministic and does no IO. Gerrit CLs are derived lazily,
 //! as in Go: [`Corpus::finish`] must run after a batch of mutations (the
@@ -19,6 +20,7 @@
 //! never stops for it.
 
 pub mod api;
+pub mod checkpoint;
 pub mod dump;
 pub mod gerrit;
 pub mod git;
@@ -26,6 +28,7 @@ pub mod github;
 pub mod notedb;
 pub mod text;
 pub mod time;
+pub mod wire;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -37,13 +40,13 @@ use crate::Projection;
 use gerrit::{GerritSkip, GerritState};
 use git::{GitState, GitStrings};
 use github::{Dropped, GitHubState, Strings};
-use text::{Interner, TextArena};
+use text::{Interner, Texts};
 
 /// The folded world.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Corpus {
     pub(crate) syms: Interner,
-    pub(crate) texts: TextArena,
+    pub(crate) texts: Texts,
     pub(crate) github: GitHubState,
     pub(crate) git: GitState,
     pub(crate) gerrit: GerritState,
@@ -120,6 +123,20 @@ impl Corpus {
     /// Applies one mutation: its GitHub issue, GitHub repo, git and Gerrit
     /// parts, in Go's order.
     pub fn apply_mutation(&mut self, m: &Mutation) {
+        let bytes = prost::Message::encode_to_vec(m);
+        self.apply_view(&wire::MutationView::parse(&bytes));
+    }
+
+    /// Applies a record's bytes, which must have passed [`wire::check`] as
+    /// [`wire::Check::Canonical`]. With the payload's log position (and the
+    /// log mapped), texts are kept as positions in the log, not copied.
+    pub fn apply_canonical(&mut self, payload: &[u8], pos: Option<Position>) {
+        self.texts.begin_record(payload, pos.map(|p| p.0));
+        self.apply_view(&wire::MutationView::parse(payload));
+        self.texts.end_record();
+    }
+
+    fn apply_view(&mut self, m: &wire::MutationView<'_>) {
         self.mutations += 1;
         let mut dropped = Vec::new();
         if let Some(issue) = &m.github_issue {
@@ -309,5 +326,72 @@ impl fmt::Display for Counts {
                 self.git_commits, self.git_placeholders
             ),
         )
+    }
+}
+
+/// Approximate heap bytes held, by part (for tuning and `corpus stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Text arena: bytes reserved (most text stays in the mapped log and is
+    /// not counted here).
+    pub texts: u64,
+    /// Interned strings and their index.
+    pub symbols: u64,
+    /// GitHub structures (issues, comments, events, reviews, maps).
+    pub github: u64,
+    /// Commit table, diff trees and the hash index.
+    pub git: u64,
+    /// Gerrit projects and CLs.
+    pub gerrit: u64,
+}
+
+impl MemoryUse {
+    /// The sum.
+    pub fn total(&self) -> u64 {
+        self.texts + self.symbols + self.github + self.git + self.gerrit
+    }
+}
+
+impl Corpus {
+    /// Approximate heap bytes held, by part.
+    pub fn memory_use(&self) -> MemoryUse {
+        use std::mem::size_of;
+        let mut m = MemoryUse {
+            texts: self.texts.arena_reserved() as u64,
+            ..MemoryUse::default()
+        };
+        m.symbols = self.syms.heap_bytes() as u64;
+        for repo in self.github.repos.values() {
+            m.github += (repo.issues.len() * (size_of::<github::IssueData>() + 24)) as u64;
+            for issue in repo.issues.values() {
+                m.github += (issue.comments.capacity() * size_of::<github::CommentData>()
+                    + issue.events.capacity() * size_of::<github::EventData>()
+                    + issue.reviews.capacity() * size_of::<github::ReviewData>()
+                    + issue.assignees.capacity() * 8
+                    + issue.labels.capacity() * 8) as u64;
+            }
+        }
+        m.github += (self.github.users.capacity() * 16) as u64;
+        m.git = (self.git.commits.capacity() * size_of::<git::CommitData>()
+            + self.git.by_hash.capacity() * (size_of::<git::GitHash>() + 5)) as u64;
+        for c in &self.git.commits {
+            if let Some(f) = &c.files {
+                m.git += (f.len() * size_of::<git::FileStat>()) as u64;
+            }
+            if let git::Parents::Many(p) = &c.parents {
+                m.git += (p.len() * 4) as u64;
+            }
+        }
+        for p in self.gerrit.projects.values() {
+            m.gerrit += (p.remote.capacity() * 29
+                + (p.commits.capacity() + p.need.capacity()) * 21
+                + p.cls.len() * (size_of::<gerrit::ClData>() + 24)) as u64;
+            for cl in p.cls.values() {
+                m.gerrit += (cl.metas.capacity() * 4
+                    + cl.messages.capacity() * size_of::<gerrit::MessageData>()
+                    + cl.github_refs.capacity() * 12) as u64;
+            }
+        }
+        m
     }
 }

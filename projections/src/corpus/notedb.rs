@@ -163,6 +163,51 @@ fn parse_go_i32(s: &[u8]) -> Option<i32> {
     super::git::parse_go_int(s).and_then(|v| i32::try_from(v).ok())
 }
 
+/// What deriving a CL needs from one NoteDB meta commit's message,
+/// computed once when the commit is folded so that CL derivation never
+/// reads the text again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoteFacts {
+    /// The message has a `\nLabel: ` line (a label change).
+    pub label: bool,
+    /// The message says `\nPrivate: true\n`.
+    pub private: bool,
+    /// The status after the first `\nStatus: `, if any.
+    pub status: Option<&'static str>,
+    /// The review message, if any.
+    pub message: Option<MessageSpan>,
+    /// The first `Branch:` value, as written, interned by the fold (empty
+    /// if none).
+    pub branch: super::text::Sym,
+    /// The first `Work-in-progress:` value: `Some(true)`, `Some(false)`, or
+    /// `None` when absent or neither.
+    pub wip: Option<bool>,
+}
+
+impl NoteFacts {
+    /// The facts of a commit message, interning the branch.
+    pub fn of(msg: &[u8], syms: &mut super::text::Interner) -> NoteFacts {
+        NoteFacts {
+            branch: syms.intern(line_value(msg, b"Branch:")),
+            label: find(msg, b"\nLabel: ").is_some(),
+            private: find(msg, b"\nPrivate: true\n").is_some(),
+            status: gerrit_status(msg),
+            message: gerrit_message(msg),
+            wip: match line_value(msg, b"Work-in-progress:") {
+                b"true" => Some(true),
+                b"false" => Some(false),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether a message may be a NoteDB meta commit worth precomputing:
+    /// Gerrit writes a `Patch-set:` footer on every one.
+    pub fn worth_computing(msg: &[u8]) -> bool {
+        find(msg, b"\nPatch-set:").is_some()
+    }
+}
+
 /// Go's `GerritMeta.Footer()`: the text after the last `\n\n`.
 pub fn footer(msg: &[u8]) -> &[u8] {
     match memchr::memmem::rfind(msg, b"\n\n") {
@@ -308,10 +353,11 @@ fn match_ref_at(s: &[u8], p: usize) -> Option<RefMatch<'_>> {
         if n1 > 0 && s.get(slash) == Some(&b'/') {
             let n2 = s[slash + 1..].iter().take_while(|&&b| is_name(b)).count();
             let hash = slash + 1 + n2;
-            if n2 > 0 && s.get(hash) == Some(&b'#') {
-                if let Some((digits, end)) = digits_from(hash + 1) {
-                    return Some((Some(&s[p..slash]), Some(&s[slash + 1..hash]), digits, end));
-                }
+            if n2 > 0
+                && s.get(hash) == Some(&b'#')
+                && let Some((digits, end)) = digits_from(hash + 1)
+            {
+                return Some((Some(&s[p..slash]), Some(&s[slash + 1..hash]), digits, end));
             }
         }
     }

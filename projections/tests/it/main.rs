@@ -1,4 +1,5 @@
 //! Integration tests of the folds: Go's own fold as the oracle.
 
 mod api;
+mod checkpoint;
 mod oracle;

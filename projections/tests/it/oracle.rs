@@ -8,7 +8,7 @@ use almanac_log::{Position, Snapshot};
 use almanac_projections::corpus::Corpus;
 use almanac_projections::replay;
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../log/tests/fixtures/go")
         .join(name)

@@ -28,6 +28,10 @@ pub enum CorpusCommand {
         /// Skip records that do not decode (counted) instead of stopping.
         #[arg(long)]
         skip_undecodable: bool,
+        /// Start from this checkpoint when it exists (then fold only what
+        /// the log gained since), and save the loaded corpus to it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -57,11 +61,12 @@ pub fn run(cmd: CorpusCommand) -> Result<()> {
         CorpusCommand::Stats {
             dir,
             skip_undecodable,
-        } => stats(dir, skip_undecodable),
+            checkpoint,
+        } => stats(dir, skip_undecodable, checkpoint.as_deref()),
     }
 }
 
-fn stats(dir: Option<PathBuf>, skip_undecodable: bool) -> Result<()> {
+fn stats(dir: Option<PathBuf>, skip_undecodable: bool, checkpoint: Option<&Path>) -> Result<()> {
     let dir = match dir {
         Some(d) => d,
         None => godata_dir().context("no log directory given and no home directory")?,
@@ -71,34 +76,77 @@ fn stats(dir: Option<PathBuf>, skip_undecodable: bool) -> Result<()> {
     }
     let started = Instant::now();
     let progress = bar(0, "loading");
-    let corpus = Corpus::open_with(
-        &dir,
-        LoadOptions {
-            skip_undecodable,
-            progress: Some(Box::new(|p| {
-                progress.set_length(p.end.0);
-                progress.set_position(p.position.0);
-            })),
-        },
-    )
-    .with_context(|| format!("loading {}", dir.display()))?;
+    let opts = LoadOptions {
+        skip_undecodable,
+        progress: Some(Box::new(|p| {
+            progress.set_length(p.end.0);
+            progress.set_position(p.position.0);
+        })),
+    };
+    let mut from_checkpoint = None;
+    let corpus = match checkpoint.filter(|c| c.exists()) {
+        Some(path) => {
+            let mut corpus = Corpus::open_checkpoint(path)?;
+            let opened = started.elapsed();
+            let at = corpus.position();
+            corpus
+                .update_with(opts)
+                .with_context(|| format!("folding {} since the checkpoint", dir.display()))?;
+            from_checkpoint = Some((opened, at));
+            corpus
+        }
+        None => {
+            Corpus::open_with(&dir, opts).with_context(|| format!("loading {}", dir.display()))?
+        }
+    };
     progress.finish_and_clear();
     let elapsed = started.elapsed();
     let bytes = corpus.position().0;
     let mut out = io::stdout().lock();
     write!(out, "{}", corpus.counts())?;
+    let mem = corpus.memory_use();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    writeln!(
+        out,
+        "memory (approx.):   {:.0} MiB: texts {:.0}, symbols {:.0}, github {:.0}, git {:.0}, gerrit {:.0}",
+        mib(mem.total()),
+        mib(mem.texts),
+        mib(mem.symbols),
+        mib(mem.github),
+        mib(mem.git),
+        mib(mem.gerrit)
+    )?;
     let skipped = corpus.skipped();
     if skipped.total() > 0 {
         writeln!(out, "skipped:            {skipped:?}")?;
     }
-    writeln!(
-        out,
-        "loaded {} bytes in {:.2?}: {:.0} MB/s, {:.0} records/s",
-        bytes,
-        elapsed,
-        bytes as f64 / 1e6 / elapsed.as_secs_f64(),
-        corpus.counts().mutations as f64 / elapsed.as_secs_f64()
-    )?;
+    match from_checkpoint {
+        Some((opened, at)) => writeln!(
+            out,
+            "opened the checkpoint (position {at}) in {opened:.2?}, then folded {} bytes more; {:.2?} in all",
+            bytes - at.0,
+            elapsed
+        )?,
+        None => writeln!(
+            out,
+            "loaded {} bytes in {:.2?}: {:.0} MB/s, {:.0} records/s",
+            bytes,
+            elapsed,
+            bytes as f64 / 1e6 / elapsed.as_secs_f64(),
+            corpus.counts().mutations as f64 / elapsed.as_secs_f64()
+        )?,
+    }
+    if let Some(path) = checkpoint {
+        let saving = Instant::now();
+        corpus.save_checkpoint(path)?;
+        writeln!(
+            out,
+            "saved the checkpoint at position {} to {} in {:.2?}",
+            corpus.position(),
+            path.display(),
+            saving.elapsed()
+        )?;
+    }
     Ok(())
 }
 

@@ -2,9 +2,12 @@
 
 use super::*;
 
+/// (text, prefix, value, rest, found)
+type LineCase<'a> = (&'a [u8], &'a [u8], &'a [u8], &'a [u8], bool);
+
 #[test]
 fn line_value_ok_vectors() {
-    let cases: &[(&[u8], &[u8], &[u8], &[u8], bool)] = &[
+    let cases: &[LineCase<'_>] = &[
         (b"foo:  value ", b"foo:", b"value", b"", true),
         (b"foo:  value\n", b"foo:", b"value", b"", true),
         (b"foo:\n", b"foo:", b"", b"", true),
