@@ -3,3 +3,4 @@
 mod api;
 mod checkpoint;
 mod oracle;
+mod scenarios;
