@@ -15,7 +15,8 @@ use super::Corpus;
 use super::gerrit::{ClData, ClStatus, MessageData, ProjectData};
 use super::git::{CommitData, CommitIdx, Committer, FileStat, GitHash, GitTime};
 use super::github::{
-    CommentData, EventData, IssueData, MilestoneData, MilestoneRef, RepoData, RepoKey, ReviewData,
+    CommentData, EventData, EventExtra, IssueData, MilestoneData, MilestoneRef, RepoData, RepoKey,
+    ReviewData, UserRef,
 };
 use super::notedb;
 use super::text::{Sym, Text};
@@ -94,11 +95,7 @@ impl<'a> GitHub<'a> {
 
     /// A user by id.
     pub fn user(self, id: i64) -> Option<User<'a>> {
-        self.c
-            .github
-            .users
-            .contains_key(&id)
-            .then_some(User { c: self.c, id })
+        self.c.github.user_by_id(id).map(|r| User { c: self.c, r })
     }
 }
 
@@ -106,27 +103,23 @@ impl<'a> GitHub<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct User<'a> {
     c: &'a Corpus,
-    id: i64,
+    r: UserRef,
 }
 
 impl<'a> User<'a> {
     /// The user id.
     pub fn id(self) -> i64 {
-        self.id
+        self.c.github.user_data(self.r).id
     }
 
     /// The login, "" if never seen.
     pub fn login(self) -> &'a str {
-        self.c
-            .github
-            .users
-            .get(&self.id)
-            .map_or("", |s| utf8(self.c.sym(*s)))
+        utf8(self.c.sym(self.c.github.user_data(self.r).login))
     }
 }
 
-fn user(c: &Corpus, id: Option<i64>) -> Option<User<'_>> {
-    id.map(|id| User { c, id })
+fn user(c: &Corpus, r: Option<UserRef>) -> Option<User<'_>> {
+    r.map(|r| User { c, r })
 }
 
 /// A repository.
@@ -150,7 +143,7 @@ impl<'a> Repo<'a> {
 
     /// An issue or PR by number (including ones that do not exist).
     pub fn issue(self, number: i32) -> Option<Issue<'a>> {
-        let data = self.data.issues.get(&number)?;
+        let data: &IssueData = self.data.issues.get(&number)?;
         Some(Issue {
             c: self.c,
             repo: self.data,
@@ -294,10 +287,7 @@ impl<'a> Issue<'a> {
     /// Assignees in Go's order.
     pub fn assignees(self) -> impl Iterator<Item = User<'a>> {
         let c = self.c;
-        self.data
-            .assignees
-            .iter()
-            .map(move |id| User { c, id: *id })
+        self.data.assignees.iter().map(move |r| User { c, r: *r })
     }
 
     /// Creation time (`Time::ZERO` if unknown).
@@ -530,39 +520,43 @@ impl<'a> Event<'a> {
         utf8(self.c.sym(self.data.milestone))
     }
 
+    fn extra(self) -> EventExtra {
+        self.c.github.extra(self.data)
+    }
+
     /// Assignee (assigned, unassigned).
     pub fn assignee(self) -> Option<User<'a>> {
-        user(self.c, self.data.assignee)
+        user(self.c, self.extra().assignee)
     }
 
     /// Assigner.
     pub fn assigner(self) -> Option<User<'a>> {
-        user(self.c, self.data.assigner)
+        user(self.c, self.extra().assigner)
     }
 
     /// Requested reviewer.
     pub fn reviewer(self) -> Option<User<'a>> {
-        user(self.c, self.data.reviewer)
+        user(self.c, self.extra().reviewer)
     }
 
     /// Who requested the review.
     pub fn review_requester(self) -> Option<User<'a>> {
-        user(self.c, self.data.review_requester)
+        user(self.c, self.extra().review_requester)
     }
 
     /// A requested team.
     pub fn team_reviewer(self) -> Option<Team<'a>> {
-        self.data.team_reviewer.map(|id| Team { c: self.c, id })
+        self.extra().team_reviewer.map(|id| Team { c: self.c, id })
     }
 
     /// Old title (renamed).
     pub fn rename_from(self) -> &'a str {
-        utf8(self.c.text(self.data.from))
+        utf8(self.c.text(self.extra().from))
     }
 
     /// New title (renamed).
     pub fn rename_to(self) -> &'a str {
-        utf8(self.c.text(self.data.to))
+        utf8(self.c.text(self.extra().to))
     }
 
     /// The commit (closed, referenced).
@@ -572,12 +566,12 @@ impl<'a> Event<'a> {
 
     /// The commit's API URL, when owner and repo were known.
     pub fn commit_url(self) -> &'a str {
-        utf8(self.c.text(self.data.commit_url))
+        utf8(self.c.text(self.extra().commit_url))
     }
 
     /// For review_dismissed.
     pub fn dismissed_review(self) -> Option<DismissedReview<'a>> {
-        self.data.dismissed_review.map(|d| DismissedReview {
+        self.extra().dismissed_review.map(|d| DismissedReview {
             review_id: d.review_id,
             state: utf8(self.c.sym(d.state)),
             message: utf8(self.c.text(d.message)),

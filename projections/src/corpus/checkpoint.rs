@@ -23,8 +23,8 @@ use super::Skipped;
 use super::gerrit::{ClData, ClStatus, GerritState, MessageData, ProjectData};
 use super::git::{CommitData, CommitIdx, Committer, FileStat, GitHash, GitState, GitTime, Parents};
 use super::github::{
-    CommentData, DismissedReview, EventData, IssueData, MilestoneData, MilestoneRef, RepoData,
-    RepoKey, ReviewData,
+    CommentData, DismissedReview, EventData, EventExtra, IssueData, MilestoneData, MilestoneRef,
+    RepoData, RepoKey, ReviewData, UserData, UserRef,
 };
 use super::notedb::{MessageSpan, NoteFacts};
 use super::text::{Interner, Sym, Text, TextArena, Texts};
@@ -281,7 +281,24 @@ impl Dec for Text {
     }
 }
 
-record!(Time { seconds, nanos });
+/// Enc/Dec for packed (Copy) structs: fields are read by value.
+macro_rules! packed_record {
+    ($t:ty { $($f:ident),* $(,)? }) => {
+        impl Enc for $t {
+            fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+                $( { let v = self.$f; v.enc(o)?; } )*
+                Ok(())
+            }
+        }
+        impl Dec for $t {
+            fn dec(i: &mut In<'_>) -> io::Result<Self> {
+                Ok(Self { $( $f: Dec::dec(i)?, )* })
+            }
+        }
+    };
+}
+
+packed_record!(Time { seconds, nanos });
 record!(RepoKey { owner, repo });
 record!(MilestoneData {
     title,
@@ -302,11 +319,15 @@ record!(DismissedReview {
 });
 record!(EventData {
     id,
+    created,
     typ,
     actor,
-    created,
     label,
     milestone,
+    commit_id,
+    extra,
+});
+record!(EventExtra {
     assignee,
     assigner,
     reviewer,
@@ -314,10 +335,34 @@ record!(EventData {
     team_reviewer,
     from,
     to,
-    commit_id,
     commit_url,
     dismissed_review,
 });
+record!(UserData { id, login });
+
+impl Enc for UserRef {
+    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+        self.0.get().enc(o)
+    }
+}
+impl Dec for UserRef {
+    fn dec(i: &mut In<'_>) -> io::Result<Self> {
+        std::num::NonZeroU32::new(u32::dec(i)?)
+            .map(UserRef)
+            .ok_or_else(|| bad("bad user"))
+    }
+}
+
+impl Enc for Box<IssueData> {
+    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+        (**self).enc(o)
+    }
+}
+impl Dec for Box<IssueData> {
+    fn dec(i: &mut In<'_>) -> io::Result<Self> {
+        Ok(Box::new(IssueData::dec(i)?))
+    }
+}
 record!(ReviewData {
     id,
     actor,
@@ -353,7 +398,7 @@ record!(IssueData {
     reviews_synced,
     event_max_time,
 });
-record!(GitTime { seconds, zone });
+packed_record!(GitTime { seconds, zone });
 record!(FileStat {
     file,
     added,
@@ -643,8 +688,9 @@ impl Corpus {
         }
         // GitHub.
         let gh = &self.github;
-        enc_map(gh.users.iter().map(|(k, v)| (*k, *v)), o)?;
+        gh.users.enc(o)?;
         enc_map(gh.teams.iter().map(|(k, v)| (*k, *v)), o)?;
+        gh.event_extras.enc(o)?;
         (gh.repos.len() as u64).enc(o)?;
         for (key, repo) in &gh.repos {
             key.enc(o)?;
@@ -772,16 +818,16 @@ impl Corpus {
             blocks.push(block);
         }
         c.texts = Texts::with_arena(TextArena::from_blocks(blocks));
-        let users: Vec<(i64, Sym)> = Dec::dec(i)?;
-        c.github.users = users.into_iter().collect();
+        c.github.users = Dec::dec(i)?;
         let teams: Vec<(i64, Sym)> = Dec::dec(i)?;
         c.github.teams = teams.into_iter().collect();
+        c.github.event_extras = Dec::dec(i)?;
         let repos = u64::dec(i)?;
         for _ in 0..repos {
             let key = RepoKey::dec(i)?;
             let labels: Vec<(i64, Sym)> = Dec::dec(i)?;
             let milestones: Vec<(i64, MilestoneData)> = Dec::dec(i)?;
-            let issues: Vec<(i32, IssueData)> = Dec::dec(i)?;
+            let issues: Vec<(i32, Box<IssueData>)> = Dec::dec(i)?;
             c.github.repos.insert(
                 key,
                 RepoData {
@@ -836,6 +882,18 @@ impl Corpus {
 
     /// Rebuilds what the checkpoint leaves out because it is derived.
     fn rebuild_indexes(&mut self) {
+        self.github.user_index = self
+            .github
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let r = UserRef(
+                    std::num::NonZeroU32::new(i as u32 + 1).expect("index + 1 is non-zero"),
+                );
+                (u.id, r)
+            })
+            .collect();
         self.git.by_hash = self
             .git
             .commits
@@ -883,6 +941,9 @@ impl Corpus {
                 return Err("a commit refers outside its tables");
             }
         }
+        let users = self.github.users.len();
+        let user_ok = |u: UserRef| (u.0.get() as usize) <= users;
+        let extras = self.github.event_extras.len();
         for (key, repo) in &self.github.repos {
             let ok = sym_ok(key.owner)
                 && sym_ok(key.repo)
@@ -892,19 +953,23 @@ impl Corpus {
                     text_ok(i.title)
                         && text_ok(i.body)
                         && i.comments.iter().all(|c| text_ok(c.body))
+                        && [i.user, i.closed_by]
+                            .iter()
+                            .flatten()
+                            .chain(&i.assignees)
+                            .all(|u| user_ok(*u))
+                        && i.comments.iter().all(|c| c.user.is_none_or(user_ok))
                         && i.events.iter().all(|e| {
                             sym_ok(e.typ)
                                 && sym_ok(e.label)
                                 && sym_ok(e.milestone)
                                 && sym_ok(e.commit_id)
-                                && text_ok(e.from)
-                                && text_ok(e.to)
-                                && text_ok(e.commit_url)
-                                && e.dismissed_review
-                                    .is_none_or(|d| sym_ok(d.state) && text_ok(d.message))
+                                && e.actor.is_none_or(user_ok)
+                                && (e.extra as usize) <= extras
                         })
                         && i.reviews.iter().all(|r| {
-                            text_ok(r.body)
+                            r.actor.is_none_or(user_ok)
+                                && text_ok(r.body)
                                 && text_ok(r.other_json)
                                 && sym_ok(r.state)
                                 && sym_ok(r.commit_id)
@@ -915,14 +980,24 @@ impl Corpus {
                 return Err("a GitHub record refers outside its tables");
             }
         }
-        if self
-            .github
-            .users
-            .values()
-            .chain(self.github.teams.values())
-            .any(|s| !sym_ok(*s))
+        if self.github.users.iter().any(|u| !sym_ok(u.login))
+            || self.github.teams.values().any(|s| !sym_ok(*s))
         {
             return Err("a user refers outside the symbols");
+        }
+        let extras_ok = self.github.event_extras.iter().all(|x| {
+            [x.assignee, x.assigner, x.reviewer, x.review_requester]
+                .iter()
+                .flatten()
+                .all(|u| user_ok(*u))
+                && text_ok(x.from)
+                && text_ok(x.to)
+                && text_ok(x.commit_url)
+                && x.dismissed_review
+                    .is_none_or(|d| sym_ok(d.state) && text_ok(d.message))
+        });
+        if !extras_ok {
+            return Err("an event refers outside its tables");
         }
         for p in self.gerrit.projects.values() {
             for cl in p.cls.values() {

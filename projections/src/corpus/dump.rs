@@ -9,7 +9,7 @@ use almanac_log::quote::go_quote;
 use super::Corpus;
 use super::gerrit::ClData;
 use super::git::{CommitData, Committer, GitHash, GitTime};
-use super::github::{IssueData, MilestoneRef, RepoKey};
+use super::github::{IssueData, MilestoneRef, RepoKey, UserRef};
 use super::text::Sym;
 use super::time::Time;
 
@@ -27,16 +27,12 @@ impl Corpus {
         self.syms.get(s)
     }
 
-    fn user(&self, id: Option<i64>) -> String {
-        match id {
+    fn user(&self, r: Option<UserRef>) -> String {
+        match r {
             None => "-".to_owned(),
-            Some(id) => {
-                let login = self
-                    .github
-                    .users
-                    .get(&id)
-                    .map_or(&b""[..], |s| self.sym(*s));
-                format!("{id}:{}", String::from_utf8_lossy(login))
+            Some(r) => {
+                let u = self.github.user_data(r);
+                format!("{}:{}", u.id, String::from_utf8_lossy(self.sym(u.login)))
             }
         }
     }
@@ -150,6 +146,7 @@ impl Corpus {
         let mut events: Vec<_> = issue.events.iter().collect();
         events.sort_by_key(|e| (e.created, e.id));
         for e in events {
+            let x = self.github.extra(e);
             let _ = writeln!(
                 out,
                 "GHEVENT\t{at}\t{}\t{}\tactor={}\tcreated={}\tlabel={}\tms={}\tfrom={}\tto={}\tcommit={}\tassignee={}\tassigner={}\treviewer={}\tother={}",
@@ -159,12 +156,12 @@ impl Corpus {
                 e.created,
                 go_quote(self.sym(e.label)),
                 go_quote(self.sym(e.milestone)),
-                go_quote(self.texts.get(e.from)),
-                go_quote(self.texts.get(e.to)),
+                go_quote(self.texts.get(x.from)),
+                go_quote(self.texts.get(x.to)),
                 String::from_utf8_lossy(self.sym(e.commit_id)),
-                self.user(e.assignee),
-                self.user(e.assigner),
-                self.user(e.reviewer),
+                self.user(x.assignee),
+                self.user(x.assigner),
+                self.user(x.reviewer),
                 go_quote(""),
             );
         }

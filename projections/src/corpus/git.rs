@@ -56,6 +56,7 @@ pub struct CommitIdx(pub(crate) u32);
 
 /// A time as written in a commit: the instant and its zone text (`-0700`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C, packed(4))]
 pub struct GitTime {
     /// Seconds since the epoch.
     pub seconds: i64,

@@ -3,9 +3,12 @@
 //!
 //! Users and teams are interned by id, as Go does, so a login learnt from
 //! any mutation shows everywhere that user appears. Issues point at repo
-//! labels and milestones by id for the same reason.
+//! labels and milestones by id for the same reason. Records are kept small
+//! (a comment is 48 bytes, an event 48 plus a side record for the rare
+//! fields) because a Go-sized history holds millions of them.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -22,20 +25,34 @@ pub struct RepoKey {
     pub repo: Sym,
 }
 
+/// A user: index + 1 into [`GitHubState::users`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserRef(pub(crate) NonZeroU32);
+
+/// A known user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserData {
+    pub(crate) id: i64,
+    /// Empty when never seen.
+    pub(crate) login: Sym,
+}
+
 /// Everything GitHub.
 #[derive(Debug, Clone, Default)]
 pub struct GitHubState {
-    /// Logins by user id (empty when unknown).
-    pub(crate) users: HashMap<i64, Sym>,
+    pub(crate) users: Vec<UserData>,
+    pub(crate) user_index: HashMap<i64, UserRef>,
     /// Slugs by team id.
     pub(crate) teams: HashMap<i64, Sym>,
     pub(crate) repos: HashMap<RepoKey, RepoData>,
+    /// The rarely set fields of events, out of line.
+    pub(crate) event_extras: Vec<EventExtra>,
 }
 
 /// One repository.
 #[derive(Debug, Clone, Default)]
 pub struct RepoData {
-    pub(crate) issues: BTreeMap<i32, IssueData>,
+    pub(crate) issues: BTreeMap<i32, Box<IssueData>>,
     pub(crate) labels: BTreeMap<i64, Sym>,
     pub(crate) milestones: BTreeMap<i64, MilestoneData>,
 }
@@ -69,12 +86,12 @@ pub struct IssueData {
     pub(crate) closed: bool,
     pub(crate) locked: bool,
     pub(crate) pull_request: bool,
-    pub(crate) user: Option<i64>,
-    pub(crate) assignees: Vec<i64>,
+    pub(crate) user: Option<UserRef>,
+    pub(crate) assignees: Vec<UserRef>,
     pub(crate) created: Time,
     pub(crate) updated: Time,
     pub(crate) closed_at: Time,
-    pub(crate) closed_by: Option<i64>,
+    pub(crate) closed_by: Option<UserRef>,
     pub(crate) title: Text,
     pub(crate) body: Text,
     pub(crate) milestone: MilestoneRef,
@@ -93,29 +110,36 @@ pub struct IssueData {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CommentData {
     pub(crate) id: i64,
-    pub(crate) user: Option<i64>,
     pub(crate) created: Time,
     pub(crate) updated: Time,
+    pub(crate) user: Option<UserRef>,
     pub(crate) body: Text,
 }
 
 /// An issue timeline event.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct EventData {
     pub(crate) id: i64,
-    pub(crate) typ: Sym,
-    pub(crate) actor: Option<i64>,
     pub(crate) created: Time,
+    pub(crate) typ: Sym,
+    pub(crate) actor: Option<UserRef>,
     pub(crate) label: Sym,
     pub(crate) milestone: Sym,
-    pub(crate) assignee: Option<i64>,
-    pub(crate) assigner: Option<i64>,
-    pub(crate) reviewer: Option<i64>,
-    pub(crate) review_requester: Option<i64>,
+    pub(crate) commit_id: Sym,
+    /// Index + 1 into [`GitHubState::event_extras`]; 0 when none.
+    pub(crate) extra: u32,
+}
+
+/// The rarely set fields of an event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventExtra {
+    pub(crate) assignee: Option<UserRef>,
+    pub(crate) assigner: Option<UserRef>,
+    pub(crate) reviewer: Option<UserRef>,
+    pub(crate) review_requester: Option<UserRef>,
     pub(crate) team_reviewer: Option<i64>,
     pub(crate) from: Text,
     pub(crate) to: Text,
-    pub(crate) commit_id: Sym,
     pub(crate) commit_url: Text,
     pub(crate) dismissed_review: Option<DismissedReview>,
 }
@@ -132,8 +156,8 @@ pub struct DismissedReview {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReviewData {
     pub(crate) id: i64,
-    pub(crate) actor: Option<i64>,
     pub(crate) created: Time,
+    pub(crate) actor: Option<UserRef>,
     pub(crate) body: Text,
     pub(crate) state: Sym,
     pub(crate) commit_id: Sym,
@@ -158,30 +182,62 @@ pub(crate) struct Strings<'a> {
     pub(crate) texts: &'a mut Texts,
 }
 
-impl GitHubState {
-    fn user(&mut self, strings: &mut Strings<'_>, pb: &UserView<'_>) -> i64 {
-        let login = self.users.entry(pb.id).or_insert(Interner::EMPTY);
-        if !pb.login.is_empty() && strings.syms.get(*login) != pb.login {
-            *login = strings.syms.intern(pb.login);
+/// The user table, borrowed apart from the repos.
+struct Users<'a> {
+    users: &'a mut Vec<UserData>,
+    index: &'a mut HashMap<i64, UserRef>,
+}
+
+impl Users<'_> {
+    fn get_or_create(&mut self, id: i64) -> UserRef {
+        if let Some(&r) = self.index.get(&id) {
+            return r;
         }
-        pb.id
+        self.users.push(UserData {
+            id,
+            login: Interner::EMPTY,
+        });
+        let r = UserRef(
+            NonZeroU32::new(self.users.len() as u32).expect("a pushed vector is non-empty"),
+        );
+        self.index.insert(id, r);
+        r
+    }
+
+    /// Go's `getUser`: creates the user (even id 0) and updates a non-empty
+    /// login.
+    fn user(&mut self, syms: &mut Interner, pb: &UserView<'_>) -> UserRef {
+        let r = self.get_or_create(pb.id);
+        let login = &mut self.users[r.0.get() as usize - 1].login;
+        if !pb.login.is_empty() && syms.get(*login) != pb.login {
+            *login = syms.intern(pb.login);
+        }
+        r
     }
 
     /// Go's `getOrCreateUserID`: nothing for id 0.
-    fn user_id(&mut self, id: i64) -> Option<i64> {
-        if id == 0 {
-            return None;
-        }
-        self.users.entry(id).or_insert(Interner::EMPTY);
-        Some(id)
+    fn user_id(&mut self, id: i64) -> Option<UserRef> {
+        (id != 0).then(|| self.get_or_create(id))
+    }
+}
+
+impl GitHubState {
+    /// The user behind a reference.
+    pub(crate) fn user_data(&self, r: UserRef) -> &UserData {
+        &self.users[r.0.get() as usize - 1]
     }
 
-    fn team(&mut self, strings: &mut Strings<'_>, pb: &UserView<'_>) -> i64 {
-        let slug = self.teams.entry(pb.id).or_insert(Interner::EMPTY);
-        if !pb.login.is_empty() {
-            *slug = strings.syms.intern(pb.login);
+    /// A user by id.
+    pub(crate) fn user_by_id(&self, id: i64) -> Option<UserRef> {
+        self.user_index.get(&id).copied()
+    }
+
+    /// The extra fields of an event.
+    pub(crate) fn extra(&self, e: &EventData) -> EventExtra {
+        match e.extra {
+            0 => EventExtra::default(),
+            n => self.event_extras[n as usize - 1],
         }
-        pb.id
     }
 
     /// Gets or creates a repo; `None` when owner or repo is empty.
@@ -242,56 +298,35 @@ impl GitHubState {
             dropped.push(Dropped::NoRepo);
             return;
         }
+        let key = RepoKey {
+            owner: strings.syms.intern(m.owner),
+            repo: strings.syms.intern(m.repo),
+        };
+        let GitHubState {
+            users,
+            user_index,
+            teams,
+            repos,
+            event_extras,
+        } = self;
+        let mut users = Users {
+            users,
+            index: user_index,
+        };
+        // Go creates the repo before it looks at the number.
+        let repo = repos.entry(key).or_default();
         if m.number == 0 {
-            // Go creates the repo before it notices the missing number.
-            self.repo_mut(strings.syms, m.owner, m.repo);
             dropped.push(Dropped::NoNumber);
             return;
         }
-        // Resolve users first: they live beside the repos.
-        let user = m.user.as_ref().map(|u| self.user(strings, u));
-        let closed_by = m.closed_by.as_ref().map(|u| self.user(strings, u));
-        let mut assignees: Vec<i64> = Vec::new();
-        for u in m.assignees() {
-            assignees.push(self.user(strings, &u));
-        }
-        let mut events: Vec<EventData> = Vec::new();
-        for e in m.events().filter(|e| e.id != 0) {
-            events.push(self.event(strings, &e));
-        }
-        let mut reviews: Vec<ReviewData> = Vec::new();
-        for r in m.reviews().filter(|r| r.id != 0) {
-            reviews.push(ReviewData {
-                id: r.id,
-                actor: self.user_id(r.actor_id),
-                created: r.created.unwrap_or(Time::ZERO),
-                body: strings.texts.push(r.body),
-                state: strings.syms.intern(r.state),
-                commit_id: strings.syms.intern(r.commit_id),
-                actor_association: strings.syms.intern(r.actor_association),
-                other_json: strings.texts.push(r.other_json),
-            });
-        }
-        let mut comment_users: Vec<Option<i64>> = Vec::new();
-        for c in m.comments() {
-            comment_users.push(c.user.as_ref().map(|u| self.user(strings, u)));
-        }
-
-        let repo = self
-            .repos
-            .entry(RepoKey {
-                owner: strings.syms.intern(m.owner),
-                repo: strings.syms.intern(m.repo),
-            })
-            .or_default();
         let issue = match repo.issues.entry(m.number) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                let issue = e.insert(IssueData {
+                let issue = e.insert(Box::new(IssueData {
                     number: m.number,
                     id: m.id,
                     ..IssueData::default()
-                });
+                }));
                 if m.not_exist {
                     issue.not_exist = true;
                     return;
@@ -312,8 +347,8 @@ impl GitHubState {
         if let Some(t) = m.closed_at {
             issue.closed_at = t;
         }
-        if user.is_some() {
-            issue.user = user;
+        if let Some(u) = &m.user {
+            issue.user = Some(users.user(strings.syms, u));
         }
         if m.no_milestone {
             issue.milestone = MilestoneRef::None;
@@ -331,8 +366,8 @@ impl GitHubState {
             );
             issue.milestone = MilestoneRef::Id(m.milestone_id);
         }
-        if closed_by.is_some() {
-            issue.closed_by = closed_by;
+        if let Some(u) = &m.closed_by {
+            issue.closed_by = Some(users.user(strings.syms, u));
         }
         if let Some(c) = m.closed {
             issue.closed = c;
@@ -343,8 +378,7 @@ impl GitHubState {
         if m.pull_request {
             issue.pull_request = true;
         }
-        let deleted: Vec<i64> = m.deleted_assignees().collect();
-        set_assignees(&mut issue.assignees, &assignees, &deleted);
+        set_assignees(&mut issue.assignees, &mut users, strings.syms, m);
         if !m.body.is_empty() {
             issue.body = strings.texts.push(m.body);
         }
@@ -354,10 +388,12 @@ impl GitHubState {
         if !m.title.is_empty() {
             issue.title = strings.texts.push(m.title);
         }
-        let remove: Vec<i64> = m.remove_labels().collect();
+        let mut removes = m.remove_labels().peekable();
         let mut adds = m.add_labels().peekable();
-        if !remove.is_empty() || adds.peek().is_some() {
-            issue.labels.retain(|id| !remove.contains(id));
+        if removes.peek().is_some() || adds.peek().is_some() {
+            for id in removes {
+                issue.labels.retain(|l| *l != id);
+            }
             for label in adds {
                 if label.id == 0 {
                     dropped.push(Dropped::ZeroId);
@@ -372,10 +408,11 @@ impl GitHubState {
                 }
             }
         }
-        for (c, user) in m.comments().zip(comment_users) {
+        for c in m.comments() {
             if c.id == 0 {
                 continue;
             }
+            let user = c.user.as_ref().map(|u| users.user(strings.syms, u));
             let idx = match issue.comments.iter().rposition(|x| x.id == c.id) {
                 Some(i) => i,
                 None => {
@@ -403,7 +440,11 @@ impl GitHubState {
         if let Some(t) = m.comment_status {
             issue.comments_synced = t;
         }
-        for e in events {
+        for e in m.events() {
+            if e.id == 0 {
+                continue;
+            }
+            let e = event(&mut users, teams, event_extras, strings, &e);
             if e.created > issue.event_max_time {
                 issue.event_max_time = e.created;
             }
@@ -415,7 +456,20 @@ impl GitHubState {
         if let Some(t) = m.event_status {
             issue.events_synced = t;
         }
-        for r in reviews {
+        for r in m.reviews() {
+            if r.id == 0 {
+                continue;
+            }
+            let r = ReviewData {
+                id: r.id,
+                actor: users.user_id(r.actor_id),
+                created: r.created.unwrap_or(Time::ZERO),
+                body: strings.texts.push(r.body),
+                state: strings.syms.intern(r.state),
+                commit_id: strings.syms.intern(r.commit_id),
+                actor_association: strings.syms.intern(r.actor_association),
+                other_json: strings.texts.push(r.other_json),
+            };
             if r.created > issue.event_max_time {
                 issue.event_max_time = r.created;
             }
@@ -428,55 +482,81 @@ impl GitHubState {
             issue.reviews_synced = t;
         }
     }
+}
 
-    fn event(&mut self, strings: &mut Strings<'_>, e: &EventView<'_>) -> EventData {
-        let mut out = EventData {
-            id: e.id,
-            typ: strings.syms.intern(e.event_type),
-            actor: self.user_id(e.actor_id),
-            created: e.created.unwrap_or(Time::ZERO),
-            assignee: self.user_id(e.assignee_id),
-            assigner: self.user_id(e.assigner_id),
-            reviewer: self.user_id(e.reviewer_id),
-            review_requester: self.user_id(e.review_requester_id),
-            from: strings.texts.push(e.rename_from),
-            to: strings.texts.push(e.rename_to),
-            // Go logs an event's unknown JSON and keeps none of it.
-            ..EventData::default()
-        };
-        if let Some(name) = e.label {
-            out.label = strings.syms.intern(name);
+/// Go's `newGithubEvent`. Users are resolved by id only; the label and
+/// milestone are plain names; the unknown-JSON field is not kept (Go logs
+/// it and keeps none).
+fn event(
+    users: &mut Users<'_>,
+    teams: &mut HashMap<i64, Sym>,
+    extras: &mut Vec<EventExtra>,
+    strings: &mut Strings<'_>,
+    e: &EventView<'_>,
+) -> EventData {
+    let mut out = EventData {
+        id: e.id,
+        typ: strings.syms.intern(e.event_type),
+        actor: users.user_id(e.actor_id),
+        created: e.created.unwrap_or(Time::ZERO),
+        label: e.label.map_or(Interner::EMPTY, |n| strings.syms.intern(n)),
+        milestone: e
+            .milestone
+            .map_or(Interner::EMPTY, |t| strings.syms.intern(t)),
+        ..EventData::default()
+    };
+    let mut extra = EventExtra {
+        assignee: users.user_id(e.assignee_id),
+        assigner: users.user_id(e.assigner_id),
+        reviewer: users.user_id(e.reviewer_id),
+        review_requester: users.user_id(e.review_requester_id),
+        from: strings.texts.push(e.rename_from),
+        to: strings.texts.push(e.rename_to),
+        ..EventExtra::default()
+    };
+    if let Some((owner, repo, commit_id)) = e.commit {
+        out.commit_id = strings.syms.intern(commit_id);
+        if !owner.is_empty() && !repo.is_empty() {
+            let url = [
+                &b"https://api.github.com/repos/"[..],
+                owner,
+                b"/",
+                repo,
+                b"/commits/",
+                commit_id,
+            ]
+            .concat();
+            extra.commit_url = strings.texts.push_owned(&url);
         }
-        if let Some(title) = e.milestone {
-            out.milestone = strings.syms.intern(title);
-        }
-        if let Some((owner, repo, commit_id)) = e.commit {
-            out.commit_id = strings.syms.intern(commit_id);
-            if !owner.is_empty() && !repo.is_empty() {
-                let url = [
-                    &b"https://api.github.com/repos/"[..],
-                    owner,
-                    b"/",
-                    repo,
-                    b"/commits/",
-                    commit_id,
-                ]
-                .concat();
-                out.commit_url = strings.texts.push_owned(&url);
-            }
-        }
-        if let Some(t) = &e.team_reviewer {
-            out.team_reviewer = Some(self.team(strings, t));
-        }
-        if let Some((review_id, message, state)) = e.dismissed_review {
-            out.dismissed_review = Some(DismissedReview {
-                review_id,
-                state: strings.syms.intern(state),
-                message: strings.texts.push(message),
-            });
-        }
-        out
     }
+    if let Some(t) = &e.team_reviewer {
+        let slug = teams.entry(t.id).or_insert(Interner::EMPTY);
+        if !t.login.is_empty() {
+            *slug = strings.syms.intern(t.login);
+        }
+        extra.team_reviewer = Some(t.id);
+    }
+    if let Some((review_id, message, state)) = e.dismissed_review {
+        extra.dismissed_review = Some(DismissedReview {
+            review_id,
+            state: strings.syms.intern(state),
+            message: strings.texts.push(message),
+        });
+    }
+    let has_extra = extra.assignee.is_some()
+        || extra.assigner.is_some()
+        || extra.reviewer.is_some()
+        || extra.review_requester.is_some()
+        || extra.team_reviewer.is_some()
+        || !extra.from.is_empty()
+        || !extra.to.is_empty()
+        || !extra.commit_url.is_empty()
+        || extra.dismissed_review.is_some();
+    if has_extra {
+        extras.push(extra);
+        out.extra = extras.len() as u32;
+    }
+    out
 }
 
 fn apply_milestone(ms: &mut MilestoneData, strings: &mut Strings<'_>, pb: &MilestoneView<'_>) {
@@ -492,21 +572,31 @@ fn apply_milestone(ms: &mut MilestoneData, strings: &mut Strings<'_>, pb: &Miles
 }
 
 /// Go's `setAssigneesFromProto`, quirks included: ids already assigned
-/// before this mutation are kept in place, new ones are appended (twice if
-/// given twice), then deletions remove indexes collected by prepending each
-/// match, one at a time from the shrinking list. Where Go would index out of
-/// range and panic, the index is skipped.
-fn set_assignees(list: &mut Vec<i64>, added: &[i64], deleted: &[i64]) {
-    let before: Vec<i64> = list.clone();
-    for &id in added {
-        if !before.contains(&id) {
-            list.push(id);
+/// before this mutation are kept in place (their login updated), new ones
+/// are appended (twice if given twice), then deletions remove indexes
+/// collected by prepending each match, one at a time from the shrinking
+/// list. Where Go would index out of range and panic, the index is skipped.
+fn set_assignees(
+    list: &mut Vec<UserRef>,
+    users: &mut Users<'_>,
+    syms: &mut Interner,
+    m: &IssueView<'_>,
+) {
+    let before = list.len();
+    for u in m.assignees() {
+        let r = users.user(syms, &u);
+        if !list[..before].contains(&r) {
+            list.push(r);
         }
+    }
+    let mut deleted = m.deleted_assignees().peekable();
+    if deleted.peek().is_none() {
+        return;
     }
     let mut indexes: Vec<usize> = Vec::new();
     for del in deleted {
-        for (i, id) in list.iter().enumerate() {
-            if id == del {
+        for (i, r) in list.iter().enumerate() {
+            if users.users[r.0.get() as usize - 1].id == del {
                 indexes.insert(0, i);
             }
         }

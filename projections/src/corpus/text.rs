@@ -22,6 +22,7 @@ const BLOCK_LEN: usize = 4 << 20;
 /// the corpus's own arena (text that is not in any record, such as built
 /// URLs, or records the corpus re-encoded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C, packed(4))]
 pub struct Text {
     /// A log position, or `ARENA | block << 32 | start`.
     loc: u64,
