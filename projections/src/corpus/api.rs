@@ -733,7 +733,7 @@ impl<'a> Project<'a> {
     /// A commit logged for this project.
     pub fn commit(self, hex: &str) -> Option<Commit<'a>> {
         let hash = GitHash::from_hex(hex.as_bytes())?;
-        if !self.data.commits.contains(&hash) {
+        if !self.data.has_commit(&self.c.git, &hash) {
             return None;
         }
         self.c
@@ -875,13 +875,13 @@ impl<'a> Cl<'a> {
         if v < 1 || v > self.data.version {
             return None;
         }
-        let hash = self.p.data.remote.get(&(self.data.number, v))?;
-        if !self.p.data.commits.contains(hash) {
+        let hash = self.data.remote(v)?;
+        if !self.p.data.has_commit(&self.c().git, &hash) {
             return None;
         }
         self.c()
             .git
-            .lookup(hash)
+            .lookup(&hash)
             .map(|idx| Commit { c: self.c(), idx })
     }
 }
@@ -1128,7 +1128,7 @@ impl<'a> Commit<'a> {
         let b: &[FileStat] = other.data().files.as_deref().unwrap_or(&[]);
         a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| {
-                self.c.sym(x.file) == other.c.sym(y.file)
+                self.c.text(x.file) == other.c.text(y.file)
                     && (x.added, x.deleted, x.binary) == (y.added, y.deleted, y.binary)
             })
     }
@@ -1150,7 +1150,7 @@ pub struct File<'a> {
 impl<'a> File<'a> {
     /// Path.
     pub fn name(self) -> Cow<'a, str> {
-        self.c.syms.get_str(self.data.file)
+        self.c.texts.get_str(self.data.file)
     }
 
     /// Lines added.

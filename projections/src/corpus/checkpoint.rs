@@ -136,7 +136,7 @@ macro_rules! int {
         }
     )*};
 }
-int!(u8, u32, i32, u64, i64);
+int!(u8, u16, u32, i32, u64, i64);
 
 fn bad(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.to_owned())
@@ -418,6 +418,7 @@ record!(CommitData {
     files,
     gerrit_meta,
     note,
+    project,
 });
 record!(NoteFacts {
     label,
@@ -488,6 +489,7 @@ record!(ClData {
     branch,
     github_refs,
     label_metas_counted,
+    remote,
 });
 record!(Skipped {
     github_no_repo,
@@ -710,11 +712,12 @@ impl Corpus {
             for cl in p.cls.values() {
                 cl.enc(o)?;
             }
-            enc_map(p.remote.iter().map(|(k, v)| (*k, v)), o)?;
+            p.id.enc(o)?;
             enc_map(p.refs.iter().map(|(k, v)| (&k[..], v)), o)?;
-            let mut commits: Vec<GitHash> = p.commits.iter().copied().collect();
-            commits.sort();
-            commits.enc(o)?;
+            p.commit_count.enc(o)?;
+            let mut others: Vec<GitHash> = p.other_commits.iter().copied().collect();
+            others.sort();
+            others.enc(o)?;
             let mut need: Vec<GitHash> = p.need.iter().copied().collect();
             need.sort();
             need.enc(o)?;
@@ -858,19 +861,21 @@ impl Corpus {
                 let cl = ClData::dec(i)?;
                 cls.insert(cl.number, cl);
             }
-            let remote: Vec<((i32, i32), GitHash)> = Dec::dec(i)?;
+            let id = u16::dec(i)?;
             let refs: Vec<(Blob, GitHash)> = Dec::dec(i)?;
-            let commits: Vec<GitHash> = Dec::dec(i)?;
+            let commit_count = u64::dec(i)?;
+            let others: Vec<GitHash> = Dec::dec(i)?;
             let need: Vec<GitHash> = Dec::dec(i)?;
             let num_label_changes = i64::dec(i)?;
             let dirty: Vec<i32> = Dec::dec(i)?;
             c.gerrit.projects.insert(
                 name,
                 ProjectData {
+                    id,
                     cls,
-                    remote: remote.into_iter().collect(),
                     refs: refs.into_iter().map(|(k, v)| (k.0, v)).collect(),
-                    commits: commits.into_iter().collect::<FxHashSet<_>>(),
+                    commit_count,
+                    other_commits: others.into_iter().collect::<FxHashSet<_>>(),
                     need: need.into_iter().collect(),
                     num_label_changes,
                     dirty: dirty.into_iter().collect::<BTreeSet<_>>(),
@@ -936,7 +941,7 @@ impl Corpus {
                 && c.files
                     .iter()
                     .flat_map(|f| f.iter())
-                    .all(|f| sym_ok(f.file));
+                    .all(|f| text_ok(f.file));
             if !ok {
                 return Err("a commit refers outside its tables");
             }

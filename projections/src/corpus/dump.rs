@@ -194,10 +194,10 @@ impl Corpus {
                 out,
                 "GPROJ\t{name}\tcls={}\tcommits={}\tneed={}\trefs={}\tremote={}\tlabelchanges={}",
                 p.cls.len(),
-                p.commits.len(),
+                p.commit_count,
                 p.need.len(),
                 p.refs.len(),
-                p.remote.len(),
+                p.remote_count(),
                 p.num_label_changes
             );
             for (r, hash) in &p.refs {

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashSet as HashSet;
 
 use super::git::{CommitError, CommitIdx, GitHash, GitState, GitStrings, GitTime};
 use super::github::GitHubState;
@@ -85,9 +85,33 @@ pub struct ClData {
     /// Label-change metas already counted into the project's
     /// `num_label_changes`.
     pub(crate) label_metas_counted: u32,
+    /// Go's `remote` entries of this CL: version (0 = meta) to commit.
+    pub(crate) remote: Vec<(i32, GitHash)>,
+}
+
+impl ProjectData {
+    /// Whether this project logged the commit (Go's `gp.commit[hash]`).
+    pub(crate) fn has_commit(&self, git: &GitState, hash: &GitHash) -> bool {
+        git.lookup(hash)
+            .is_some_and(|idx| git.get(idx).project == self.id + 1)
+            || self.other_commits.contains(hash)
+    }
+
+    /// Go's `len(gp.remote)`.
+    pub(crate) fn remote_count(&self) -> usize {
+        self.cls.values().map(|cl| cl.remote.len()).sum()
+    }
 }
 
 impl ClData {
+    /// The commit of a version (0 = meta) in Go's `remote` map.
+    pub(crate) fn remote(&self, version: i32) -> Option<GitHash> {
+        self.remote
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, h)| *h)
+    }
+
     /// Go's `complete()`: meta, at least one walked meta, and a commit.
     pub fn is_complete(&self) -> bool {
         self.meta.is_some() && !self.metas.is_empty() && self.commit.is_some()
@@ -97,13 +121,15 @@ impl ClData {
 /// One Gerrit project.
 #[derive(Debug, Clone, Default)]
 pub struct ProjectData {
+    /// Its id: commits record the first project that logged them.
+    pub(crate) id: u16,
     pub(crate) cls: BTreeMap<i32, ClData>,
-    /// (CL, version) to commit; version 0 is the meta ref.
-    pub(crate) remote: HashMap<(i32, i32), GitHash>,
     /// Non-change refs.
     pub(crate) refs: BTreeMap<Vec<u8>, GitHash>,
-    /// Commits logged for this project.
-    pub(crate) commits: HashSet<GitHash>,
+    /// How many commits this project logged (Go's `len(gp.commit)`).
+    pub(crate) commit_count: u64,
+    /// Commits logged here that another project logged first.
+    pub(crate) other_commits: HashSet<GitHash>,
     /// Parents not yet logged here.
     pub(crate) need: HashSet<GitHash>,
     pub(crate) num_label_changes: i64,
@@ -139,19 +165,29 @@ impl GerritState {
         skipped: &mut Vec<GerritSkip>,
     ) {
         let name = std::str::from_utf8(gm.project()).unwrap_or("");
+        let next_id = self.projects.len() as u16;
         let project = match self.projects.get_mut(name) {
             Some(p) => p,
-            None => self.projects.entry(name.to_owned()).or_default(),
+            None => self.projects.entry(name.to_owned()).or_insert(ProjectData {
+                id: next_id,
+                ..ProjectData::default()
+            }),
         };
         for c in gm.commits() {
             match git.apply_commit(strings, &c) {
                 Ok(idx) => {
-                    let data = git.get(idx);
-                    project.commits.insert(data.hash);
-                    project.need.remove(&data.hash);
-                    for p in data.parents.as_slice() {
+                    let hash = git.get(idx).hash;
+                    let owner = git.commits[idx.0 as usize].project;
+                    if owner == 0 {
+                        git.commits[idx.0 as usize].project = project.id + 1;
+                        project.commit_count += 1;
+                    } else if owner != project.id + 1 && project.other_commits.insert(hash) {
+                        project.commit_count += 1;
+                    }
+                    project.need.remove(&hash);
+                    for p in git.get(idx).parents.as_slice() {
                         let ph = git.get(*p).hash;
-                        if !project.commits.contains(&ph) {
+                        if !project.has_commit(git, &ph) {
                             project.need.insert(ph);
                         }
                     }
@@ -186,11 +222,14 @@ impl GerritState {
                 skipped.push(GerritSkip::UnknownCommit(lossy()));
                 continue;
             };
-            project.remote.insert((cl_num, version), hash);
             let cl = project.cls.entry(cl_num).or_insert_with(|| ClData {
                 number: cl_num,
                 ..ClData::default()
             });
+            match cl.remote.iter_mut().find(|(v, _)| *v == version) {
+                Some(entry) => entry.1 = hash,
+                None => cl.remote.push((version, hash)),
+            }
             if version == 0 {
                 cl.meta = Some(idx);
                 project.dirty.insert(cl_num);

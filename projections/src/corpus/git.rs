@@ -110,8 +110,8 @@ impl Parents {
 /// One line of `git diff-tree --numstat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStat {
-    /// File name (interned).
-    pub file: Sym,
+    /// File name (kept in the log record).
+    pub file: Text,
     /// Lines added.
     pub added: i64,
     /// Lines deleted.
@@ -140,6 +140,9 @@ pub struct CommitData {
     /// NoteDB facts of its message (index + 1 into `GitState::notes`), for
     /// messages with a `Patch-set:` footer; 0 when not computed.
     pub(crate) note: u32,
+    /// The first Gerrit project that logged it (its id + 1; 0 for none).
+    /// Further projects that log it keep it in their own set.
+    pub(crate) project: u16,
 }
 
 impl CommitData {
@@ -259,16 +262,18 @@ impl GitState {
             commit.reviewer = Some(strings.texts.push(reviewer));
         }
         if let Some(files) = pb.files() {
-            let mut files: Vec<FileStat> = files
+            let mut views: Vec<super::wire::FileView<'_>> = files.collect();
+            views.sort_by(|a, b| a.file.cmp(b.file));
+            let files: Box<[FileStat]> = views
+                .iter()
                 .map(|f| FileStat {
-                    file: strings.syms.intern(f.file),
+                    file: strings.texts.push(f.file),
                     added: f.added,
                     deleted: f.deleted,
                     binary: f.binary,
                 })
                 .collect();
-            files.sort_by(|a, b| strings.syms.get(a.file).cmp(strings.syms.get(b.file)));
-            commit.files = Some(files.into_boxed_slice());
+            commit.files = Some(files);
         }
         let mut parents = Vec::new();
         for line in hdr.split(|&b| b == b'\n') {
@@ -310,6 +315,8 @@ impl GitState {
         commit.parents = Parents::from_vec(parents);
         Ok(match self.by_hash.get(&hash) {
             Some(&idx) => {
+                // Project membership is not a property of the commit object.
+                commit.project = self.commits[idx.0 as usize].project;
                 self.commits[idx.0 as usize] = commit;
                 idx
             }

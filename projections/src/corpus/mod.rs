@@ -226,7 +226,7 @@ impl Corpus {
         }
         for p in self.gerrit.projects.values() {
             c.gerrit_cls += p.cls.len() as u64;
-            c.gerrit_project_commits += p.commits.len() as u64;
+            c.gerrit_project_commits += p.commit_count;
         }
         c.git_placeholders = self
             .git
@@ -383,11 +383,11 @@ impl Corpus {
             }
         }
         for p in self.gerrit.projects.values() {
-            m.gerrit += (p.remote.capacity() * 29
-                + (p.commits.capacity() + p.need.capacity()) * 21
+            m.gerrit += ((p.other_commits.capacity() + p.need.capacity()) * 21
                 + p.cls.len() * (size_of::<gerrit::ClData>() + 24)) as u64;
             for cl in p.cls.values() {
                 m.gerrit += (cl.metas.capacity() * 4
+                    + cl.remote.capacity() * 24
                     + cl.messages.capacity() * size_of::<gerrit::MessageData>()
                     + cl.github_refs.capacity() * 12) as u64;
             }
