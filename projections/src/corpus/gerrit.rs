@@ -243,7 +243,7 @@ impl GerritState {
                     .commits()
                     .find(|c| c.sha1.eq_ignore_ascii_case(sha1))
                     .and_then(|c| {
-                        let i = memchr::memmem::find(c.raw, b"\n\n")?;
+                        let i = notedb::find(c.raw, b"\n\n")?;
                         Some(&c.raw[i + 2..])
                     })
                     .unwrap_or_else(|| strings.texts.get(git.get(idx).msg));

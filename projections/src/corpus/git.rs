@@ -406,5 +406,5 @@ impl GitTime {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(haystack, needle)
+    super::notedb::find(haystack, needle)
 }

@@ -43,8 +43,22 @@ fn last_char(s: &[u8]) -> Option<(char, usize)> {
 }
 
 /// Finds `needle` in `haystack`.
+///
+/// The needles here are short and fixed; scanning for the first byte with
+/// `memchr` and comparing the rest beats building a searcher per call.
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(haystack, needle)
+    let Some((&first, rest)) = needle.split_first() else {
+        return Some(0);
+    };
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(first, &haystack[from..]) {
+        let at = from + i;
+        if haystack[at + 1..].starts_with(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Go's `lineValueOK`: the value of the first line starting with `prefix`

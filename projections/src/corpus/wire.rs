@@ -478,7 +478,7 @@ impl<'a> MutationView<'a> {
                 1 => m.github_issue = Some(IssueView::parse(as_bytes(v))),
                 2 => m.git = Some(GitView::parse(as_bytes(v))),
                 3 => m.github = Some(RepoView { buf: as_bytes(v) }),
-                4 => m.gerrit = Some(GerritView { buf: as_bytes(v) }),
+                4 => m.gerrit = Some(GerritView::parse(as_bytes(v))),
                 _ => {}
             }
         }
@@ -566,6 +566,9 @@ impl<'a> RepoView<'a> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IssueView<'a> {
     buf: &'a [u8],
+    /// Bit `n` set when repeated field `n` occurs (so absent ones are not
+    /// scanned for).
+    present: u32,
     /// 1.
     pub owner: &'a [u8],
     /// 2.
@@ -629,6 +632,9 @@ impl<'a> IssueView<'a> {
             ..IssueView::default()
         };
         for (n, v) in Fields::new(buf) {
+            if n < 32 {
+                m.present |= 1 << n;
+            }
             match n {
                 1 => m.owner = as_bytes(v),
                 2 => m.repo = as_bytes(v),
@@ -659,39 +665,48 @@ impl<'a> IssueView<'a> {
         m
     }
 
+    /// The message bytes if repeated field `n` occurs, else nothing to scan.
+    fn scan(&self, n: u32) -> &'a [u8] {
+        if self.present & (1 << n) != 0 {
+            self.buf
+        } else {
+            b""
+        }
+    }
+
     /// 8: comments.
     pub fn comments(&self) -> impl Iterator<Item = CommentView<'a>> {
-        repeated(self.buf, 8).map(CommentView::parse)
+        repeated(self.scan(8), 8).map(CommentView::parse)
     }
 
     /// 10: assignees.
     pub fn assignees(&self) -> impl Iterator<Item = UserView<'a>> {
-        repeated(self.buf, 10).map(user)
+        repeated(self.scan(10), 10).map(user)
     }
 
     /// 11: user ids to unassign.
     pub fn deleted_assignees(&self) -> impl Iterator<Item = i64> + 'a {
-        repeated_varint(self.buf, 11).map(|v| v as i64)
+        repeated_varint(self.scan(11), 11).map(|v| v as i64)
     }
 
     /// 23: label ids to remove.
     pub fn remove_labels(&self) -> impl Iterator<Item = i64> + 'a {
-        repeated_varint(self.buf, 23).map(|v| v as i64)
+        repeated_varint(self.scan(23), 23).map(|v| v as i64)
     }
 
     /// 24: labels to add.
     pub fn add_labels(&self) -> impl Iterator<Item = LabelView<'a>> {
-        repeated(self.buf, 24).map(label)
+        repeated(self.scan(24), 24).map(label)
     }
 
     /// 26: events.
     pub fn events(&self) -> impl Iterator<Item = EventView<'a>> {
-        repeated(self.buf, 26).map(EventView::parse)
+        repeated(self.scan(26), 26).map(EventView::parse)
     }
 
     /// 29: reviews.
     pub fn reviews(&self) -> impl Iterator<Item = ReviewView<'a>> {
-        repeated(self.buf, 29).map(ReviewView::parse)
+        repeated(self.scan(29), 29).map(ReviewView::parse)
     }
 }
 
@@ -914,31 +929,58 @@ impl<'a> CommitView<'a> {
     }
 }
 
-/// `GerritMutation`.
+/// `GerritMutation`, with its project and which fields occur.
 #[derive(Debug, Clone, Copy)]
 pub struct GerritView<'a> {
     buf: &'a [u8],
+    project: &'a [u8],
+    present: u32,
 }
 
 impl<'a> GerritView<'a> {
+    fn parse(buf: &'a [u8]) -> GerritView<'a> {
+        let mut g = GerritView {
+            buf,
+            project: b"",
+            present: 0,
+        };
+        for (n, v) in Fields::new(buf) {
+            if n < 32 {
+                g.present |= 1 << n;
+            }
+            if n == 1 {
+                g.project = as_bytes(v);
+            }
+        }
+        g
+    }
+
+    fn scan(&self, n: u32) -> &'a [u8] {
+        if self.present & (1 << n) != 0 {
+            self.buf
+        } else {
+            b""
+        }
+    }
+
     /// The project (`host/project`).
     pub fn project(&self) -> &'a [u8] {
-        string_field(self.buf, 1)
+        self.project
     }
 
     /// Commits.
     pub fn commits(&self) -> impl Iterator<Item = CommitView<'a>> {
-        repeated(self.buf, 2).map(CommitView::parse)
+        repeated(self.scan(2), 2).map(CommitView::parse)
     }
 
     /// Refs: name and sha1.
     pub fn refs(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-        repeated(self.buf, 3).map(|b| (string_field(b, 1), string_field(b, 2)))
+        repeated(self.scan(3), 3).map(|b| (string_field(b, 1), string_field(b, 2)))
     }
 
     /// Deleted refs.
     pub fn deleted_refs(&self) -> impl Iterator<Item = &'a [u8]> {
-        repeated(self.buf, 4)
+        repeated(self.scan(4), 4)
     }
 }
 
