@@ -19,7 +19,7 @@ use prost::Message as _;
 
 use bytes::Bytes;
 
-use crate::corpus::{Corpus, wire};
+use crate::corpus::{Corpus, Prepared, wire};
 
 /// Progress through a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +194,7 @@ impl Corpus {
         let started = Instant::now();
         let mut last_report = started;
         let mut records = 0u64;
-        type Item = Result<(Position, Option<(Bytes, Option<Position>)>), LoadError>;
+        type Item = Result<(Position, Option<(Bytes, Option<Position>, Prepared)>), LoadError>;
         let result = std::thread::scope(|scope| -> Result<(), LoadError> {
             let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(8);
             let decoder = scope.spawn(move || {
@@ -205,7 +205,12 @@ impl Corpus {
                             let end = rec.end();
                             let at = Position(rec.position.0 + u64::from(rec.header_len));
                             match canonical(rec.payload, at) {
-                                Ok(c) => Ok((end, Some(c))),
+                                Ok((bytes, at)) => {
+                                    // Parse commits here, off the folding
+                                    // thread: it is the costly stateless part.
+                                    let prepared = Prepared::new(&bytes);
+                                    Ok((end, Some((bytes, at, prepared))))
+                                }
                                 Err(_) if skip => Ok((end, None)),
                                 Err(source) => Err(LoadError::Undecodable {
                                     position: rec.position,
@@ -231,7 +236,9 @@ impl Corpus {
                 for item in batch {
                     let (pos, m) = item?;
                     match m {
-                        Some((bytes, at)) => self.apply_canonical(&bytes, at),
+                        Some((bytes, at, prepared)) => {
+                            self.apply_prepared(&bytes, at, Some(&prepared.0))
+                        }
                         None => self.skipped.undecodable_records += 1,
                     }
                     self.set_position(pos);

@@ -161,7 +161,9 @@ impl GerritState {
         git: &mut GitState,
         github: &mut GitHubState,
         strings: &mut GitStrings<'_>,
+        base: &[u8],
         gm: &GerritView<'_>,
+        parsed: Option<&[super::git::ParsedCommit]>,
         skipped: &mut Vec<GerritSkip>,
     ) {
         let name = std::str::from_utf8(gm.project()).unwrap_or("");
@@ -173,8 +175,12 @@ impl GerritState {
                 ..ProjectData::default()
             }),
         };
-        for c in gm.commits() {
-            match git.apply_commit(strings, &c) {
+        for (i, c) in gm.commits().enumerate() {
+            let applied = match parsed.and_then(|p| p.get(i)) {
+                Some(p) => git.apply_parsed(strings, base, p),
+                None => git.apply_commit(strings, base, &c),
+            };
+            match applied {
                 Ok(idx) => {
                     let hash = git.get(idx).hash;
                     let owner = git.commits[idx.0 as usize].project;

@@ -234,86 +234,75 @@ impl GitState {
     pub(crate) fn apply_commit(
         &mut self,
         strings: &mut GitStrings<'_>,
+        base: &[u8],
         pb: &CommitView<'_>,
     ) -> Result<CommitIdx, CommitError> {
-        let sha1 = || String::from_utf8_lossy(pb.sha1).into_owned();
-        if pb.sha1.len() != 40 {
-            return Err(CommitError::BogusSha1(sha1()));
+        let parsed = ParsedCommit::parse(base, pb);
+        self.apply_parsed(strings, base, &parsed)
+    }
+
+    /// Stores a commit parsed by [`ParsedCommit::parse`] from the record
+    /// bytes `base`.
+    pub(crate) fn apply_parsed(
+        &mut self,
+        strings: &mut GitStrings<'_>,
+        base: &[u8],
+        p: &ParsedCommit,
+    ) -> Result<CommitIdx, CommitError> {
+        // Go creates placeholders for the parent lines it read before a
+        // failing line; they stay.
+        let parents: Vec<CommitIdx> = p.parents.iter().map(|h| self.placeholder(*h)).collect();
+        if let Some(e) = &p.error {
+            return Err(e.clone());
         }
-        let hash = GitHash::from_hex(pb.sha1).ok_or_else(|| CommitError::BadHex(sha1()))?;
-        let raw = pb.raw;
-        let split = find(raw, b"\n\n");
-        let Some(i) = split.filter(|&i| i > 0) else {
-            return Err(CommitError::NoDoubleNewline(hash));
-        };
-        let (hdr, msg) = (&raw[..i], &raw[i + 2..]);
+        let slice = |r: Span| &base[r.start as usize..(r.start + r.len) as usize];
         let mut commit = CommitData {
-            hash,
-            msg: strings.texts.push(msg),
+            hash: p.hash,
+            tree: p.tree,
+            parents: Parents::from_vec(parents),
+            msg: strings.texts.push(slice(p.msg)),
             ..CommitData::default()
         };
-        if super::notedb::NoteFacts::worth_computing(msg) {
-            self.notes
-                .push(super::notedb::NoteFacts::of(msg, strings.syms));
+        if let Some((who, secs, zone)) = p.author {
+            commit.author = Some(strings.syms.intern(slice(who)));
+            commit.author_time = Some(GitTime {
+                seconds: secs,
+                zone: strings.syms.intern(slice(zone)),
+            });
+        }
+        if let Some((who, secs, zone)) = p.committer {
+            commit.committer = Committer::Person(strings.syms.intern(slice(who)));
+            commit.commit_time = Some(GitTime {
+                seconds: secs,
+                zone: strings.syms.intern(slice(zone)),
+            });
+        }
+        if p.reviewer.len > 0 {
+            commit.reviewer = Some(strings.texts.push(slice(p.reviewer)));
+        }
+        if let Some(files) = &p.files {
+            commit.files = Some(
+                files
+                    .iter()
+                    .map(|f| FileStat {
+                        file: strings.texts.push(slice(f.0)),
+                        added: f.1,
+                        deleted: f.2,
+                        binary: f.3,
+                    })
+                    .collect(),
+            );
+        }
+        for hg in &p.hg {
+            self.hg.insert(slice(*hg).into(), p.hash);
+        }
+        if let Some(n) = &p.note {
+            let mut facts = n.facts;
+            facts.branch = strings.syms.intern(slice(n.branch));
+            self.notes.push(facts);
             commit.note = self.notes.len() as u32;
         }
-        let reviewer = super::notedb::line_value(msg, b"Reviewer: ");
-        if !reviewer.is_empty() {
-            commit.reviewer = Some(strings.texts.push(reviewer));
-        }
-        if let Some(files) = pb.files() {
-            let mut views: Vec<super::wire::FileView<'_>> = files.collect();
-            views.sort_by(|a, b| a.file.cmp(b.file));
-            let files: Box<[FileStat]> = views
-                .iter()
-                .map(|f| FileStat {
-                    file: strings.texts.push(f.file),
-                    added: f.added,
-                    deleted: f.deleted,
-                    binary: f.binary,
-                })
-                .collect();
-            commit.files = Some(files);
-        }
-        let mut parents = Vec::new();
-        for line in hdr.split(|&b| b == b'\n') {
-            if let Some(rest) = line.strip_prefix(b"parent ") {
-                let parent = GitHash::from_hex(rest).ok_or_else(|| {
-                    CommitError::BadHeaderHash(hash, String::from_utf8_lossy(line).into_owned())
-                })?;
-                parents.push(self.placeholder(parent));
-            } else if let Some(rest) = line.strip_prefix(b"author ") {
-                let (who, when) = parse_person(strings.syms, rest).ok_or_else(|| {
-                    CommitError::BadPerson(
-                        hash,
-                        "author",
-                        String::from_utf8_lossy(line).into_owned(),
-                    )
-                })?;
-                commit.author = Some(who);
-                commit.author_time = Some(when);
-            } else if let Some(rest) = line.strip_prefix(b"committer ") {
-                let (who, when) = parse_person(strings.syms, rest).ok_or_else(|| {
-                    CommitError::BadPerson(
-                        hash,
-                        "committer",
-                        String::from_utf8_lossy(line).into_owned(),
-                    )
-                })?;
-                commit.committer = Committer::Person(who);
-                commit.commit_time = Some(when);
-            } else if let Some(rest) = line.strip_prefix(b"tree ") {
-                commit.tree = GitHash::from_hex(rest).ok_or_else(|| {
-                    CommitError::BadHeaderHash(hash, String::from_utf8_lossy(line).into_owned())
-                })?;
-            } else if let Some(rest) = line.strip_prefix(b"golang-hg ") {
-                self.hg.insert(rest.into(), hash);
-            }
-            // gpgsig, continuation lines (leading space), encoding and
-            // anything unrecognised (mergetag, ...) are ignored, as Go does.
-        }
-        commit.parents = Parents::from_vec(parents);
-        Ok(match self.by_hash.get(&hash) {
+        Ok(match self.by_hash.get(&p.hash) {
             Some(&idx) => {
                 // Project membership is not a property of the commit object.
                 commit.project = self.commits[idx.0 as usize].project;
@@ -323,7 +312,7 @@ impl GitState {
             None => {
                 let idx = CommitIdx(self.commits.len() as u32);
                 self.commits.push(commit);
-                self.by_hash.insert(hash, idx);
+                self.by_hash.insert(p.hash, idx);
                 idx
             }
         })
@@ -349,10 +338,150 @@ impl GitState {
     }
 }
 
+/// A byte range of the record a commit came in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    /// Where `part` lies within `base`.
+    fn of(base: &[u8], part: &[u8]) -> Span {
+        if part.is_empty() {
+            return Span::default();
+        }
+        let start = part.as_ptr() as usize - base.as_ptr() as usize;
+        debug_assert!(start + part.len() <= base.len());
+        Span {
+            start: start as u32,
+            len: part.len() as u32,
+        }
+    }
+}
+
+/// NoteDB facts, with the branch still as bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawNote {
+    facts: super::notedb::NoteFacts,
+    branch: Span,
+}
+
+/// A commit parsed from its raw object without touching any shared state,
+/// so that parsing can run on the decoding thread. Spans refer to the
+/// record the commit came in.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ParsedCommit {
+    hash: GitHash,
+    tree: GitHash,
+    /// Parents read before any error (Go leaves placeholders for these).
+    parents: Vec<GitHash>,
+    /// Person, seconds, zone.
+    author: Option<(Span, i64, Span)>,
+    committer: Option<(Span, i64, Span)>,
+    msg: Span,
+    reviewer: Span,
+    /// Sorted by name: name, added, deleted, binary.
+    files: Option<Vec<(Span, i64, i64, bool)>>,
+    hg: Vec<Span>,
+    note: Option<RawNote>,
+    error: Option<CommitError>,
+}
+
+impl ParsedCommit {
+    /// Parses as Go's `processGitCommit` reads a commit; `base` is the
+    /// record holding it.
+    pub(crate) fn parse(base: &[u8], c: &CommitView<'_>) -> ParsedCommit {
+        let (sha1, raw) = (c.sha1, c.raw);
+        let mut p = ParsedCommit::default();
+        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if sha1.len() != 40 {
+            p.error = Some(CommitError::BogusSha1(lossy(sha1)));
+            return p;
+        }
+        let Some(hash) = GitHash::from_hex(sha1) else {
+            p.error = Some(CommitError::BadHex(lossy(sha1)));
+            return p;
+        };
+        p.hash = hash;
+        let Some(i) = find(raw, b"\n\n").filter(|&i| i > 0) else {
+            p.error = Some(CommitError::NoDoubleNewline(hash));
+            return p;
+        };
+        let (hdr, msg) = (&raw[..i], &raw[i + 2..]);
+        p.msg = Span::of(base, msg);
+        for line in hdr.split(|&b| b == b'\n') {
+            if let Some(rest) = line.strip_prefix(b"parent ") {
+                match GitHash::from_hex(rest) {
+                    Some(parent) => p.parents.push(parent),
+                    None => {
+                        p.error = Some(CommitError::BadHeaderHash(hash, lossy(line)));
+                        return p;
+                    }
+                }
+            } else if let Some(rest) = line.strip_prefix(b"author ") {
+                match split_person(rest) {
+                    Some((who, secs, zone)) => {
+                        p.author = Some((Span::of(base, who), secs, Span::of(base, zone)));
+                    }
+                    None => {
+                        p.error = Some(CommitError::BadPerson(hash, "author", lossy(line)));
+                        return p;
+                    }
+                }
+            } else if let Some(rest) = line.strip_prefix(b"committer ") {
+                match split_person(rest) {
+                    Some((who, secs, zone)) => {
+                        p.committer = Some((Span::of(base, who), secs, Span::of(base, zone)));
+                    }
+                    None => {
+                        p.error = Some(CommitError::BadPerson(hash, "committer", lossy(line)));
+                        return p;
+                    }
+                }
+            } else if let Some(rest) = line.strip_prefix(b"tree ") {
+                match GitHash::from_hex(rest) {
+                    Some(tree) => p.tree = tree,
+                    None => {
+                        p.error = Some(CommitError::BadHeaderHash(hash, lossy(line)));
+                        return p;
+                    }
+                }
+            } else if let Some(rest) = line.strip_prefix(b"golang-hg ") {
+                p.hg.push(Span::of(base, rest));
+            }
+            // gpgsig, continuation lines (leading space), encoding and
+            // anything unrecognised (mergetag, ...) are ignored, as Go does.
+        }
+        let reviewer = super::notedb::line_value(msg, b"Reviewer: ");
+        if !reviewer.is_empty() {
+            p.reviewer = Span::of(base, reviewer);
+        }
+        if let Some(files) = c.files() {
+            let mut files: Vec<super::wire::FileView<'_>> = files.collect();
+            files.sort_by(|a, b| a.file.cmp(b.file));
+            p.files = Some(
+                files
+                    .iter()
+                    .map(|f| (Span::of(base, f.file), f.added, f.deleted, f.binary))
+                    .collect(),
+            );
+        }
+        if super::notedb::NoteFacts::worth_computing(msg) {
+            let (facts, branch) = super::notedb::NoteFacts::of_raw(msg);
+            p.note = Some(RawNote {
+                facts,
+                branch: Span::of(base, branch),
+            });
+        }
+        p
+    }
+}
+
 /// Go's `parsePerson`: `Name <email> 1257894000 -0800`, split at the last
 /// two spaces after trimming. The zone must be at least 5 bytes (Go panics
 /// on shorter ones; we reject the line).
-pub(crate) fn parse_person(syms: &mut Interner, v: &[u8]) -> Option<(Sym, GitTime)> {
+fn split_person(v: &[u8]) -> Option<(&[u8], i64, &[u8])> {
     let v = super::notedb::trim_space(v);
     let sp = v.iter().rposition(|&b| b == b' ')?;
     let (rest, tz) = (&v[..sp], &v[sp + 1..]);
@@ -362,13 +491,7 @@ pub(crate) fn parse_person(syms: &mut Interner, v: &[u8]) -> Option<(Sym, GitTim
     if tz.len() < 5 {
         return None;
     }
-    Some((
-        syms.intern(name_email),
-        GitTime {
-            seconds,
-            zone: syms.intern(tz),
-        },
-    ))
+    Some((name_email, seconds, tz))
 }
 
 /// `strconv.ParseInt(s, 10, 64)`: optional sign, decimal digits.

@@ -57,6 +57,27 @@ pub struct Corpus {
     pub(crate) source: Option<crate::load::Source>,
 }
 
+/// The commits of a canonical record, parsed ahead of folding (on the
+/// loader's decoding thread), in record order.
+#[derive(Debug, Default)]
+pub struct Prepared(pub(crate) Vec<git::ParsedCommit>);
+
+impl Prepared {
+    /// Parses the commits of a record that [`wire::check`] accepted as
+    /// canonical.
+    pub fn new(payload: &[u8]) -> Prepared {
+        let m = wire::MutationView::parse(payload);
+        let mut out = Vec::new();
+        if let Some(c) = m.git.as_ref().and_then(|g| g.commit.as_ref()) {
+            out.push(git::ParsedCommit::parse(payload, c));
+        }
+        if let Some(gm) = &m.gerrit {
+            out.extend(gm.commits().map(|c| git::ParsedCommit::parse(payload, &c)));
+        }
+        Prepared(out)
+    }
+}
+
 /// Parts of mutations that could not be applied, by reason. Go logs most of
 /// these and panics on some; we count them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,19 +145,36 @@ impl Corpus {
     /// parts, in Go's order.
     pub fn apply_mutation(&mut self, m: &Mutation) {
         let bytes = prost::Message::encode_to_vec(m);
-        self.apply_view(&wire::MutationView::parse(&bytes));
+        self.apply_view(&bytes, &wire::MutationView::parse(&bytes), None);
     }
 
     /// Applies a record's bytes, which must have passed [`wire::check`] as
     /// [`wire::Check::Canonical`]. With the payload's log position (and the
     /// log mapped), texts are kept as positions in the log, not copied.
     pub fn apply_canonical(&mut self, payload: &[u8], pos: Option<Position>) {
+        self.apply_prepared(payload, pos, None);
+    }
+
+    /// [`Corpus::apply_canonical`] with the record's commits already parsed
+    /// (in record order) by [`Prepared::new`], as the loader does on its
+    /// decoding thread.
+    pub(crate) fn apply_prepared(
+        &mut self,
+        payload: &[u8],
+        pos: Option<Position>,
+        commits: Option<&[git::ParsedCommit]>,
+    ) {
         self.texts.begin_record(payload, pos.map(|p| p.0));
-        self.apply_view(&wire::MutationView::parse(payload));
+        self.apply_view(payload, &wire::MutationView::parse(payload), commits);
         self.texts.end_record();
     }
 
-    fn apply_view(&mut self, m: &wire::MutationView<'_>) {
+    fn apply_view(
+        &mut self,
+        base: &[u8],
+        m: &wire::MutationView<'_>,
+        commits: Option<&[git::ParsedCommit]>,
+    ) {
         self.mutations += 1;
         let mut dropped = Vec::new();
         if let Some(issue) = &m.github_issue {
@@ -158,10 +196,19 @@ impl Corpus {
             syms: &mut self.syms,
             texts: &mut self.texts,
         };
-        if let Some(commit) = m.git.as_ref().and_then(|g| g.commit.as_ref())
-            && self.git.apply_commit(&mut strings, commit).is_err()
-        {
-            self.skipped.bad_commits += 1;
+        // Commits come in record order: the git mutation's, then Gerrit's.
+        let mut commits = commits;
+        if let Some(commit) = m.git.as_ref().and_then(|g| g.commit.as_ref()) {
+            let applied = match commits.and_then(|c| c.split_first()) {
+                Some((first, rest)) => {
+                    commits = Some(rest);
+                    self.git.apply_parsed(&mut strings, base, first)
+                }
+                None => self.git.apply_commit(&mut strings, base, commit),
+            };
+            if applied.is_err() {
+                self.skipped.bad_commits += 1;
+            }
         }
         if let Some(gm) = &m.gerrit {
             let mut skips = Vec::new();
@@ -169,7 +216,9 @@ impl Corpus {
                 &mut self.git,
                 &mut self.github,
                 &mut strings,
+                base,
                 gm,
+                commits,
                 &mut skips,
             );
             self.skipped.count_gerrit(&skips);

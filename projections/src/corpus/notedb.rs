@@ -201,8 +201,16 @@ pub struct NoteFacts {
 impl NoteFacts {
     /// The facts of a commit message, interning the branch.
     pub fn of(msg: &[u8], syms: &mut super::text::Interner) -> NoteFacts {
-        NoteFacts {
-            branch: syms.intern(line_value(msg, b"Branch:")),
+        let (mut facts, branch) = NoteFacts::of_raw(msg);
+        facts.branch = syms.intern(branch);
+        facts
+    }
+
+    /// The facts, with the branch left as the bytes of the message (the
+    /// `branch` field empty), for parsing off the folding thread.
+    pub fn of_raw(msg: &[u8]) -> (NoteFacts, &[u8]) {
+        let facts = NoteFacts {
+            branch: super::text::Sym::default(),
             label: find(msg, b"\nLabel: ").is_some(),
             private: find(msg, b"\nPrivate: true\n").is_some(),
             status: gerrit_status(msg),
@@ -212,7 +220,8 @@ impl NoteFacts {
                 b"false" => Some(false),
                 _ => None,
             },
-        }
+        };
+        (facts, line_value(msg, b"Branch:"))
     }
 
     /// Whether a message may be a NoteDB meta commit worth precomputing:

@@ -466,11 +466,14 @@ fn assert_views_match(m: &Mutation, bytes: &[u8]) -> Result<(), TestCaseError> {
             .collect();
         prop_assert_eq!(ms, want);
     }
-    if let (Some(v), Some(p)) = (&v.git, &m.git) {
-        let (c, pc) = (
-            v.commit.expect("commit"),
-            p.commit.as_ref().expect("commit"),
-        );
+    prop_assert_eq!(
+        v.git.as_ref().map(|g| g.commit.is_some()),
+        m.git.as_ref().map(|g| g.commit.is_some())
+    );
+    if let (Some(c), Some(pc)) = (
+        v.git.as_ref().and_then(|g| g.commit),
+        m.git.as_ref().and_then(|g| g.commit.as_ref()),
+    ) {
         prop_assert_eq!(c.sha1, pc.sha1.as_bytes());
         prop_assert_eq!(c.raw, &pc.raw[..]);
         let files: Option<Vec<_>> = c.files().map(|f| {
