@@ -19,7 +19,7 @@ use prost::Message as _;
 
 use bytes::Bytes;
 
-use crate::corpus::{Corpus, Prepared, wire};
+use crate::corpus::{Corpus, Prepared, PreparedRange, wire};
 
 /// Progress through a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,11 +194,12 @@ impl Corpus {
         let started = Instant::now();
         let mut last_report = started;
         let mut records = 0u64;
-        type Item = Result<(Position, Option<(Bytes, Option<Position>, Prepared)>), LoadError>;
+        type Item = Result<(Position, Option<(Bytes, Option<Position>, PreparedRange)>), LoadError>;
         let result = std::thread::scope(|scope| -> Result<(), LoadError> {
-            let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(8);
+            let (tx, rx) = mpsc::sync_channel::<(Vec<Item>, Prepared)>(8);
             let decoder = scope.spawn(move || {
                 let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
+                let mut prepared = Prepared::default();
                 loop {
                     let item = match reader.next_record() {
                         Ok(Some(rec)) => {
@@ -208,8 +209,8 @@ impl Corpus {
                                 Ok((bytes, at)) => {
                                     // Parse commits here, off the folding
                                     // thread: it is the costly stateless part.
-                                    let prepared = Prepared::new(&bytes);
-                                    Ok((end, Some((bytes, at, prepared))))
+                                    let range = prepared.add(&bytes);
+                                    Ok((end, Some((bytes, at, range))))
                                 }
                                 Err(_) if skip => Ok((end, None)),
                                 Err(source) => Err(LoadError::Undecodable {
@@ -224,20 +225,21 @@ impl Corpus {
                     let stop = item.is_err();
                     batch.push(item);
                     if batch.len() == BATCH || stop {
-                        if tx.send(std::mem::take(&mut batch)).is_err() || stop {
+                        let full = (std::mem::take(&mut batch), std::mem::take(&mut prepared));
+                        if tx.send(full).is_err() || stop {
                             return;
                         }
                         batch.reserve(BATCH);
                     }
                 }
-                let _ = tx.send(batch);
+                let _ = tx.send((batch, prepared));
             });
-            for batch in rx {
+            for (batch, prepared) in rx {
                 for item in batch {
                     let (pos, m) = item?;
                     match m {
-                        Some((bytes, at, prepared)) => {
-                            self.apply_prepared(&bytes, at, Some(&prepared.0))
+                        Some((bytes, at, range)) => {
+                            self.apply_prepared(&bytes, at, &prepared, range)
                         }
                         None => self.skipped.undecodable_records += 1,
                     }

@@ -163,7 +163,7 @@ impl GerritState {
         strings: &mut GitStrings<'_>,
         base: &[u8],
         gm: &GerritView<'_>,
-        parsed: Option<&[super::git::ParsedCommit]>,
+        parsed: Option<super::PreparedCommits<'_>>,
         skipped: &mut Vec<GerritSkip>,
     ) {
         let name = std::str::from_utf8(gm.project()).unwrap_or("");
@@ -176,8 +176,8 @@ impl GerritState {
             }),
         };
         for (i, c) in gm.commits().enumerate() {
-            let applied = match parsed.and_then(|p| p.get(i)) {
-                Some(p) => git.apply_parsed(strings, base, p),
+            let applied = match parsed.and_then(|p| p.commits.get(i).map(|c| (c, p.files))) {
+                Some((p, files)) => git.apply_parsed(strings, base, p, files),
                 None => git.apply_commit(strings, base, &c),
             };
             match applied {

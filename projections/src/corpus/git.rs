@@ -97,14 +97,6 @@ impl Parents {
             Parents::Many(ps) => ps,
         }
     }
-
-    fn from_vec(v: Vec<CommitIdx>) -> Parents {
-        match v.len() {
-            0 => Parents::None,
-            1 => Parents::One(v[0]),
-            _ => Parents::Many(v.into_boxed_slice()),
-        }
-    }
 }
 
 /// One line of `git diff-tree --numstat`.
@@ -237,8 +229,9 @@ impl GitState {
         base: &[u8],
         pb: &CommitView<'_>,
     ) -> Result<CommitIdx, CommitError> {
-        let parsed = ParsedCommit::parse(base, pb);
-        self.apply_parsed(strings, base, &parsed)
+        let mut files = Vec::new();
+        let parsed = ParsedCommit::parse(base, pb, &mut files);
+        self.apply_parsed(strings, base, &parsed, &files)
     }
 
     /// Stores a commit parsed by [`ParsedCommit::parse`] from the record
@@ -248,10 +241,15 @@ impl GitState {
         strings: &mut GitStrings<'_>,
         base: &[u8],
         p: &ParsedCommit,
+        batch_files: &[FileSpan],
     ) -> Result<CommitIdx, CommitError> {
         // Go creates placeholders for the parent lines it read before a
         // failing line; they stay.
-        let parents: Vec<CommitIdx> = p.parents.iter().map(|h| self.placeholder(*h)).collect();
+        let parents = match p.n_parents {
+            0 => Parents::None,
+            1 => Parents::One(self.placeholder(p.parents[0])),
+            _ => Parents::Many(p.parents().map(|h| self.placeholder(*h)).collect()),
+        };
         if let Some(e) = &p.error {
             return Err(e.clone());
         }
@@ -259,7 +257,7 @@ impl GitState {
         let mut commit = CommitData {
             hash: p.hash,
             tree: p.tree,
-            parents: Parents::from_vec(parents),
+            parents,
             msg: strings.texts.push(slice(p.msg)),
             ..CommitData::default()
         };
@@ -280,15 +278,16 @@ impl GitState {
         if p.reviewer.len > 0 {
             commit.reviewer = Some(strings.texts.push(slice(p.reviewer)));
         }
-        if let Some(files) = &p.files {
+        if let Some((start, len)) = p.files {
+            let files = &batch_files[start as usize..(start + len) as usize];
             commit.files = Some(
                 files
                     .iter()
                     .map(|f| FileStat {
-                        file: strings.texts.push(slice(f.0)),
-                        added: f.1,
-                        deleted: f.2,
-                        binary: f.3,
+                        file: strings.texts.push(slice(f.name)),
+                        added: f.added,
+                        deleted: f.deleted,
+                        binary: f.binary,
                     })
                     .collect(),
             );
@@ -360,6 +359,15 @@ impl Span {
     }
 }
 
+/// One diff-tree line of a parsed commit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileSpan {
+    name: Span,
+    added: i64,
+    deleted: i64,
+    binary: bool,
+}
+
 /// NoteDB facts, with the branch still as bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawNote {
@@ -374,24 +382,46 @@ pub(crate) struct RawNote {
 pub(crate) struct ParsedCommit {
     hash: GitHash,
     tree: GitHash,
-    /// Parents read before any error (Go leaves placeholders for these).
-    parents: Vec<GitHash>,
+    /// Parents read before any error (Go leaves placeholders for these):
+    /// the first two inline, the rest (merges of three or more) beside.
+    parents: [GitHash; 2],
+    n_parents: u8,
+    more_parents: Vec<GitHash>,
     /// Person, seconds, zone.
     author: Option<(Span, i64, Span)>,
     committer: Option<(Span, i64, Span)>,
     msg: Span,
     reviewer: Span,
-    /// Sorted by name: name, added, deleted, binary.
-    files: Option<Vec<(Span, i64, i64, bool)>>,
+    /// Start and length in the batch's file list, sorted by name.
+    files: Option<(u32, u32)>,
     hg: Vec<Span>,
     note: Option<RawNote>,
     error: Option<CommitError>,
 }
 
 impl ParsedCommit {
+    fn push_parent(&mut self, h: GitHash) {
+        match self.n_parents {
+            0 | 1 => self.parents[self.n_parents as usize] = h,
+            _ => self.more_parents.push(h),
+        }
+        self.n_parents = self.n_parents.saturating_add(1);
+    }
+
+    fn parents(&self) -> impl Iterator<Item = &GitHash> {
+        self.parents[..(self.n_parents as usize).min(2)]
+            .iter()
+            .chain(&self.more_parents)
+    }
+
     /// Parses as Go's `processGitCommit` reads a commit; `base` is the
-    /// record holding it.
-    pub(crate) fn parse(base: &[u8], c: &CommitView<'_>) -> ParsedCommit {
+    /// record holding it. Diff-tree lines go to `files` (shared by a batch,
+    /// so parsing allocates nothing per commit).
+    pub(crate) fn parse(
+        base: &[u8],
+        c: &CommitView<'_>,
+        files_out: &mut Vec<FileSpan>,
+    ) -> ParsedCommit {
         let (sha1, raw) = (c.sha1, c.raw);
         let mut p = ParsedCommit::default();
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -413,7 +443,7 @@ impl ParsedCommit {
         for line in hdr.split(|&b| b == b'\n') {
             if let Some(rest) = line.strip_prefix(b"parent ") {
                 match GitHash::from_hex(rest) {
-                    Some(parent) => p.parents.push(parent),
+                    Some(parent) => p.push_parent(parent),
                     None => {
                         p.error = Some(CommitError::BadHeaderHash(hash, lossy(line)));
                         return p;
@@ -458,14 +488,18 @@ impl ParsedCommit {
             p.reviewer = Span::of(base, reviewer);
         }
         if let Some(files) = c.files() {
-            let mut files: Vec<super::wire::FileView<'_>> = files.collect();
-            files.sort_by(|a, b| a.file.cmp(b.file));
-            p.files = Some(
-                files
-                    .iter()
-                    .map(|f| (Span::of(base, f.file), f.added, f.deleted, f.binary))
-                    .collect(),
-            );
+            let start = files_out.len();
+            files_out.extend(files.map(|f| FileSpan {
+                name: Span::of(base, f.file),
+                added: f.added,
+                deleted: f.deleted,
+                binary: f.binary,
+            }));
+            files_out[start..].sort_by(|a, b| {
+                let name = |s: Span| &base[s.start as usize..(s.start + s.len) as usize];
+                name(a.name).cmp(name(b.name))
+            });
+            p.files = Some((start as u32, (files_out.len() - start) as u32));
         }
         if super::notedb::NoteFacts::worth_computing(msg) {
             let (facts, branch) = super::notedb::NoteFacts::of_raw(msg);

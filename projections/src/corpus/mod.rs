@@ -57,25 +57,50 @@ pub struct Corpus {
     pub(crate) source: Option<crate::load::Source>,
 }
 
-/// The commits of a canonical record, parsed ahead of folding (on the
-/// loader's decoding thread), in record order.
+/// Commits of canonical records, parsed ahead of folding (on the loader's
+/// decoding thread), for a whole batch of records: one allocation per
+/// batch, not per commit.
 #[derive(Debug, Default)]
-pub struct Prepared(pub(crate) Vec<git::ParsedCommit>);
+pub struct Prepared {
+    commits: Vec<git::ParsedCommit>,
+    files: Vec<git::FileSpan>,
+}
+
+/// The commits of one record within a [`Prepared`] batch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PreparedRange {
+    start: u32,
+    end: u32,
+}
 
 impl Prepared {
     /// Parses the commits of a record that [`wire::check`] accepted as
-    /// canonical.
-    pub fn new(payload: &[u8]) -> Prepared {
+    /// canonical, in record order.
+    pub fn add(&mut self, payload: &[u8]) -> PreparedRange {
+        let start = self.commits.len() as u32;
         let m = wire::MutationView::parse(payload);
-        let mut out = Vec::new();
         if let Some(c) = m.git.as_ref().and_then(|g| g.commit.as_ref()) {
-            out.push(git::ParsedCommit::parse(payload, c));
+            let p = git::ParsedCommit::parse(payload, c, &mut self.files);
+            self.commits.push(p);
         }
         if let Some(gm) = &m.gerrit {
-            out.extend(gm.commits().map(|c| git::ParsedCommit::parse(payload, &c)));
+            for c in gm.commits() {
+                let p = git::ParsedCommit::parse(payload, &c, &mut self.files);
+                self.commits.push(p);
+            }
         }
-        Prepared(out)
+        PreparedRange {
+            start,
+            end: self.commits.len() as u32,
+        }
     }
+}
+
+/// A record's parsed commits and the batch's file list they index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PreparedCommits<'a> {
+    pub(crate) commits: &'a [git::ParsedCommit],
+    pub(crate) files: &'a [git::FileSpan],
 }
 
 /// Parts of mutations that could not be applied, by reason. Go logs most of
@@ -152,17 +177,31 @@ impl Corpus {
     /// [`wire::Check::Canonical`]. With the payload's log position (and the
     /// log mapped), texts are kept as positions in the log, not copied.
     pub fn apply_canonical(&mut self, payload: &[u8], pos: Option<Position>) {
-        self.apply_prepared(payload, pos, None);
+        self.apply_with(payload, pos, None);
     }
 
     /// [`Corpus::apply_canonical`] with the record's commits already parsed
-    /// (in record order) by [`Prepared::new`], as the loader does on its
+    /// (in record order) into a [`Prepared`] batch, as the loader does on its
     /// decoding thread.
-    pub(crate) fn apply_prepared(
+    pub fn apply_prepared(
         &mut self,
         payload: &[u8],
         pos: Option<Position>,
-        commits: Option<&[git::ParsedCommit]>,
+        batch: &Prepared,
+        range: PreparedRange,
+    ) {
+        let commits = PreparedCommits {
+            commits: &batch.commits[range.start as usize..range.end as usize],
+            files: &batch.files,
+        };
+        self.apply_with(payload, pos, Some(commits));
+    }
+
+    fn apply_with(
+        &mut self,
+        payload: &[u8],
+        pos: Option<Position>,
+        commits: Option<PreparedCommits<'_>>,
     ) {
         self.texts.begin_record(payload, pos.map(|p| p.0));
         self.apply_view(payload, &wire::MutationView::parse(payload), commits);
@@ -173,7 +212,7 @@ impl Corpus {
         &mut self,
         base: &[u8],
         m: &wire::MutationView<'_>,
-        commits: Option<&[git::ParsedCommit]>,
+        commits: Option<PreparedCommits<'_>>,
     ) {
         self.mutations += 1;
         let mut dropped = Vec::new();
@@ -199,10 +238,13 @@ impl Corpus {
         // Commits come in record order: the git mutation's, then Gerrit's.
         let mut commits = commits;
         if let Some(commit) = m.git.as_ref().and_then(|g| g.commit.as_ref()) {
-            let applied = match commits.and_then(|c| c.split_first()) {
-                Some((first, rest)) => {
-                    commits = Some(rest);
-                    self.git.apply_parsed(&mut strings, base, first)
+            let applied = match commits.and_then(|c| c.commits.split_first().map(|f| (f, c))) {
+                Some(((first, rest), c)) => {
+                    commits = Some(PreparedCommits {
+                        commits: rest,
+                        files: c.files,
+                    });
+                    self.git.apply_parsed(&mut strings, base, first, c.files)
                 }
                 None => self.git.apply_commit(&mut strings, base, commit),
             };
