@@ -164,8 +164,8 @@ impl GerritState {
         base: &[u8],
         gm: &GerritView<'_>,
         parsed: Option<super::PreparedCommits<'_>>,
-        skipped: &mut Vec<GerritSkip>,
-    ) {
+    ) -> Vec<GerritSkip> {
+        let mut skipped = Vec::new();
         let name = std::str::from_utf8(gm.project()).unwrap_or("");
         let next_id = self.projects.len() as u16;
         let project = match self.projects.get_mut(name) {
@@ -267,6 +267,7 @@ impl GerritState {
                     .collect();
             }
         }
+        skipped
     }
 
     /// Go's `finishProcessing`: derives every dirty CL from its meta chain.

@@ -253,15 +253,13 @@ impl Corpus {
             }
         }
         if let Some(gm) = &m.gerrit {
-            let mut skips = Vec::new();
-            self.gerrit.apply(
+            let skips = self.gerrit.apply(
                 &mut self.git,
                 &mut self.github,
                 &mut strings,
                 base,
                 gm,
                 commits,
-                &mut skips,
             );
             self.skipped.count_gerrit(&skips);
         }
