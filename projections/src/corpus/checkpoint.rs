@@ -11,20 +11,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use almanac_log::Position;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use super::Corpus;
 use super::Skipped;
+use super::commit_index::{CommitIndex, Slot};
 use super::gerrit::{ClData, ClStatus, GerritState, MessageData, ProjectData};
 use super::git::{CommitData, CommitIdx, Committer, FileStat, GitHash, GitState, GitTime, Parents};
 use super::github::{
-    CommentData, DismissedReview, EventData, EventExtra, IssueData, MilestoneData, MilestoneRef,
-    RepoData, RepoKey, ReviewData, UserData, UserRef,
+    CommentData, DismissedReview, EventData, EventExtra, GitHubState, IssueData, MilestoneData,
+    MilestoneRef, RepoData, RepoKey, ReviewData, UserData, UserRef,
 };
 use super::notedb::{MessageSpan, NoteFacts};
 use super::text::{Interner, Sym, Text, TextArena, Texts};
@@ -32,7 +34,7 @@ use super::time::Time;
 use crate::load::Source;
 
 const MAGIC: &[u8] = b"ALMANAC-CORPUS-CHECKPOINT\n";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -72,34 +74,132 @@ pub enum CheckpointError {
     },
 }
 
-/// A writer that checksums what it writes.
-struct Out<W: Write> {
-    w: W,
+/// The file being written, one section at a time: bytes are gathered into
+/// large chunks so the checksum and the writes run over big buffers.
+struct Out {
+    w: BufWriter<File>,
+    chunk: Vec<u8>,
+    crc: crc32fast::Hasher,
+    /// Bytes of the open section written so far, and where its header is.
+    section: Option<(u64, u64)>,
+}
+
+/// Chunk size for checksumming and writing.
+const CHUNK: usize = 1 << 20;
+
+impl Out {
+    fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
+        self.chunk.extend_from_slice(b);
+        if self.chunk.len() >= CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(())
+    }
+
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        self.crc.update(&self.chunk);
+        self.w.write_all(&self.chunk)?;
+        if let Some((len, _)) = &mut self.section {
+            *len += self.chunk.len() as u64;
+        }
+        self.chunk.clear();
+        Ok(())
+    }
+
+    /// Starts a section: a header (length and CRC-32, filled in by
+    /// [`Out::end_section`]) then its bytes.
+    fn begin_section(&mut self) -> io::Result<()> {
+        self.flush_chunk()?;
+        let at = self.w.stream_position()?;
+        self.w.write_all(&[0; SECTION_HEADER])?;
+        self.crc = crc32fast::Hasher::new();
+        self.section = Some((0, at));
+        Ok(())
+    }
+
+    fn end_section(&mut self) -> io::Result<()> {
+        self.flush_chunk()?;
+        let Some((len, at)) = self.section.take() else {
+            return Ok(());
+        };
+        let end = self.w.stream_position()?;
+        let crc = std::mem::take(&mut self.crc).finalize();
+        self.w.seek(SeekFrom::Start(at))?;
+        self.w.write_all(&len.to_le_bytes())?;
+        self.w.write_all(&crc.to_le_bytes())?;
+        self.w.seek(SeekFrom::Start(end))?;
+        Ok(())
+    }
+}
+
+/// A reader over one section's body: read from the file in chunks into one
+/// reused buffer (so a section never has to fit in memory twice), and
+/// checksummed as it goes. Decoding runs ahead of the checksum, so every
+/// length read from the file is checked against what the section holds
+/// before anything is allocated for it.
+struct In<'a> {
+    src: io::Take<ReadAt<'a>>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
     crc: crc32fast::Hasher,
 }
 
-impl<W: Write> Out<W> {
-    fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
-        self.crc.update(b);
-        self.w.write_all(b)
-    }
-}
-
-/// A reader over the checkpoint's bytes, already in memory and checksummed.
-struct In<'a> {
-    buf: &'a [u8],
-}
-
 impl<'a> In<'a> {
-    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
-        if self.buf.len() < n {
+    fn new(file: &'a File, at: SectionAt) -> In<'a> {
+        In {
+            src: ReadAt {
+                file,
+                pos: at.offset,
+            }
+            .take(at.len),
+            buf: vec![0; CHUNK],
+            start: 0,
+            end: 0,
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    /// Bytes left in the section.
+    fn remaining(&self) -> u64 {
+        (self.end - self.start) as u64 + self.src.limit()
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> io::Result<&[u8]> {
+        if self.end - self.start < n {
+            self.refill(n)?;
+        }
+        let s = &self.buf[self.start..self.start + n];
+        self.start += n;
+        Ok(s)
+    }
+
+    /// Makes at least `n` bytes available from `start`.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self, n: usize) -> io::Result<()> {
+        if n as u64 > self.remaining() {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated"));
         }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        while self.end < n {
+            let got = self.src.read(&mut self.buf[self.end..])?;
+            if got == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated"));
+            }
+            self.crc.update(&self.buf[self.end..self.end + got]);
+            self.end += got;
+        }
+        Ok(())
     }
 
+    #[inline]
     fn bytes(&mut self, out: &mut [u8]) -> io::Result<()> {
         out.copy_from_slice(self.take(out.len())?);
         Ok(())
@@ -108,11 +208,25 @@ impl<'a> In<'a> {
     fn vec(&mut self, len: usize) -> io::Result<Vec<u8>> {
         Ok(self.take(len)?.to_vec())
     }
+
+    /// Checks the section was consumed exactly and its checksum matches.
+    fn finish(mut self, want: u32) -> Result<(), String> {
+        if self.remaining() != 0 {
+            return Err(format!(
+                "{} unexpected bytes after a section",
+                self.remaining()
+            ));
+        }
+        if std::mem::take(&mut self.crc).finalize() != want {
+            return Err("checksum mismatch (damaged)".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// Field-by-field encoding.
 trait Enc {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()>;
+    fn enc(&self, o: &mut Out) -> io::Result<()>;
 }
 
 /// Field-by-field decoding.
@@ -123,11 +237,12 @@ trait Dec: Sized {
 macro_rules! int {
     ($($t:ty),*) => {$(
         impl Enc for $t {
-            fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+            fn enc(&self, o: &mut Out) -> io::Result<()> {
                 o.bytes(&self.to_le_bytes())
             }
         }
         impl Dec for $t {
+            #[inline]
             fn dec(i: &mut In<'_>) -> io::Result<Self> {
                 let mut b = [0u8; std::mem::size_of::<$t>()];
                 i.bytes(&mut b)?;
@@ -143,7 +258,7 @@ fn bad(why: &str) -> io::Error {
 }
 
 impl Enc for bool {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         u8::from(*self).enc(o)
     }
 }
@@ -158,7 +273,7 @@ impl Dec for bool {
 }
 
 impl<T: Enc> Enc for Option<T> {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         match self {
             None => 0u8.enc(o),
             Some(v) => {
@@ -179,15 +294,20 @@ impl<T: Dec> Dec for Option<T> {
 }
 
 impl<T: Enc> Enc for Vec<T> {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         (self.len() as u64).enc(o)?;
         self.iter().try_for_each(|v| v.enc(o))
     }
 }
 impl<T: Dec> Dec for Vec<T> {
     fn dec(i: &mut In<'_>) -> io::Result<Self> {
-        let n = u64::dec(i)? as usize;
-        let mut v = Vec::with_capacity(n.min(1 << 20));
+        let n = u64::dec(i)?;
+        // Every element takes at least one byte: a count beyond the bytes
+        // left is damage, caught before anything is allocated for it.
+        if n > i.remaining() {
+            return Err(bad("bad length"));
+        }
+        let mut v = Vec::with_capacity(n as usize);
         for _ in 0..n {
             v.push(T::dec(i)?);
         }
@@ -196,7 +316,7 @@ impl<T: Dec> Dec for Vec<T> {
 }
 
 impl<A: Enc, B: Enc> Enc for (A, B) {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         self.0.enc(o)?;
         self.1.enc(o)
     }
@@ -211,7 +331,7 @@ impl<A: Dec, B: Dec> Dec for (A, B) {
 struct Blob(Vec<u8>);
 
 impl Enc for [u8] {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         (self.len() as u64).enc(o)?;
         o.bytes(self)
     }
@@ -224,7 +344,7 @@ impl Dec for Blob {
 }
 
 impl Enc for String {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         self.as_bytes().enc(o)
     }
 }
@@ -235,7 +355,7 @@ impl Dec for String {
 }
 
 impl<T: Enc + ?Sized> Enc for &T {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         (**self).enc(o)
     }
 }
@@ -244,7 +364,7 @@ impl<T: Enc + ?Sized> Enc for &T {
 macro_rules! record {
     ($t:ty { $($f:ident),* $(,)? }) => {
         impl Enc for $t {
-            fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+            fn enc(&self, o: &mut Out) -> io::Result<()> {
                 $( self.$f.enc(o)?; )*
                 Ok(())
             }
@@ -258,7 +378,7 @@ macro_rules! record {
 }
 
 impl Enc for Sym {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         self.0.enc(o)
     }
 }
@@ -269,7 +389,7 @@ impl Dec for Sym {
 }
 
 impl Enc for Text {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         let (loc, len) = self.to_parts();
         loc.enc(o)?;
         len.enc(o)
@@ -285,7 +405,7 @@ impl Dec for Text {
 macro_rules! packed_record {
     ($t:ty { $($f:ident),* $(,)? }) => {
         impl Enc for $t {
-            fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+            fn enc(&self, o: &mut Out) -> io::Result<()> {
                 $( { let v = self.$f; v.enc(o)?; } )*
                 Ok(())
             }
@@ -341,7 +461,7 @@ record!(EventExtra {
 record!(UserData { id, login });
 
 impl Enc for UserRef {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         self.0.get().enc(o)
     }
 }
@@ -354,7 +474,7 @@ impl Dec for UserRef {
 }
 
 impl Enc for Box<IssueData> {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         (**self).enc(o)
     }
 }
@@ -430,7 +550,7 @@ record!(NoteFacts {
 });
 
 impl Enc for &'static str {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         let code: u8 = match *self {
             "merged" => 1,
             "abandoned" => 2,
@@ -454,7 +574,7 @@ impl Dec for &'static str {
 }
 
 impl Enc for MessageSpan {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         self.version.enc(o)?;
         (self.start as u64).enc(o)?;
         (self.end as u64).enc(o)
@@ -503,7 +623,7 @@ record!(Skipped {
 });
 
 impl Enc for MilestoneRef {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         match self {
             MilestoneRef::Unknown => 0u8.enc(o),
             MilestoneRef::None => 1u8.enc(o),
@@ -526,7 +646,7 @@ impl Dec for MilestoneRef {
 }
 
 impl Enc for GitHash {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         o.bytes(&self.0)
     }
 }
@@ -539,7 +659,7 @@ impl Dec for GitHash {
 }
 
 impl Enc for CommitIdx {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         self.0.enc(o)
     }
 }
@@ -550,23 +670,33 @@ impl Dec for CommitIdx {
 }
 
 impl Enc for Parents {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
-        self.as_slice().to_vec().enc(o)
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
+        let parents = self.as_slice();
+        (parents.len() as u32).enc(o)?;
+        parents.iter().try_for_each(|p| p.enc(o))
     }
 }
 impl Dec for Parents {
     fn dec(i: &mut In<'_>) -> io::Result<Self> {
-        let v: Vec<CommitIdx> = Dec::dec(i)?;
-        Ok(match v.len() {
+        Ok(match u32::dec(i)? {
             0 => Parents::None,
-            1 => Parents::One(v[0]),
-            _ => Parents::Many(v.into_boxed_slice()),
+            1 => Parents::One(CommitIdx::dec(i)?),
+            n => {
+                if u64::from(n) > i.remaining() {
+                    return Err(bad("bad parents"));
+                }
+                let mut v = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    v.push(CommitIdx::dec(i)?);
+                }
+                Parents::Many(v.into_boxed_slice())
+            }
         })
     }
 }
 
 impl Enc for Committer {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         match self {
             Committer::None => 0u8.enc(o),
             Committer::Placeholder => 1u8.enc(o),
@@ -589,7 +719,7 @@ impl Dec for Committer {
 }
 
 impl Enc for Box<[FileStat]> {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         (self.len() as u64).enc(o)?;
         self.iter().try_for_each(|f| f.enc(o))
     }
@@ -602,7 +732,7 @@ impl Dec for Box<[FileStat]> {
 }
 
 impl Enc for ClStatus {
-    fn enc<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
         let code: u8 = match self {
             ClStatus::Unset => 0,
             ClStatus::New => 1,
@@ -626,9 +756,9 @@ impl Dec for ClStatus {
     }
 }
 
-fn enc_map<K: Enc, V: Enc, W: Write>(
+fn enc_map<K: Enc, V: Enc>(
     items: impl ExactSizeIterator<Item = (K, V)>,
-    o: &mut Out<W>,
+    o: &mut Out,
 ) -> io::Result<()> {
     (items.len() as u64).enc(o)?;
     for (k, v) in items {
@@ -636,6 +766,102 @@ fn enc_map<K: Enc, V: Enc, W: Write>(
         v.enc(o)?;
     }
     Ok(())
+}
+
+/// Bytes before each section's body: its length (u64) and CRC-32 (u32).
+const SECTION_HEADER: usize = 12;
+
+/// Sections before the commit chunks: header, strings, git (without the
+/// commits), GitHub, Gerrit.
+const FIXED_SECTIONS: usize = 5;
+
+/// Commits per commit-chunk section: chunks are decoded by whichever
+/// thread is free.
+const COMMITS_PER_CHUNK: usize = 1 << 17;
+
+/// Where one section's body lies in the file.
+#[derive(Debug, Clone, Copy)]
+struct SectionAt {
+    offset: u64,
+    len: u64,
+    crc: u32,
+}
+
+/// `Read` over a file at an offset, with positioned reads.
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Decodes a whole section, which must be consumed exactly and match its
+/// checksum.
+fn decode_section<T>(
+    file: &File,
+    at: SectionAt,
+    f: impl FnOnce(&mut In<'_>) -> io::Result<T>,
+) -> Result<T, String> {
+    let mut i = In::new(file, at);
+    let v = f(&mut i).map_err(|e| e.to_string())?;
+    i.finish(at.crc)?;
+    Ok(v)
+}
+
+/// What validation checks references against.
+struct Bounds<'a> {
+    syms: usize,
+    texts: &'a Texts,
+    end: u64,
+    commits: usize,
+}
+
+impl Bounds<'_> {
+    fn sym(&self, s: Sym) -> bool {
+        (s.0 as usize) < self.syms
+    }
+
+    fn text(&self, t: Text) -> bool {
+        self.texts.contains(t) && (t.in_arena() || t.log_position() + t.len() as u64 <= self.end)
+    }
+
+    fn commit(&self, c: CommitIdx) -> bool {
+        (c.0 as usize) < self.commits
+    }
+}
+
+impl Enc for Slot {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&self.prefix_lo.to_le_bytes());
+        b[4..8].copy_from_slice(&self.prefix_hi.to_le_bytes());
+        b[8..].copy_from_slice(&self.idx_plus_one.to_le_bytes());
+        o.bytes(&b)
+    }
+}
+
+fn dec_slots(i: &mut In<'_>) -> io::Result<Vec<Slot>> {
+    let n = u64::dec(i)? as usize;
+    if n.saturating_mul(12) as u64 > i.remaining() {
+        return Err(bad("bad commit index"));
+    }
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let mut slots = Vec::with_capacity(n);
+    while slots.len() < n {
+        let batch = (n - slots.len()).min(CHUNK / 12);
+        slots.extend(i.take(batch * 12)?.chunks_exact(12).map(|b| Slot {
+            prefix_lo: word(&b[..4]),
+            prefix_hi: word(&b[4..8]),
+            idx_plus_one: word(&b[8..]),
+        }));
+    }
+    Ok(slots)
 }
 
 impl Corpus {
@@ -649,12 +875,12 @@ impl Corpus {
         let tmp = path.with_extension("tmp");
         let file = File::create(&tmp).map_err(io_err)?;
         let mut o = Out {
-            w: BufWriter::with_capacity(1 << 20, file),
+            w: BufWriter::with_capacity(CHUNK, file),
+            chunk: Vec::with_capacity(CHUNK + 4096),
             crc: crc32fast::Hasher::new(),
+            section: None,
         };
         self.write_checkpoint(&mut o).map_err(io_err)?;
-        let crc = o.crc.clone().finalize();
-        o.w.write_all(&crc.to_le_bytes()).map_err(io_err)?;
         let file = o.w.into_inner().map_err(|e| io_err(e.into_error()))?;
         file.sync_all().map_err(io_err)?;
         fs::rename(&tmp, path).map_err(io_err)?;
@@ -664,9 +890,11 @@ impl Corpus {
         Ok(())
     }
 
-    fn write_checkpoint<W: Write>(&self, o: &mut Out<W>) -> io::Result<()> {
+    fn write_checkpoint(&self, o: &mut Out) -> io::Result<()> {
         o.bytes(MAGIC)?;
         VERSION.enc(o)?;
+        // Header.
+        o.begin_section()?;
         self.folded_to.0.enc(o)?;
         self.mutations.enc(o)?;
         self.skipped.enc(o)?;
@@ -678,7 +906,10 @@ impl Corpus {
                 s.sealed.enc(o)?;
             }
         }
+        (self.git.commits.len() as u64).enc(o)?;
+        o.end_section()?;
         // Strings.
+        o.begin_section()?;
         (self.syms.strings().len() as u64).enc(o)?;
         for s in self.syms.strings() {
             s[..].enc(o)?;
@@ -688,7 +919,19 @@ impl Corpus {
             (b.capacity() as u64).enc(o)?;
             b[..].enc(o)?;
         }
+        o.end_section()?;
+        // Git, but the commits.
+        o.begin_section()?;
+        self.git.notes.enc(o)?;
+        enc_map(self.git.hg.iter().map(|(k, v)| (&k[..], v)), o)?;
+        let (seed, len, slots) = self.git.by_hash.parts();
+        seed.enc(o)?;
+        (len as u64).enc(o)?;
+        (slots.len() as u64).enc(o)?;
+        slots.iter().try_for_each(|s| s.enc(o))?;
+        o.end_section()?;
         // GitHub.
+        o.begin_section()?;
         let gh = &self.github;
         gh.users.enc(o)?;
         enc_map(gh.teams.iter().map(|(k, v)| (*k, *v)), o)?;
@@ -700,11 +943,9 @@ impl Corpus {
             enc_map(repo.milestones.iter().map(|(k, v)| (*k, v)), o)?;
             enc_map(repo.issues.iter().map(|(k, v)| (*k, v)), o)?;
         }
-        // Git.
-        self.git.commits.enc(o)?;
-        self.git.notes.enc(o)?;
-        enc_map(self.git.hg.iter().map(|(k, v)| (&k[..], v)), o)?;
+        o.end_section()?;
         // Gerrit.
+        o.begin_section()?;
         (self.gerrit.projects.len() as u64).enc(o)?;
         for (name, p) in &self.gerrit.projects {
             name.enc(o)?;
@@ -724,52 +965,95 @@ impl Corpus {
             p.num_label_changes.enc(o)?;
             p.dirty.iter().copied().collect::<Vec<i32>>().enc(o)?;
         }
+        o.end_section()?;
+        // The commits, in chunks.
+        for chunk in self.git.commits.chunks(COMMITS_PER_CHUNK) {
+            o.begin_section()?;
+            chunk.iter().try_for_each(|c| c.enc(o))?;
+            o.end_section()?;
+        }
         Ok(())
     }
 
     /// Reopens a checkpoint. Call [`Corpus::update`] to fold what the log
     /// gained since.
+    ///
+    /// Sections are decoded on two threads: GitHub and Gerrit on one, the
+    /// rest of git on the caller's, then the commit chunks on whichever is
+    /// free.
     pub fn open_checkpoint(path: &Path) -> Result<Corpus, CheckpointError> {
         let io_err = |source| CheckpointError::Io {
             path: path.to_owned(),
             source,
         };
-        let data = fs::read(path).map_err(io_err)?;
         let format = |why: String| CheckpointError::Format {
             path: path.to_owned(),
             why,
         };
-        if data.len() < MAGIC.len() + 8 || !data.starts_with(MAGIC) {
-            return Err(format("no checkpoint header".to_owned()));
-        }
-        let (body, trailer) = data.split_at(data.len() - 4);
-        let mut i = In {
-            buf: &body[MAGIC.len()..],
-        };
-        let version = u32::dec(&mut i).map_err(|e| format(e.to_string()))?;
-        if version != VERSION {
-            return Err(format(format!("version {version}")));
-        }
         let damaged = |why: String| CheckpointError::Damaged {
             path: path.to_owned(),
             why,
         };
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(body);
-        let want = u32::from_le_bytes(trailer.try_into().expect("four bytes were split off"));
-        if crc.finalize() != want {
-            return Err(damaged(
-                "checksum mismatch (truncated or damaged)".to_owned(),
-            ));
+        let file = File::open(path).map_err(io_err)?;
+        let file_len = file.metadata().map_err(io_err)?.len();
+        let mut lead = [0u8; MAGIC.len() + 4];
+        if file_len < lead.len() as u64 {
+            return Err(format("no checkpoint header".to_owned()));
         }
-        let mut corpus = Corpus::read_checkpoint(&mut i).map_err(|e| damaged(e.to_string()))?;
-        if !i.buf.is_empty() {
+        file.read_exact_at(&mut lead, 0).map_err(io_err)?;
+        if !lead.starts_with(MAGIC) {
+            return Err(format("no checkpoint header".to_owned()));
+        }
+        let mut version = [0u8; 4];
+        version.copy_from_slice(&lead[MAGIC.len()..]);
+        let version = u32::from_le_bytes(version);
+        if version != VERSION {
+            return Err(format(format!("version {version}")));
+        }
+        // The section directory: each header says how far to skip.
+        let mut sections = Vec::new();
+        let mut pos = lead.len() as u64;
+        while pos < file_len {
+            let mut h = [0u8; SECTION_HEADER];
+            if pos + SECTION_HEADER as u64 > file_len {
+                return Err(damaged("truncated".to_owned()));
+            }
+            file.read_exact_at(&mut h, pos).map_err(io_err)?;
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&h[..8]);
+            let len = u64::from_le_bytes(len);
+            let mut crc = [0u8; 4];
+            crc.copy_from_slice(&h[8..]);
+            let offset = pos + SECTION_HEADER as u64;
+            if len > file_len - offset {
+                return Err(damaged("truncated".to_owned()));
+            }
+            sections.push(SectionAt {
+                offset,
+                len,
+                crc: u32::from_le_bytes(crc),
+            });
+            pos = offset + len;
+        }
+        let [header_at, strings_at, git_at, github_at, gerrit_at, ..] = sections[..] else {
+            return Err(damaged("truncated".to_owned()));
+        };
+        let (mut corpus, commit_count) =
+            decode_section(&file, header_at, Corpus::read_header).map_err(&damaged)?;
+        let chunks = &sections[FIXED_SECTIONS..];
+        // A commit takes at least its hash and tree: a count the chunks
+        // cannot hold is damage, caught before the table is allocated.
+        let chunk_bytes: u64 = chunks.iter().map(|c| c.len).sum();
+        if chunks.len() != commit_count.div_ceil(COMMITS_PER_CHUNK)
+            || commit_count as u64 > chunk_bytes / 40
+        {
             return Err(damaged(format!(
-                "{} unexpected bytes at the end",
-                i.buf.len()
+                "{} commit sections for {commit_count} commits (truncated?)",
+                chunks.len()
             )));
         }
-        drop(data);
+        (corpus.syms, corpus.texts) =
+            decode_section(&file, strings_at, read_strings).map_err(&damaged)?;
         // Texts live in the log the corpus was folded from: map it, after
         // checking it still extends the folded history.
         if let Some(source) = corpus.source.clone() {
@@ -781,12 +1065,77 @@ impl Corpus {
             corpus.check_extends(&source, &snapshot).map_err(log)?;
             corpus.map_log(&snapshot).map_err(log)?;
         }
-        corpus.validate().map_err(|why| damaged(why.to_owned()))?;
-        corpus.rebuild_indexes();
+        let bounds = Bounds {
+            syms: corpus.syms.len(),
+            texts: &corpus.texts,
+            end: corpus.folded_to.0,
+            commits: commit_count,
+        };
+        let mut commits = Vec::new();
+        // The commit chunks go to whichever thread is free; the queue is
+        // set up once the table is allocated, which overlaps the other
+        // thread's first sections.
+        type Work<'c> =
+            std::iter::Zip<std::slice::ChunksMut<'c, CommitData>, std::slice::Iter<'c, SectionAt>>;
+        let queue: std::sync::OnceLock<std::sync::Mutex<Work<'_>>> = std::sync::OnceLock::new();
+        let decode_chunks = || -> Result<(), String> {
+            let queue = queue.wait();
+            loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some((out, at)) = next else {
+                    return Ok(());
+                };
+                decode_section(&file, *at, |i| read_commits(i, out))?;
+                validate_commits(out, &bounds)?;
+            }
+        };
+        let (git, others) = std::thread::scope(|scope| {
+            let others = scope.spawn(|| -> Result<(GitHubState, GerritState), String> {
+                let github = decode_section(&file, github_at, read_github)?;
+                validate_github(&github, &bounds)?;
+                let gerrit = decode_section(&file, gerrit_at, read_gerrit)?;
+                validate_gerrit(&gerrit, &bounds)?;
+                decode_chunks()?;
+                Ok((github, gerrit))
+            });
+            commits.resize_with(commit_count, CommitData::default);
+            let work = commits.chunks_mut(COMMITS_PER_CHUNK).zip(chunks);
+            // Set exactly once, before anything can fail, so the other
+            // thread never waits for nothing.
+            let _ = queue.set(std::sync::Mutex::new(work));
+            let git = decode_section(&file, git_at, |i| read_git(i, commit_count))
+                .and_then(|git| decode_chunks().map(|()| git));
+            let others = others
+                .join()
+                .unwrap_or_else(|_| Err("decoding thread panicked".to_owned()));
+            (git, others)
+        });
+        drop(queue);
+        let (notes, hg, by_hash) = git.map_err(&damaged)?;
+        corpus.git = GitState {
+            commits,
+            by_hash,
+            hg,
+            notes,
+        };
+        validate_notes(&corpus.git, corpus.syms.len()).map_err(&damaged)?;
+        (corpus.github, corpus.gerrit) = others.map_err(&damaged)?;
+        corpus.github.user_index = corpus
+            .github
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let r = UserRef(
+                    std::num::NonZeroU32::new(i as u32 + 1).expect("index + 1 is non-zero"),
+                );
+                (u.id, r)
+            })
+            .collect();
         Ok(corpus)
     }
 
-    fn read_checkpoint(i: &mut In<'_>) -> io::Result<Corpus> {
+    fn read_header(i: &mut In<'_>) -> io::Result<(Corpus, usize)> {
         let mut c = Corpus {
             folded_to: Position(u64::dec(i)?),
             mutations: u64::dec(i)?,
@@ -801,231 +1150,259 @@ impl Corpus {
             }),
             _ => return Err(bad("bad source")),
         };
-        let n = u64::dec(i)? as usize;
-        let mut strings: Vec<Arc<[u8]>> = Vec::with_capacity(n.min(1 << 24));
-        for _ in 0..n {
-            strings.push(Arc::from(Blob::dec(i)?.0));
+        let commits = u64::dec(i)?;
+        if commits > u64::from(u32::MAX) {
+            return Err(bad("too many commits"));
         }
-        c.syms = Interner::from_strings(strings);
-        let n = u64::dec(i)? as usize;
-        let mut blocks = Vec::with_capacity(n.min(1 << 16));
-        for _ in 0..n {
-            let cap = u64::dec(i)? as usize;
-            let len = u64::dec(i)? as usize;
-            if len > cap || cap > 1 << 32 {
-                return Err(bad("bad text block"));
-            }
-            let mut block = Vec::with_capacity(cap);
-            block.resize(len, 0);
-            i.bytes(&mut block)?;
-            blocks.push(block);
+        Ok((c, commits as usize))
+    }
+}
+
+fn read_strings(i: &mut In<'_>) -> io::Result<(Interner, Texts)> {
+    let n = u64::dec(i)?;
+    if n > i.remaining() / 8 {
+        return Err(bad("bad symbol count"));
+    }
+    let mut strings: Vec<Arc<[u8]>> = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let len = u64::dec(i)? as usize;
+        strings.push(Arc::from(i.take(len)?));
+    }
+    let syms = Interner::from_strings(strings);
+    let n = u64::dec(i)?;
+    if n > i.remaining() / 16 {
+        return Err(bad("bad text block count"));
+    }
+    let mut blocks = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let cap = u64::dec(i)? as usize;
+        let len = u64::dec(i)? as usize;
+        if len > cap || cap > len.max(4 << 20) || len as u64 > i.remaining() {
+            return Err(bad("bad text block"));
         }
-        c.texts = Texts::with_arena(TextArena::from_blocks(blocks));
-        c.github.users = Dec::dec(i)?;
-        let teams: Vec<(i64, Sym)> = Dec::dec(i)?;
-        c.github.teams = teams.into_iter().collect();
-        c.github.event_extras = Dec::dec(i)?;
-        let repos = u64::dec(i)?;
-        for _ in 0..repos {
-            let key = RepoKey::dec(i)?;
-            let labels: Vec<(i64, Sym)> = Dec::dec(i)?;
-            let milestones: Vec<(i64, MilestoneData)> = Dec::dec(i)?;
-            let issues: Vec<(i32, Box<IssueData>)> = Dec::dec(i)?;
-            c.github.repos.insert(
-                key,
-                RepoData {
-                    issues: issues.into_iter().collect::<BTreeMap<_, _>>(),
-                    labels: labels.into_iter().collect(),
-                    milestones: milestones.into_iter().collect(),
-                },
-            );
-        }
-        c.git = GitState {
-            commits: Dec::dec(i)?,
-            notes: Dec::dec(i)?,
-            by_hash: FxHashMap::default(),
-            hg: {
-                let hg: Vec<(Blob, GitHash)> = Dec::dec(i)?;
-                hg.into_iter()
-                    .map(|(k, v)| (k.0.into_boxed_slice(), v))
-                    .collect()
+        let mut block = Vec::with_capacity(cap);
+        block.extend_from_slice(i.take(len)?);
+        blocks.push(block);
+    }
+    Ok((syms, Texts::with_arena(TextArena::from_blocks(blocks))))
+}
+
+/// The git tables decoded apart from the commits.
+type GitRest = (
+    Vec<NoteFacts>,
+    rustc_hash::FxHashMap<Box<[u8]>, GitHash>,
+    CommitIndex,
+);
+
+fn read_git(i: &mut In<'_>, commits: usize) -> io::Result<GitRest> {
+    let notes = Dec::dec(i)?;
+    let hg: Vec<(Blob, GitHash)> = Dec::dec(i)?;
+    let seed = u64::dec(i)?;
+    let len = u64::dec(i)? as usize;
+    let slots = dec_slots(i)?;
+    let by_hash = CommitIndex::from_parts(seed, len, slots, commits).map_err(bad)?;
+    let hg = hg
+        .into_iter()
+        .map(|(k, v)| (k.0.into_boxed_slice(), v))
+        .collect();
+    Ok((notes, hg, by_hash))
+}
+
+/// Decodes exactly `out.len()` commits.
+fn read_commits(i: &mut In<'_>, out: &mut [CommitData]) -> io::Result<()> {
+    for c in out {
+        *c = CommitData::dec(i)?;
+    }
+    Ok(())
+}
+
+fn read_github(i: &mut In<'_>) -> io::Result<GitHubState> {
+    let mut github = GitHubState {
+        users: Dec::dec(i)?,
+        ..GitHubState::default()
+    };
+    let teams: Vec<(i64, Sym)> = Dec::dec(i)?;
+    github.teams = teams.into_iter().collect();
+    github.event_extras = Dec::dec(i)?;
+    let repos = u64::dec(i)?;
+    for _ in 0..repos {
+        let key = RepoKey::dec(i)?;
+        let labels: Vec<(i64, Sym)> = Dec::dec(i)?;
+        let milestones: Vec<(i64, MilestoneData)> = Dec::dec(i)?;
+        let issues: Vec<(i32, Box<IssueData>)> = Dec::dec(i)?;
+        github.repos.insert(
+            key,
+            RepoData {
+                issues: issues.into_iter().collect::<BTreeMap<_, _>>(),
+                labels: labels.into_iter().collect(),
+                milestones: milestones.into_iter().collect(),
             },
-        };
-        let projects = u64::dec(i)?;
-        c.gerrit = GerritState::default();
-        for _ in 0..projects {
-            let name = String::dec(i)?;
-            let n = u64::dec(i)?;
-            let mut cls = BTreeMap::new();
-            for _ in 0..n {
-                let cl = ClData::dec(i)?;
-                cls.insert(cl.number, cl);
-            }
-            let id = u16::dec(i)?;
-            let refs: Vec<(Blob, GitHash)> = Dec::dec(i)?;
-            let commit_count = u64::dec(i)?;
-            let others: Vec<GitHash> = Dec::dec(i)?;
-            let need: Vec<GitHash> = Dec::dec(i)?;
-            let num_label_changes = i64::dec(i)?;
-            let dirty: Vec<i32> = Dec::dec(i)?;
-            c.gerrit.projects.insert(
-                name,
-                ProjectData {
-                    id,
-                    cls,
-                    refs: refs.into_iter().map(|(k, v)| (k.0, v)).collect(),
-                    commit_count,
-                    other_commits: others.into_iter().collect::<FxHashSet<_>>(),
-                    need: need.into_iter().collect(),
-                    num_label_changes,
-                    dirty: dirty.into_iter().collect::<BTreeSet<_>>(),
-                },
-            );
-        }
-        Ok(c)
+        );
     }
+    Ok(github)
+}
 
-    /// Rebuilds what the checkpoint leaves out because it is derived.
-    fn rebuild_indexes(&mut self) {
-        self.github.user_index = self
-            .github
-            .users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                let r = UserRef(
-                    std::num::NonZeroU32::new(i as u32 + 1).expect("index + 1 is non-zero"),
-                );
-                (u.id, r)
-            })
-            .collect();
-        self.git.by_hash = self
-            .git
-            .commits
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.hash, CommitIdx(i as u32)))
-            .collect();
+fn read_gerrit(i: &mut In<'_>) -> io::Result<GerritState> {
+    let projects = u64::dec(i)?;
+    let mut gerrit = GerritState::default();
+    for _ in 0..projects {
+        let name = String::dec(i)?;
+        let n = u64::dec(i)?;
+        if n > i.remaining() {
+            return Err(bad("bad CL count"));
+        }
+        let mut cls = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let cl = ClData::dec(i)?;
+            cls.push((cl.number, cl));
+        }
+        let id = u16::dec(i)?;
+        let refs: Vec<(Blob, GitHash)> = Dec::dec(i)?;
+        let commit_count = u64::dec(i)?;
+        let others: Vec<GitHash> = Dec::dec(i)?;
+        let need: Vec<GitHash> = Dec::dec(i)?;
+        let num_label_changes = i64::dec(i)?;
+        let dirty: Vec<i32> = Dec::dec(i)?;
+        gerrit.projects.insert(
+            name,
+            ProjectData {
+                id,
+                cls: cls.into_iter().collect(),
+                refs: refs.into_iter().map(|(k, v)| (k.0, v)).collect(),
+                commit_count,
+                other_commits: others.into_iter().collect::<FxHashSet<_>>(),
+                need: need.into_iter().collect(),
+                num_label_changes,
+                dirty: dirty.into_iter().collect::<BTreeSet<_>>(),
+            },
+        );
     }
+    Ok(gerrit)
+}
 
-    /// Checks that every reference in a decoded checkpoint points inside its
-    /// table, so a damaged file can never make an accessor panic.
-    fn validate(&self) -> Result<(), &'static str> {
-        let syms = self.syms.len();
-        let sym_ok = |s: Sym| (s.0 as usize) < syms;
-        let end = self.folded_to.0;
-        let text_ok = |t: Text| {
-            self.texts.contains(t) && (t.in_arena() || t.log_position() + t.len() as u64 <= end)
-        };
-        let commits = self.git.commits.len();
-        let commit_ok = |c: CommitIdx| (c.0 as usize) < commits;
-        if self.git.notes.iter().any(|n| !sym_ok(n.branch)) {
-            return Err("a NoteDB fact refers outside the symbols");
-        }
-        for c in &self.git.commits {
-            let note_ok = match c.note {
-                0 => true,
-                n => self.git.notes.get(n as usize - 1).is_some_and(|f| {
-                    f.message
-                        .is_none_or(|m| m.start <= m.end && m.end <= c.msg.len())
-                }),
-            };
-            let ok = note_ok
-                && c.parents.as_slice().iter().all(|p| commit_ok(*p))
-                && c.author.is_none_or(sym_ok)
-                && c.author_time.is_none_or(|t| sym_ok(t.zone))
-                && c.commit_time.is_none_or(|t| sym_ok(t.zone))
-                && !matches!(c.committer, Committer::Person(s) if !sym_ok(s))
-                && c.reviewer.is_none_or(text_ok)
-                && text_ok(c.msg)
-                && c.files
-                    .iter()
-                    .flat_map(|f| f.iter())
-                    .all(|f| text_ok(f.file));
-            if !ok {
-                return Err("a commit refers outside its tables");
-            }
-        }
-        let users = self.github.users.len();
-        let user_ok = |u: UserRef| (u.0.get() as usize) <= users;
-        let extras = self.github.event_extras.len();
-        for (key, repo) in &self.github.repos {
-            let ok = sym_ok(key.owner)
-                && sym_ok(key.repo)
-                && repo.labels.values().all(|s| sym_ok(*s))
-                && repo.milestones.values().all(|m| sym_ok(m.title))
-                && repo.issues.values().all(|i| {
-                    text_ok(i.title)
-                        && text_ok(i.body)
-                        && i.comments.iter().all(|c| text_ok(c.body))
-                        && [i.user, i.closed_by]
-                            .iter()
-                            .flatten()
-                            .chain(&i.assignees)
-                            .all(|u| user_ok(*u))
-                        && i.comments.iter().all(|c| c.user.is_none_or(user_ok))
-                        && i.events.iter().all(|e| {
-                            sym_ok(e.typ)
-                                && sym_ok(e.label)
-                                && sym_ok(e.milestone)
-                                && sym_ok(e.commit_id)
-                                && e.actor.is_none_or(user_ok)
-                                && (e.extra as usize) <= extras
-                        })
-                        && i.reviews.iter().all(|r| {
-                            r.actor.is_none_or(user_ok)
-                                && text_ok(r.body)
-                                && text_ok(r.other_json)
-                                && sym_ok(r.state)
-                                && sym_ok(r.commit_id)
-                                && sym_ok(r.actor_association)
-                        })
-                });
-            if !ok {
-                return Err("a GitHub record refers outside its tables");
-            }
-        }
-        if self.github.users.iter().any(|u| !sym_ok(u.login))
-            || self.github.teams.values().any(|s| !sym_ok(*s))
-        {
-            return Err("a user refers outside the symbols");
-        }
-        let extras_ok = self.github.event_extras.iter().all(|x| {
-            [x.assignee, x.assigner, x.reviewer, x.review_requester]
+/// Checks that every reference in decoded commits points inside its table,
+/// so a damaged file can never make an accessor panic. NoteDB facts are
+/// checked by [`validate_notes`] once all the commits are in.
+fn validate_commits(commits: &[CommitData], b: &Bounds<'_>) -> Result<(), String> {
+    for c in commits {
+        let ok = c.parents.as_slice().iter().all(|p| b.commit(*p))
+            && c.author.is_none_or(|s| b.sym(s))
+            && c.author_time.is_none_or(|t| b.sym(t.zone))
+            && c.commit_time.is_none_or(|t| b.sym(t.zone))
+            && !matches!(c.committer, Committer::Person(s) if !b.sym(s))
+            && c.reviewer.is_none_or(|t| b.text(t))
+            && b.text(c.msg)
+            && c.files
                 .iter()
-                .flatten()
-                .all(|u| user_ok(*u))
-                && text_ok(x.from)
-                && text_ok(x.to)
-                && text_ok(x.commit_url)
-                && x.dismissed_review
-                    .is_none_or(|d| sym_ok(d.state) && text_ok(d.message))
-        });
-        if !extras_ok {
-            return Err("an event refers outside its tables");
+                .flat_map(|f| f.iter())
+                .all(|f| b.text(f.file));
+        if !ok {
+            return Err("a commit refers outside its tables".to_owned());
         }
-        for p in self.gerrit.projects.values() {
-            for cl in p.cls.values() {
-                let ok = cl.commit.is_none_or(commit_ok)
-                    && cl.meta.is_none_or(commit_ok)
-                    && cl.metas.iter().all(|m| commit_ok(*m))
-                    && cl.messages.iter().all(|m| {
-                        commit_ok(m.meta)
-                            && text_ok(m.text)
-                            && m.author.is_none_or(sym_ok)
-                            && m.date.is_none_or(|t| sym_ok(t.zone))
-                    })
-                    && sym_ok(cl.branch)
-                    && cl.created.is_none_or(|t| sym_ok(t.zone))
-                    && cl
-                        .github_refs
+    }
+    Ok(())
+}
+
+/// Checks the commits' NoteDB facts and the facts' symbols.
+fn validate_notes(git: &GitState, syms: usize) -> Result<(), String> {
+    if git.notes.iter().any(|n| (n.branch.0 as usize) >= syms) {
+        return Err("a NoteDB fact refers outside the symbols".to_owned());
+    }
+    let ok = git.commits.iter().all(|c| match c.note {
+        0 => true,
+        n => git.notes.get(n as usize - 1).is_some_and(|f| {
+            f.message
+                .is_none_or(|m| m.start <= m.end && m.end <= c.msg.len())
+        }),
+    });
+    if !ok {
+        return Err("a commit refers outside its NoteDB facts".to_owned());
+    }
+    Ok(())
+}
+
+fn validate_github(gh: &GitHubState, b: &Bounds<'_>) -> Result<(), String> {
+    let users = gh.users.len();
+    let user_ok = |u: UserRef| (u.0.get() as usize) <= users;
+    let extras = gh.event_extras.len();
+    for (key, repo) in &gh.repos {
+        let ok = b.sym(key.owner)
+            && b.sym(key.repo)
+            && repo.labels.values().all(|s| b.sym(*s))
+            && repo.milestones.values().all(|m| b.sym(m.title))
+            && repo.issues.values().all(|i| {
+                b.text(i.title)
+                    && b.text(i.body)
+                    && i.comments.iter().all(|c| b.text(c.body))
+                    && [i.user, i.closed_by]
                         .iter()
-                        .all(|(k, _)| sym_ok(k.owner) && sym_ok(k.repo));
-                if !ok {
-                    return Err("a CL refers outside its tables");
-                }
+                        .flatten()
+                        .chain(&i.assignees)
+                        .all(|u| user_ok(*u))
+                    && i.comments.iter().all(|c| c.user.is_none_or(user_ok))
+                    && i.events.iter().all(|e| {
+                        b.sym(e.typ)
+                            && b.sym(e.label)
+                            && b.sym(e.milestone)
+                            && b.sym(e.commit_id)
+                            && e.actor.is_none_or(user_ok)
+                            && (e.extra as usize) <= extras
+                    })
+                    && i.reviews.iter().all(|r| {
+                        r.actor.is_none_or(user_ok)
+                            && b.text(r.body)
+                            && b.text(r.other_json)
+                            && b.sym(r.state)
+                            && b.sym(r.commit_id)
+                            && b.sym(r.actor_association)
+                    })
+            });
+        if !ok {
+            return Err("a GitHub record refers outside its tables".to_owned());
+        }
+    }
+    if gh.users.iter().any(|u| !b.sym(u.login)) || gh.teams.values().any(|s| !b.sym(*s)) {
+        return Err("a user refers outside the symbols".to_owned());
+    }
+    let extras_ok = gh.event_extras.iter().all(|x| {
+        [x.assignee, x.assigner, x.reviewer, x.review_requester]
+            .iter()
+            .flatten()
+            .all(|u| user_ok(*u))
+            && b.text(x.from)
+            && b.text(x.to)
+            && b.text(x.commit_url)
+            && x.dismissed_review
+                .is_none_or(|d| b.sym(d.state) && b.text(d.message))
+    });
+    if !extras_ok {
+        return Err("an event refers outside its tables".to_owned());
+    }
+    Ok(())
+}
+
+fn validate_gerrit(gerrit: &GerritState, b: &Bounds<'_>) -> Result<(), String> {
+    for p in gerrit.projects.values() {
+        for cl in p.cls.values() {
+            let ok = cl.commit.is_none_or(|c| b.commit(c))
+                && cl.meta.is_none_or(|c| b.commit(c))
+                && cl.metas.iter().all(|m| b.commit(*m))
+                && cl.messages.iter().all(|m| {
+                    b.commit(m.meta)
+                        && b.text(m.text)
+                        && m.author.is_none_or(|s| b.sym(s))
+                        && m.date.is_none_or(|t| b.sym(t.zone))
+                })
+                && b.sym(cl.branch)
+                && cl.created.is_none_or(|t| b.sym(t.zone))
+                && cl
+                    .github_refs
+                    .iter()
+                    .all(|(k, _)| b.sym(k.owner) && b.sym(k.repo));
+            if !ok {
+                return Err("a CL refers outside its tables".to_owned());
             }
         }
-        Ok(())
     }
+    Ok(())
 }

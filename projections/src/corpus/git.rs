@@ -169,7 +169,7 @@ pub enum CommitError {
 #[derive(Debug, Clone, Default)]
 pub struct GitState {
     pub(crate) commits: Vec<CommitData>,
-    pub(crate) by_hash: HashMap<GitHash, CommitIdx>,
+    pub(crate) by_hash: super::commit_index::CommitIndex,
     /// `golang-hg` header values to commit hashes.
     pub(crate) hg: HashMap<Box<[u8]>, GitHash>,
     /// NoteDB facts of meta-looking commits.
@@ -185,7 +185,7 @@ pub(crate) struct GitStrings<'a> {
 impl GitState {
     /// The commit with this hash, placeholder or not.
     pub fn lookup(&self, hash: &GitHash) -> Option<CommitIdx> {
-        self.by_hash.get(hash).copied()
+        self.by_hash.get(hash, &self.commits)
     }
 
     /// A commit by index.
@@ -208,7 +208,7 @@ impl GitState {
     }
 
     fn placeholder(&mut self, hash: GitHash) -> CommitIdx {
-        if let Some(&idx) = self.by_hash.get(&hash) {
+        if let Some(idx) = self.by_hash.get(&hash, &self.commits) {
             return idx;
         }
         let idx = CommitIdx(self.commits.len() as u32);
@@ -217,7 +217,7 @@ impl GitState {
             committer: Committer::Placeholder,
             ..CommitData::default()
         });
-        self.by_hash.insert(hash, idx);
+        self.by_hash.insert_new(&hash, idx);
         idx
     }
 
@@ -301,8 +301,8 @@ impl GitState {
             self.notes.push(facts);
             commit.note = self.notes.len() as u32;
         }
-        Ok(match self.by_hash.get(&p.hash) {
-            Some(&idx) => {
+        Ok(match self.by_hash.get(&p.hash, &self.commits) {
+            Some(idx) => {
                 // Project membership is not a property of the commit object.
                 commit.project = self.commits[idx.0 as usize].project;
                 self.commits[idx.0 as usize] = commit;
@@ -311,7 +311,7 @@ impl GitState {
             None => {
                 let idx = CommitIdx(self.commits.len() as u32);
                 self.commits.push(commit);
-                self.by_hash.insert(p.hash, idx);
+                self.by_hash.insert_new(&p.hash, idx);
                 idx
             }
         })

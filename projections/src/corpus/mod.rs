@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod checkpoint;
+pub(crate) mod commit_index;
 pub mod dump;
 pub mod gerrit;
 pub mod git;
@@ -462,7 +463,7 @@ impl Corpus {
         }
         m.github += (self.github.users.capacity() * 16) as u64;
         m.git = (self.git.commits.capacity() * size_of::<git::CommitData>()
-            + self.git.by_hash.capacity() * (size_of::<git::GitHash>() + 5)) as u64;
+            + self.git.by_hash.heap_bytes()) as u64;
         for c in &self.git.commits {
             if let Some(f) = &c.files {
                 m.git += (f.len() * size_of::<git::FileStat>()) as u64;

@@ -90,12 +90,20 @@ fn damaged_checkpoints_are_refused() {
     corpus.save_checkpoint(&path).expect("save");
     let good = std::fs::read(&path).expect("read");
 
-    let mut flipped = good.clone();
-    let mid = flipped.len() / 2;
-    flipped[mid] ^= 0x40;
-    std::fs::write(&path, &flipped).expect("write");
-    let err = Corpus::open_checkpoint(&path).expect_err("flipped byte");
-    assert!(matches!(err, CheckpointError::Damaged { .. }), "{err}");
+    // A flipped bit anywhere after the magic and version, in any section's
+    // header or body, is caught.
+    let lead = b"ALMANAC-CORPUS-CHECKPOINT\n".len() + 4;
+    for k in 0..40 {
+        let at = lead + (good.len() - lead) * k / 40;
+        let mut flipped = good.clone();
+        flipped[at] ^= 0x40;
+        std::fs::write(&path, &flipped).expect("write");
+        let err = Corpus::open_checkpoint(&path).expect_err("flipped byte");
+        assert!(
+            matches!(err, CheckpointError::Damaged { .. }),
+            "at {at}: {err}"
+        );
+    }
 
     for cut in [good.len() - 1, good.len() / 2, 40] {
         std::fs::write(&path, &good[..cut]).expect("write");
