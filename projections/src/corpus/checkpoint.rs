@@ -2,12 +2,21 @@
 //! reopen it and fold only the records after that position.
 //!
 //! The format is this crate's own (it mirrors the in-memory layout and
-//! changes with it): a magic line and version, the position, then every
-//! table field by field in little-endian, the text arena as raw blocks, and
-//! a CRC-32 of everything before the trailer. A file from another version,
-//! a truncated file or a damaged one is refused with a clear error, never
-//! half-loaded. Writing goes to a temporary file that is fsynced and renamed
-//! into place, so a crash never leaves a partial checkpoint under the name.
+//! changes with it): a magic line and version, then sections, each a length,
+//! a CRC-32 and a body: header (position, counts, source log), strings
+//! (symbols and the text arena as raw blocks), git without its commits
+//! (NoteDB facts, hg map, the commit index's slots as they are), GitHub,
+//! Gerrit, then the commits in chunks of 131,072. Tables are written field
+//! by field in little-endian. Sections let reopening read and decode on two
+//! threads, each through one reused buffer.
+//!
+//! A file from another version, a truncated file or a damaged one is refused
+//! with a clear error, never half-loaded: every length is checked against
+//! the bytes left before anything is allocated for it, every section's
+//! checksum is checked, and every reference between tables is checked, so a
+//! damaged file can never make an accessor panic. Writing goes to a
+//! temporary file that is fsynced and renamed into place, so a crash never
+//! leaves a partial checkpoint under the name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
