@@ -2,8 +2,9 @@
 //!
 //! A projection is a deterministic left fold: the same records in the same
 //! order always give the same view. Folds never do IO, never read a clock
-//! and never draw random numbers; anything time-dependent takes the time as
-//! an argument. Loading a log from disk lives in [`load`] (and [`replay`]),
+//! and never let randomness reach a view (the corpus's commit index seeds
+//! its slot layout, which no answer depends on); anything time-dependent
+//! takes the time as an argument. Loading a log from disk lives in [`load`] (and [`replay`]),
 //! never inside a fold.
 //!
 //! Layout:
