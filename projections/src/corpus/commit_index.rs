@@ -42,7 +42,8 @@ pub(crate) struct CommitIndex {
 impl Default for CommitIndex {
     fn default() -> CommitIndex {
         CommitIndex {
-            seed: std::collections::hash_map::RandomState::new().hash_one(0x0061_6c6d_616e_6163_u64),
+            seed: std::collections::hash_map::RandomState::new()
+                .hash_one(0x0061_6c6d_616e_6163_u64),
             len: 0,
             slots: Vec::new(),
         }
