@@ -110,49 +110,8 @@ const SPAN: i64 = 10 * 365 * 86_400;
 const GERRIT_UUID: &str = "62eb7196-b449-3ce5-99f1-c037f21e1705";
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
-const WORDS: &[&str] = &[
-    "the",
-    "runtime",
-    "compiler",
-    "test",
-    "fails",
-    "on",
-    "linux",
-    "darwin",
-    "windows",
-    "with",
-    "race",
-    "detector",
-    "panic",
-    "goroutine",
-    "channel",
-    "deadlock",
-    "timeout",
-    "build",
-    "module",
-    "proxy",
-    "cmd/go",
-    "net/http",
-    "TLS",
-    "handshake",
-    "regression",
-    "since",
-    "go1.21",
-    "bisect",
-    "points",
-    "to",
-    "commit",
-    "flaky",
-    "builder",
-    "arm64",
-    "please",
-    "investigate",
-    "reproduces",
-    "reliably",
-    "after",
-    "change",
-    "memory",
-    "allocation",
+/// Words beyond the sample history's, for a larger vocabulary.
+const MORE_WORDS: &[&str] = &[
     "escape",
     "analysis",
     "inlining",
@@ -165,6 +124,16 @@ const WORDS: &[&str] = &[
     "value",
     "pointer",
 ];
+
+/// The vocabulary: the sample history's words, then [`MORE_WORDS`].
+fn word(i: usize) -> &'static str {
+    let base = crate::sample::WORDS;
+    base.get(i)
+        .copied()
+        .unwrap_or_else(|| MORE_WORDS[(i - base.len()) % MORE_WORDS.len()])
+}
+
+const VOCABULARY: u64 = (crate::sample::WORDS.len() + MORE_WORDS.len()) as u64;
 
 const REPOS: &[&str] = &[
     "go",
@@ -344,7 +313,7 @@ impl History {
             if !s.is_empty() {
                 s.push(if self.rng.below(14) == 0 { '\n' } else { ' ' });
             }
-            s.push_str(WORDS[self.rng.below(WORDS.len() as u64) as usize]);
+            s.push_str(word(self.rng.below(VOCABULARY) as usize));
         }
         s
     }
@@ -820,7 +789,7 @@ impl History {
                 .map(|i| GitDiffTreeFile {
                     file: format!(
                         "src/{}/{}_{i}.go",
-                        WORDS[self.rng.below(WORDS.len() as u64) as usize].replace('/', "_"),
+                        word(self.rng.below(VOCABULARY) as usize).replace('/', "_"),
                         self.rng.below(300)
                     ),
                     added: self.rng.below(200) as i64,

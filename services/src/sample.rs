@@ -48,7 +48,8 @@ impl Rng {
     }
 }
 
-const WORDS: &[&str] = &[
+/// The words sample texts are made of.
+pub(crate) const WORDS: &[&str] = &[
     "the",
     "runtime",
     "compiler",

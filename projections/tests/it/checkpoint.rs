@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use crate::oracle::fixture;
 
-fn records(name: &str) -> Vec<Bytes> {
+/// The payloads of a Go fixture log, in order.
+pub(crate) fn records(name: &str) -> Vec<Bytes> {
     let bytes = std::fs::read(fixture(&format!("{name}.mutlog"))).expect("fixture");
     let mut out = Vec::new();
     let mut off = 0usize;

@@ -75,22 +75,7 @@ fn mixed_matches_go() {
 fn open_then_update_equals_one_fold() {
     // Split Go's mixed log into a sealed first part and a growing rest, load
     // the first part, append the rest, update: the same world as one fold.
-    let bytes = std::fs::read(fixture("mixed.mutlog")).expect("fixture");
-    let records = {
-        let mut out = Vec::new();
-        let mut off = 0usize;
-        while let Ok(almanac_log::framing::Frame::Record {
-            header_len,
-            payload_len,
-        }) = almanac_log::framing::parse(&bytes[off..], off as u64)
-        {
-            out.push(bytes::Bytes::copy_from_slice(
-                &bytes[off + header_len..off + header_len + payload_len],
-            ));
-            off += header_len + payload_len;
-        }
-        out
-    };
+    let records = crate::checkpoint::records("mixed");
     let dir = tempfile::tempdir().expect("tempdir");
     let (log, _) =
         almanac_log::Log::open(dir.path(), almanac_log::Options::default()).expect("open");
