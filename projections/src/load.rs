@@ -100,6 +100,23 @@ const BATCH: usize = 2048;
 
 impl Corpus {
     /// Folds the whole log in `dir` and returns when caught up.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use almanac_projections::corpus::Corpus;
+    /// use almanac_projections::load::godata_dir;
+    ///
+    /// let dir = godata_dir().ok_or("no home directory")?;
+    /// let mut corpus = Corpus::open(&dir)?;
+    /// if let Some(go) = corpus.github().repo("golang", "go") {
+    ///     let open = go.issues().filter(|i| !i.closed()).count();
+    ///     println!("golang/go has {open} open issues");
+    /// }
+    /// let folded = corpus.update()?; // what was appended since
+    /// println!("{folded} more records");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(dir: &Path) -> Result<Corpus, LoadError> {
         Corpus::open_with(dir, LoadOptions::default())
     }
