@@ -124,12 +124,24 @@ impl Corpus {
     /// [`Corpus::open`] with options.
     pub fn open_with(dir: &Path, opts: LoadOptions<'_>) -> Result<Corpus, LoadError> {
         let mut corpus = Corpus::new();
+        // Kept absolute: a checkpoint records it and may be reopened from
+        // another working directory.
+        let dir = dir
+            .canonicalize()
+            .or_else(|_| std::path::absolute(dir))
+            .unwrap_or_else(|_| dir.to_owned());
         corpus.source = Some(Source {
-            dir: dir.to_owned(),
+            dir,
             sealed: Vec::new(),
         });
         corpus.update_with(opts)?;
         Ok(corpus)
+    }
+
+    /// The log directory this corpus was folded from (absolute), which
+    /// [`Corpus::update`] reads.
+    pub fn log_dir(&self) -> Option<&Path> {
+        self.source.as_ref().map(|s| s.dir.as_path())
     }
 
     /// Folds what was appended to the log since the last load or update;

@@ -88,6 +88,15 @@ fn stats(dir: Option<PathBuf>, skip_undecodable: bool, checkpoint: Option<&Path>
         Some(path) => {
             let mut corpus = Corpus::open_checkpoint(path)?;
             let opened = started.elapsed();
+            let wanted = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            if let Some(folded) = corpus.log_dir().filter(|d| *d != wanted) {
+                bail!(
+                    "checkpoint {} was folded from {}, not {}",
+                    path.display(),
+                    folded.display(),
+                    wanted.display()
+                );
+            }
             let at = corpus.position();
             corpus
                 .update_with(opts)

@@ -91,3 +91,84 @@ fn corpus_stats_defaults_to_the_godata_cache() {
     let want = std::fs::read_to_string(crate::support::go_fixture("tiny.counts")).expect("counts");
     assert!(stdout(&out).starts_with(&want), "{}", stdout(&out));
 }
+
+#[test]
+fn a_checkpoint_from_the_command_line_folds_only_what_is_new() {
+    let log = tempfile::tempdir().expect("tempdir");
+    let other = tempfile::tempdir().expect("tempdir");
+    for (dir, seed) in [(&log, "7"), (&other, "8")] {
+        let out = run(
+            &[
+                "gen-history",
+                "--profile",
+                "small",
+                "--seed",
+                seed,
+                "--out",
+                arg(dir.path()),
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let checkpoint = log.path().join("corpus.ckpt");
+    let stats = |dir: &std::path::Path| {
+        run(
+            &[
+                "corpus",
+                "stats",
+                arg(dir),
+                "--checkpoint",
+                arg(&checkpoint),
+            ],
+            "",
+        )
+    };
+    let counts = |text: &str| -> Vec<String> {
+        text.lines()
+            .take_while(|l| !l.starts_with("memory"))
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let first = stats(log.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    let first = stdout(&first);
+    assert!(first.contains("loaded "), "{first}");
+    assert!(first.contains("saved the checkpoint"), "{first}");
+
+    let again = stats(log.path());
+    assert!(again.status.success(), "{}", stderr(&again));
+    let again = stdout(&again);
+    assert!(
+        again.contains("opened the checkpoint") && again.contains("then folded 0 bytes more"),
+        "{again}"
+    );
+    assert_eq!(counts(&again), counts(&first));
+
+    // Records appended since are folded on top of the checkpoint.
+    let lines = crate::support::sample_json(3, 25).join("\n");
+    let out = run(&["log", "append", arg(log.path()), "--json"], &lines);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let grown = stats(log.path());
+    assert!(grown.status.success(), "{}", stderr(&grown));
+    let grown = stdout(&grown);
+    assert!(grown.contains("opened the checkpoint"), "{grown}");
+    assert!(!grown.contains("then folded 0 bytes more"), "{grown}");
+    let mutations = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("mutations:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a mutations line")
+    };
+    assert_eq!(mutations(&grown), mutations(&first) + 25);
+
+    // A checkpoint belongs to the log it was folded from.
+    let wrong = stats(other.path());
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("was folded from"),
+        "{}",
+        stderr(&wrong)
+    );
+}
