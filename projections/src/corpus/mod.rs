@@ -79,7 +79,7 @@ impl Prepared {
     /// canonical, in record order.
     pub fn add(&mut self, payload: &[u8]) -> PreparedRange {
         let start = self.commits.len() as u32;
-        let m = wire::MutationView::parse(payload);
+        let m = wire::MutationView::parse_commit_parts(payload);
         if let Some(c) = m.git.as_ref().and_then(|g| g.commit.as_ref()) {
             let p = git::ParsedCommit::parse(payload, c, &mut self.files);
             self.commits.push(p);

@@ -484,6 +484,20 @@ impl<'a> MutationView<'a> {
         }
         m
     }
+
+    /// Views only the parts that carry commits (git and Gerrit), leaving
+    /// GitHub's unparsed: what the loader's decoding thread needs.
+    pub fn parse_commit_parts(buf: &'a [u8]) -> MutationView<'a> {
+        let mut m = MutationView::default();
+        for (n, v) in Fields::new(buf) {
+            match n {
+                2 => m.git = Some(GitView::parse(as_bytes(v))),
+                4 => m.gerrit = Some(GerritView::parse(as_bytes(v))),
+                _ => {}
+            }
+        }
+        m
+    }
 }
 
 /// `GithubMutation`: labels and milestones of a repo.
