@@ -242,20 +242,21 @@ impl GerritState {
             } else {
                 cl.commit = Some(idx);
                 cl.version = version;
-                // Read the message from this record when the commit came
-                // with it (the usual case), so folding touches no mapped
-                // log pages.
-                let msg = gm
-                    .commits()
-                    .find(|c| c.sha1.eq_ignore_ascii_case(sha1))
-                    .and_then(|c| {
-                        let i = notedb::find(c.raw, b"\n\n")?;
-                        Some(&c.raw[i + 2..])
-                    })
-                    .unwrap_or_else(|| strings.texts.get(git.get(idx).msg));
-                let refs = notedb::github_refs(name, msg);
+                // The commit usually came in this record, and its
+                // references were read ahead on the decoding thread.
+                let ahead = parsed
+                    .and_then(|p| p.commits.iter().find(|c| c.hash() == hash))
+                    .and_then(|c| c.github_refs.as_deref());
+                let read_now;
+                let refs = match ahead {
+                    Some(refs) => refs,
+                    None => {
+                        read_now = notedb::github_refs(name, strings.texts.get(git.get(idx).msg));
+                        &read_now[..]
+                    }
+                };
                 cl.github_refs = refs
-                    .into_iter()
+                    .iter()
                     .filter_map(|r| {
                         github.repo_mut(strings.syms, r.owner.as_bytes(), r.repo.as_bytes())?;
                         let key = super::github::RepoKey {

@@ -397,9 +397,28 @@ pub(crate) struct ParsedCommit {
     hg: Vec<Span>,
     note: Option<RawNote>,
     error: Option<CommitError>,
+    /// For a commit that came in a Gerrit record and is not a NoteDB meta
+    /// commit: the GitHub issues its message references, read ahead for
+    /// when a patch-set ref points at it.
+    pub(crate) github_refs: Option<Vec<super::notedb::GitHubRef>>,
 }
 
 impl ParsedCommit {
+    /// The commit's hash.
+    pub(crate) fn hash(&self) -> GitHash {
+        self.hash
+    }
+
+    /// Reads the GitHub references of a patch-set commit's message (Gerrit
+    /// project `project`) ahead of folding; meta commits and commits that
+    /// failed to parse have none to read.
+    pub(crate) fn read_github_refs(&mut self, base: &[u8], project: &str) {
+        if self.note.is_none() && self.error.is_none() {
+            let msg = &base[self.msg.start as usize..(self.msg.start + self.msg.len) as usize];
+            self.github_refs = Some(super::notedb::github_refs(project, msg));
+        }
+    }
+
     fn push_parent(&mut self, h: GitHash) {
         match self.n_parents {
             0 | 1 => self.parents[self.n_parents as usize] = h,

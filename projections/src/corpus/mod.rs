@@ -85,8 +85,10 @@ impl Prepared {
             self.commits.push(p);
         }
         if let Some(gm) = &m.gerrit {
+            let project = std::str::from_utf8(gm.project()).unwrap_or("");
             for c in gm.commits() {
-                let p = git::ParsedCommit::parse(payload, &c, &mut self.files);
+                let mut p = git::ParsedCommit::parse(payload, &c, &mut self.files);
+                p.read_github_refs(payload, project);
                 self.commits.push(p);
             }
         }
