@@ -155,6 +155,14 @@ pub fn run(dir: &Path, records: u64) -> Result<()> {
         out,
         "  almanac log import /tmp/imported GO_MAINTNER_DIR  # Go disk-logger files or a godata cache"
     )?;
+    writeln!(
+        out,
+        "  almanac corpus stats {d}                          # fold it into issues, CLs and commits"
+    )?;
+    writeln!(
+        out,
+        "  almanac gen-history --profile go --seed 1 --out /tmp/go-history  # a Go-sized history, about 2.9 GB"
+    )?;
     Ok(())
 }
 
