@@ -192,9 +192,12 @@ impl GerritState {
                     }
                     project.need.remove(&hash);
                     for p in git.get(idx).parents.as_slice() {
-                        let ph = git.get(*p).hash;
-                        if !project.has_commit(git, &ph) {
-                            project.need.insert(ph);
+                        // `has_commit`, with the parent's index in hand.
+                        let parent = git.get(*p);
+                        if parent.project != project.id + 1
+                            && !project.other_commits.contains(&parent.hash)
+                        {
+                            project.need.insert(parent.hash);
                         }
                     }
                 }
