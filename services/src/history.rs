@@ -25,7 +25,7 @@ use almanac_proto::pb::maintpb::{
 };
 use prost_types::Timestamp;
 
-use crate::sample::Rng;
+use crate::sample::{Rng, hex40};
 
 /// The size and shape of a generated history.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1018,13 +1018,4 @@ impl Iterator for History {
     fn next(&mut self) -> Option<Mutation> {
         self.next_mutation()
     }
-}
-
-fn hex40(rng: &mut Rng) -> String {
-    format!(
-        "{:016x}{:016x}{:08x}",
-        rng.next_u64(),
-        rng.next_u64(),
-        rng.next_u64() as u32
-    )
 }

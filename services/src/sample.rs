@@ -105,7 +105,8 @@ fn words(rng: &mut Rng, bytes: u64) -> String {
     s
 }
 
-fn hex40(rng: &mut Rng) -> String {
+/// 40 random hex digits: a git object id.
+pub(crate) fn hex40(rng: &mut Rng) -> String {
     format!(
         "{:016x}{:016x}{:08x}",
         rng.next_u64(),
