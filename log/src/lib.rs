@@ -16,6 +16,8 @@
 //! - [`append`]: the writer thread and its group commit.
 //! - [`read`] and [`follow`]: reading from a position, and following live.
 //! - [`scan`]: walking one segment file's records.
+//! - [`serve`]: what serving needs: the `/logs` index with the growing
+//!   segment's running hash, and bounded reads of a segment's durable bytes.
 //! - [`index`]: the sled index of sealed segments (derived, rebuildable).
 //! - [`verify`], [`repair`], [`import`]: the maintenance operations.
 //! - [`mapped`]: read-only memory maps of segments (the project's only
@@ -52,6 +54,7 @@ pub mod read;
 pub mod repair;
 pub mod scan;
 pub mod segment;
+pub mod serve;
 pub mod table;
 pub mod verify;
 

@@ -13,6 +13,8 @@
 //! - [`corpus`]: the maintner corpus (GitHub, git, Gerrit) with Go's semantics.
 //! - [`kinds`]: a small view: how many mutations of each kind a log holds.
 //! - [`load`]: `Corpus::open` / `update` from a log directory (the IO).
+//! - [`network`]: `Corpus::open_network` (maintner's `/logs`) and
+//!   `Corpus::subscribe` (gRPC), through a local cache directory.
 //!
 //! Architecture Invariant: a fold that returns an error leaves its view
 //! unchanged (validate first, then mutate).
@@ -20,6 +22,7 @@
 pub mod corpus;
 pub mod kinds;
 pub mod load;
+pub mod network;
 
 use almanac_log::{Position, Reader};
 use almanac_proto::pb::maintpb::Mutation;

@@ -81,6 +81,12 @@ pub enum LoadError {
     /// A segment could not be memory-mapped.
     #[error(transparent)]
     Map(#[from] almanac_log::mapped::Error),
+    /// Talking to a server failed.
+    #[error(transparent)]
+    Net(#[from] almanac_log_client::NetError),
+    /// A subscription or network set-up failed.
+    #[error("{0}")]
+    Network(String),
     /// [`Corpus::update`] on a corpus that was not loaded from a directory.
     #[error("this corpus was not loaded from a log directory")]
     NoSource,
@@ -150,8 +156,18 @@ impl Corpus {
         self.update_with(LoadOptions::default())
     }
 
-    /// [`Corpus::update`] with options.
+    /// [`Corpus::update`] with options. For a corpus loaded with
+    /// [`Corpus::open_network`] this long-polls the server (up to about a
+    /// minute) for new bytes first.
     pub fn update_with(&mut self, opts: LoadOptions<'_>) -> Result<u64, LoadError> {
+        if self.remote.is_some() {
+            return self.update_network(opts);
+        }
+        self.update_local(opts)
+    }
+
+    /// Folds what the directory gained.
+    pub(crate) fn update_local(&mut self, opts: LoadOptions<'_>) -> Result<u64, LoadError> {
         let source = self.source.clone().ok_or(LoadError::NoSource)?;
         let snapshot = Snapshot::open(&source.dir)?;
         self.check_extends(&source, &snapshot)?;

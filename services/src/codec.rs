@@ -63,3 +63,16 @@ impl MutationCodec {
         Ok(msg.encode_to_vec())
     }
 }
+
+/// Any message of the compiled-in schema, by full name, in Go's multi-line
+/// text format (as `prototext.Format` prints it, one space after `name:`).
+pub fn message_text(full_name: &str, bytes: &[u8]) -> Result<String> {
+    let pool = DescriptorPool::decode(almanac_proto::FILE_DESCRIPTOR_SET)
+        .context("decoding the compiled-in protobuf descriptor set")?;
+    let desc = pool
+        .get_message_by_name(full_name)
+        .with_context(|| format!("the descriptor set lacks {full_name}"))?;
+    let msg = DynamicMessage::decode(desc, bytes)
+        .with_context(|| format!("not a {full_name}"))?;
+    Ok(msg.to_text_format_with_options(&FormatOptions::new().pretty(true)))
+}

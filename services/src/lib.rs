@@ -4,6 +4,8 @@
 //! - [`cli`]: the command line (`almanac log ...`), parsed with clap.
 //! - [`codec`]: mutations in protobuf JSON and text format.
 //! - [`history`]: a deterministic generator of Go-shaped histories.
+//! - [`maintnerd`]: the log's server: `/logs`, gRPC LogService and
+//!   MaintnerService, health, reflection, `/metrics`.
 //! - [`sample`]: deterministic sample mutations for demos and benchmarks.
 //!
 //! Architecture Invariant: this is the only crate with a runtime, network,
@@ -13,4 +15,5 @@
 pub mod cli;
 pub mod codec;
 pub mod history;
+pub mod maintnerd;
 pub mod sample;

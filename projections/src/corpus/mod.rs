@@ -56,6 +56,8 @@ pub struct Corpus {
     pub(crate) skipped: Skipped,
     /// The directory it was loaded from, for updates.
     pub(crate) source: Option<crate::load::Source>,
+    /// The server it follows, when loaded with `Corpus::open_network`.
+    pub(crate) remote: Option<Box<crate::network::Remote>>,
 }
 
 /// Commits of canonical records, parsed ahead of folding (on the loader's
@@ -288,6 +290,11 @@ impl Corpus {
     /// Records that the fold has reached `pos`.
     pub fn set_position(&mut self, pos: Position) {
         self.folded_to = pos;
+    }
+
+    /// How many mutations were folded in all.
+    pub fn mutation_count(&self) -> u64 {
+        self.mutations
     }
 
     /// What was skipped so far.

@@ -3,6 +3,7 @@
 pub mod corpus;
 pub mod demo;
 pub mod log;
+pub mod maint;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,15 @@ pub enum Command {
     /// Load the maintner corpus (GitHub, git, Gerrit) from a log.
     #[command(subcommand)]
     Corpus(corpus::CorpusCommand),
+    /// Serve a log: maintner's /logs, the gRPC LogService and maintner API,
+    /// /metrics. The log's single writer.
+    Maintnerd(maint::MaintnerdArgs),
+    /// Everything on loopback over a local log directory (the main job).
+    Up(maint::UpArgs),
+    /// Tail a server and print each mutation, as Go's maintwatch does.
+    Maintwatch(maint::MaintwatchArgs),
+    /// Query the maintner gRPC API, as Go's maintq does.
+    Maintq(maint::MaintqArgs),
     /// Write a deterministic log shaped like Go's real history.
     GenHistory {
         /// The shape: `small` (a few MB) or `go` (about 3 GB).
@@ -46,6 +56,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Log(cmd) => log::run(cmd),
         Command::Corpus(cmd) => corpus::run(cmd),
+        Command::Maintnerd(args) => maint::maintnerd(args),
+        Command::Up(args) => maint::up(args),
+        Command::Maintwatch(args) => maint::maintwatch(args),
+        Command::Maintq(args) => maint::maintq(args),
         Command::GenHistory {
             profile,
             seed,

@@ -3,5 +3,6 @@
 mod cli_log;
 mod corpus_cli;
 mod crash;
+mod maintnerd;
 mod support;
 mod tidy;

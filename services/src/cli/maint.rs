@@ -1,0 +1,377 @@
+//! The serving commands: `maintnerd`, `up`, and the clients `maintwatch`
+//! and `maintq`, under Go's names with Go's arguments.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use prost::Message as _;
+
+use almanac_log_client::grpc::{LogClient, Subscription, grpc_url};
+use almanac_log_client::netsource::Tail;
+use almanac_proto::pb::apipb;
+use almanac_proto::pb::apipb::maintner_service_client::MaintnerServiceClient;
+
+use crate::codec::{MutationCodec, message_text};
+use crate::maintnerd::{self, Config, Server};
+use crate::sample::SampleHistory;
+
+/// Where maintnerd and `almanac up` listen unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8020";
+
+/// `almanac maintnerd`.
+#[derive(Debug, Args)]
+pub struct MaintnerdArgs {
+    /// The log directory (created if missing).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Address for HTTP (/logs, /metrics) and gRPC, on one port.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// File holding the bearer token gRPC `Append` requires (else
+    /// `ALMANAC_APPEND_TOKEN`; with neither, appends are refused).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Do not fold a corpus (the maintner API then answers UNAVAILABLE).
+    #[arg(long)]
+    pub no_corpus: bool,
+    /// Write the bound address to this file once listening (for scripts
+    /// that pass port 0).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+}
+
+/// `almanac up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The log directory.
+    #[arg(long, default_value = "almanac-data")]
+    pub data: PathBuf,
+    /// Address for everything, on loopback by default.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Sample mutations appended per second, so there is something to
+    /// watch until real ingest is configured; 0 turns it off.
+    #[arg(long, default_value_t = 2.0)]
+    pub sample_rate: f64,
+}
+
+/// `almanac maintwatch`.
+#[derive(Debug, Args)]
+pub struct MaintwatchArgs {
+    /// The /logs URL (maintner's protocol), or with --grpc the gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:8020/logs")]
+    pub server: String,
+    /// Follow the gRPC LogService subscription (millisecond latency)
+    /// instead of long-polling /logs.
+    #[arg(long)]
+    pub grpc: bool,
+    /// With --grpc: start at this position instead of the current end.
+    #[arg(long)]
+    pub from: Option<u64>,
+}
+
+/// `almanac maintq`.
+#[derive(Debug, Args)]
+pub struct MaintqArgs {
+    /// The maintner gRPC server, `host:port` or `http://host:port`.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub server: String,
+    /// The query.
+    #[command(subcommand)]
+    pub query: Query,
+}
+
+/// maintq's subcommands (Go's names).
+#[derive(Debug, Subcommand)]
+pub enum Query {
+    /// Whether ANCESTOR is in the history of COMMIT.
+    HasAncestor {
+        /// 40-hex commit.
+        commit: String,
+        /// 40-hex commit.
+        ancestor: String,
+    },
+    /// A ref's commit in a go.googlesource.com project.
+    GetRef {
+        /// The Gerrit project (e.g. `go`).
+        project: String,
+        /// The ref (e.g. `refs/heads/master`).
+        #[arg(name = "ref")]
+        reference: String,
+    },
+    /// CLs waiting for trybots.
+    TryWork {
+        /// `staging` to ask for staging work.
+        staging: Option<String>,
+    },
+    /// The two supported Go releases.
+    ListReleases,
+    /// The build dashboard's commits.
+    GetDashboard {
+        /// Page number.
+        #[arg(long, default_value_t = 0)]
+        page: i32,
+        /// Branch (`master` if empty; `mixed` for all).
+        #[arg(long, default_value = "")]
+        branch: String,
+        /// Repo import path (`go` if empty).
+        #[arg(long, default_value = "")]
+        repo: String,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// Runs maintnerd until SIGTERM or Ctrl-C.
+pub fn maintnerd(args: MaintnerdArgs) -> Result<()> {
+    let token = maintnerd::load_token(args.token_file.as_deref())?;
+    if token.is_none() {
+        tracing::warn!("no append token (--token-file or ALMANAC_APPEND_TOKEN): gRPC appends are refused");
+    }
+    let mut config = Config::new(args.data, args.listen);
+    config.append_token = token;
+    config.serve_corpus = !args.no_corpus;
+    runtime()?.block_on(async move {
+        let server = Server::start(config).await?;
+        if let Some(path) = &args.addr_file {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, server.addr().to_string())
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing queued appends");
+        server.shutdown().await
+    })
+}
+
+/// `almanac up`: maintnerd on loopback over a local log directory, with an
+/// append token written next to it, and sample activity to watch.
+pub fn up(args: UpArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+    let token_path = args.data.join("append-token");
+    let token = match std::fs::read_to_string(&token_path) {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+        _ => {
+            let t = maintnerd::random_token()?;
+            write_private(&token_path, &t)?;
+            t
+        }
+    };
+    let mut config = Config::new(args.data.clone(), args.listen);
+    config.append_token = Some(token);
+    let rate = args.sample_rate;
+    runtime()?.block_on(async move {
+        let server = Server::start(config).await?;
+        let addr = server.addr();
+        let mut out = String::new();
+        out.push_str(&format!(
+            "almanac is up on {addr} (log in {}).\n",
+            args.data.display()
+        ));
+        out.push_str(&format!("  watch records arrive:  almanac maintwatch --server http://{addr}/logs\n"));
+        out.push_str(&format!("  live over gRPC:        almanac maintwatch --grpc --server {addr}\n"));
+        out.push_str(&format!("  query the corpus:      almanac maintq --server {addr} list-releases\n"));
+        out.push_str(&format!("  metrics:               curl http://{addr}/metrics\n"));
+        out.push_str(&format!(
+            "  append token:          {} (gRPC Append: authorization: Bearer <token>)\n",
+            token_path.display()
+        ));
+        if rate > 0.0 {
+            out.push_str(&format!("  sample activity:       {rate} mutations/s (--sample-rate 0 to stop)\n"));
+        }
+        eprint!("{out}");
+        let sampler = (rate > 0.0).then(|| {
+            let log = server.log().clone();
+            tokio::spawn(async move {
+                let seed = log.end().0;
+                let mut history = SampleHistory::new(seed);
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+                loop {
+                    tick.tick().await;
+                    let rec = Bytes::from(history.next_mutation().encode_to_vec());
+                    if let Err(e) = log.append(vec![rec]).await {
+                        tracing::info!(error = %e, "sample activity stopped");
+                        return;
+                    }
+                }
+            })
+        });
+        shutdown_signal().await;
+        if let Some(s) = sampler {
+            s.abort();
+        }
+        tracing::info!("shutting down");
+        server.shutdown().await
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{text}")?;
+    Ok(())
+}
+
+/// Tails a server and prints each mutation after a blank line, as Go's
+/// maintwatch does.
+pub fn maintwatch(args: MaintwatchArgs) -> Result<()> {
+    let codec = MutationCodec::new()?;
+    let print = |payload: &[u8]| -> Result<()> {
+        use std::io::Write as _;
+        let text = codec.to_text(payload)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out)?;
+        writeln!(out, "{text}")?;
+        out.flush()?;
+        Ok(())
+    };
+    runtime()?.block_on(async move {
+        if args.grpc {
+            let from = match args.from {
+                Some(p) => p,
+                None => {
+                    LogClient::connect(&args.server)
+                        .await?
+                        .head()
+                        .await?
+                        .end_position
+                }
+            };
+            let mut sub = Subscription::new(&args.server, from);
+            loop {
+                let rec = sub.next().await?;
+                print(&rec.mutation)?;
+            }
+        }
+        loop {
+            let mut tail = Tail::new(&args.server)?;
+            loop {
+                match tail.next_batch().await {
+                    Ok(batch) => {
+                        for rec in batch {
+                            print(&rec.payload)?;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("# ignoring err: {e}");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// One maintner API query, printed in text format.
+pub fn maintq(args: MaintqArgs) -> Result<()> {
+    let rt = runtime()?;
+    let result = rt.block_on(maintq_call(args));
+    // Go's clients print gRPC failures this way.
+    result.map_err(|e| match e.downcast::<tonic::Status>() {
+        Ok(s) => anyhow::anyhow!("rpc error: code = {:?} desc = {}", s.code(), s.message()),
+        Err(e) => e,
+    })
+}
+
+async fn maintq_call(args: MaintqArgs) -> Result<()> {
+    {
+        let url = grpc_url(&args.server);
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("unable to connect to {url}"))?;
+        let mut client = MaintnerServiceClient::new(channel).max_decoding_message_size(64 << 20);
+        let (name, bytes) = match args.query {
+            Query::HasAncestor { commit, ancestor } => {
+                let r = client
+                    .has_ancestor(apipb::HasAncestorRequest { commit, ancestor })
+                    .await?
+                    .into_inner();
+                ("apipb.HasAncestorResponse", r.encode_to_vec())
+            }
+            Query::GetRef { project, reference } => {
+                let r = client
+                    .get_ref(apipb::GetRefRequest {
+                        r#ref: reference,
+                        gerrit_server: "go.googlesource.com".to_owned(),
+                        gerrit_project: project,
+                    })
+                    .await?
+                    .into_inner();
+                anyhow::ensure!(!r.value.is_empty(), "ref not found");
+                use std::io::Write as _;
+                writeln!(std::io::stdout().lock(), "{}", r.value)?;
+                return Ok(());
+            }
+            Query::TryWork { staging } => {
+                let for_staging = match staging.as_deref() {
+                    None => false,
+                    Some("staging") => true,
+                    Some(_) => anyhow::bail!("Usage: maintq try-work [\"staging\"]  # prod is default"),
+                };
+                let r = client
+                    .go_find_try_work(apipb::GoFindTryWorkRequest { for_staging })
+                    .await?
+                    .into_inner();
+                ("apipb.GoFindTryWorkResponse", r.encode_to_vec())
+            }
+            Query::ListReleases => {
+                let r = client
+                    .list_go_releases(apipb::ListGoReleasesRequest {})
+                    .await?
+                    .into_inner();
+                ("apipb.ListGoReleasesResponse", r.encode_to_vec())
+            }
+            Query::GetDashboard { page, branch, repo } => {
+                let r = client
+                    .get_dashboard(apipb::DashboardRequest {
+                        page,
+                        repo,
+                        branch,
+                        max_commits: 0,
+                    })
+                    .await?
+                    .into_inner();
+                ("apipb.DashboardResponse", r.encode_to_vec())
+            }
+        };
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), "{}", message_text(name, &bytes)?)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! `almanac.log.v1.LogService`: the live log over gRPC.
+//!
+//! `Subscribe` catches a subscriber up from its position on a blocking
+//! thread, reading the segment files, then follows the writer's table
+//! channel and sends each record once it is durable. The switch needs no
+//! handover: one [`Follower`](almanac_log::Follower) does both, so there is
+//! no gap and no duplicate. Each subscriber has a small bounded queue; a slow
+//! one only makes its own follower read further behind, from disk, and never
+//! slows appends or other subscribers.
+//!
+//! `Append` checks the bearer token and every record (size, decoding)
+//! before anything reaches the writer, and replies after the fsync.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use almanac_log::read::{self, Record};
+use almanac_log::segment::SegmentState;
+use almanac_log::{Follower, Position};
+use almanac_proto::pb::log::log_service_server::LogService;
+use almanac_proto::pb::log::{
+    AppendRequest, AppendResponse, HeadRequest, HeadResponse, LogRecord, Segment,
+    SubscribeRequest,
+};
+use almanac_proto::pb::maintpb::Mutation;
+
+use super::Shared;
+
+/// Records queued per subscriber before its follower waits.
+const SUBSCRIBER_QUEUE: usize = 256;
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct LogGrpc {
+    pub(super) shared: Arc<Shared>,
+}
+
+fn to_record(rec: Record) -> LogRecord {
+    LogRecord {
+        position: rec.position.0,
+        mutation: rec.payload,
+        segment: rec.segment,
+        offset: rec.offset,
+        append_time: None,
+    }
+}
+
+fn read_status(e: &read::Error) -> Status {
+    match e {
+        read::Error::NotRecordBoundary { .. } | read::Error::PastEnd { .. } => {
+            Status::out_of_range(e.to_string())
+        }
+        read::Error::Io { .. } | read::Error::Corrupt { .. } => Status::internal(e.to_string()),
+    }
+}
+
+/// Counts a subscriber while its stream lives.
+struct SubscriberGauge(Arc<Shared>);
+
+impl SubscriberGauge {
+    fn new(shared: Arc<Shared>) -> SubscriberGauge {
+        shared.metrics.subscribers.fetch_add(1, Ordering::Relaxed);
+        SubscriberGauge(shared)
+    }
+}
+
+impl Drop for SubscriberGauge {
+    fn drop(&mut self) {
+        self.0.metrics.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a record sent to a subscriber.
+fn count_sent(shared: &Shared, rec: &Record) {
+    shared
+        .metrics
+        .records_streamed
+        .fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .grpc_bytes_streamed
+        .fetch_add(rec.payload.len() as u64, Ordering::Relaxed);
+}
+
+/// How far behind the durable end a subscriber must be before it catches up
+/// on a blocking thread rather than on an async worker.
+const CATCH_UP_BYTES: u64 = 1 << 20;
+
+/// Drives one subscription: far behind, catch up on a blocking thread; near
+/// the end, follow on the async worker.
+async fn run_subscription(
+    shared: Arc<Shared>,
+    mut follower: Follower,
+    tx: mpsc::Sender<Result<LogRecord, Status>>,
+) {
+    let _gauge = SubscriberGauge::new(shared.clone());
+    loop {
+        if shared.log.end().0.saturating_sub(follower.next_position().0) > CATCH_UP_BYTES {
+            let caught_up = {
+                let shared = shared.clone();
+                let tx = tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    while let Some(item) = follower.try_next() {
+                        let item = item.map(|rec| {
+                            count_sent(&shared, &rec);
+                            to_record(rec)
+                        });
+                        let failed = item.is_err();
+                        let item = item.map_err(|e| read_status(&e));
+                        if tx.blocking_send(item).is_err() || failed {
+                            return (follower, false);
+                        }
+                    }
+                    (follower, true)
+                })
+                .await
+            };
+            let keep_going;
+            (follower, keep_going) = match caught_up {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                    return;
+                }
+            };
+            if !keep_going {
+                return;
+            }
+        }
+        let next = tokio::select! {
+            next = follower.next() => next,
+            () = tx.closed() => return,
+        };
+        match next {
+            None => return,
+            Some(Ok(rec)) => {
+                count_sent(&shared, &rec);
+                if tx.send(Ok(to_record(rec))).await.is_err() {
+                    return;
+                }
+            }
+            Some(Err(e)) => {
+                let _ = tx.send(Err(read_status(&e))).await;
+                return;
+            }
+        }
+    }
+}
+
+type RecordStream = Pin<Box<dyn Stream<Item = Result<LogRecord, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl LogService for LogGrpc {
+    type SubscribeStream = RecordStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let from = Position(request.get_ref().from_position);
+        let log = self.shared.log.clone();
+        // Checking the position may walk a segment's framing: off the
+        // async workers.
+        let follower = tokio::task::spawn_blocking(move || log.follow(from))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| read_status(&e))?;
+        tracing::debug!(from = from.0, "subscriber joined");
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        tokio::spawn(run_subscription(self.shared.clone(), follower, tx));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn append(
+        &self,
+        request: Request<AppendRequest>,
+    ) -> Result<Response<AppendResponse>, Status> {
+        let refuse = |status: Status| {
+            self.shared
+                .metrics
+                .appends_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(code = ?status.code(), message = status.message(), "append refused");
+            status
+        };
+        self.check_token(&request).map_err(refuse)?;
+        let records = request.into_inner().mutation;
+        if records.is_empty() {
+            return Err(refuse(Status::invalid_argument("no records to append")));
+        }
+        let max = self.shared.max_record_len;
+        for (i, rec) in records.iter().enumerate() {
+            if rec.len() as u64 > max {
+                return Err(refuse(Status::invalid_argument(format!(
+                    "record {i} is {} bytes; the largest accepted is {max}; nothing was written",
+                    rec.len()
+                ))));
+            }
+            if let Err(e) = Mutation::decode(rec.as_ref()) {
+                return Err(refuse(Status::invalid_argument(format!(
+                    "record {i} does not decode as a maintpb.Mutation ({e}); nothing was written"
+                ))));
+            }
+        }
+        let records: Vec<Bytes> = records;
+        let positions = self
+            .shared
+            .log
+            .append(records)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(AppendResponse {
+            position: positions.into_iter().map(|p| p.0).collect(),
+        }))
+    }
+
+    async fn head(&self, _request: Request<HeadRequest>) -> Result<Response<HeadResponse>, Status> {
+        let table = self.shared.log.table();
+        let segments = table
+            .segments()
+            .map(|s| Segment {
+                number: s.number,
+                start_position: s.start.0,
+                size: s.len,
+                sha224: match s.state {
+                    SegmentState::Sealed(sha) => sha.to_string(),
+                    SegmentState::Growing => String::new(),
+                },
+                sealed: matches!(s.state, SegmentState::Sealed(_)),
+            })
+            .collect();
+        Ok(Response::new(HeadResponse {
+            end_position: table.end().0,
+            segments,
+        }))
+    }
+}
+
+impl LogGrpc {
+    fn check_token<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(want) = self.shared.append_token.as_deref() else {
+            return Err(Status::unauthenticated(
+                "appends are disabled: this maintnerd has no append token (--token-file or ALMANAC_APPEND_TOKEN)",
+            ));
+        };
+        let got = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match got {
+            None => Err(Status::unauthenticated(
+                "append needs `authorization: Bearer <token>` metadata",
+            )),
+            Some(got) if constant_time_eq(got.as_bytes(), want.as_bytes()) => Ok(()),
+            Some(_) => Err(Status::unauthenticated("wrong append token")),
+        }
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a
+/// guessed token was right.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,634 @@
+//! maintnerd over real sockets on 127.0.0.1: the `/logs` protocol byte for
+//! byte, Go's netsource algorithm against it (`Corpus::open_network`), the
+//! gRPC LogService (subscribe, append, head) and MaintnerService, health and
+//! reflection.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message as _;
+use tokio_stream::StreamExt as _;
+
+use almanac_log::Options;
+use almanac_log::segment::Sha224Digest;
+use almanac_log_client::grpc::{LogClient, Subscription, record_end};
+use almanac_log_client::{NetOptions, NetSource, Synced};
+use almanac_projections::corpus::Corpus;
+use almanac_projections::load::LoadOptions;
+use almanac_services::maintnerd::{Config, Server};
+use almanac_services::sample::SampleHistory;
+
+const TOKEN: &str = "test-token-1234";
+
+/// A raw HTTP/1.1 exchange, so headers and bodies are checked exactly.
+struct HttpResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)]) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked")
+    {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n").expect("chunk size");
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&b[..line_end]).expect("hex").trim(),
+            16,
+        )
+        .expect("chunk size hex");
+        b = &b[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+fn sample_records(seed: u64, n: usize) -> Vec<Bytes> {
+    SampleHistory::new(seed)
+        .take(n)
+        .map(|m| Bytes::from(m.encode_to_vec()))
+        .collect()
+}
+
+/// Small segments, so a few hundred records span several.
+fn config(dir: &Path) -> Config {
+    let mut c = Config::new(dir.to_owned(), "127.0.0.1:0".parse().expect("addr"));
+    c.append_token = Some(TOKEN.to_owned());
+    c.log_options = Options {
+        segment_target_len: 32 << 10,
+        max_record_len: 1 << 20,
+        ..Options::default()
+    };
+    c.long_poll = Duration::from_secs(55);
+    c
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Segment files of a directory, by name, with their bytes.
+fn segment_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "mutlog"))
+        .map(|p| {
+            (
+                p.file_name().expect("name").to_string_lossy().into_owned(),
+                std::fs::read(&p).expect("read"),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn logs_index_segments_and_errors_match_go() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let addr = server.addr();
+
+    // Empty log: `[]`, size 0.
+    let r = http(addr, "GET", "/logs", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"[]");
+    assert_eq!(r.header("X-Sum-Segment-Size"), Some("0"));
+
+    rt.block_on(server.log().append(sample_records(1, 300)))
+        .expect("append");
+    let table = server.log().table();
+    assert!(table.sealed().len() >= 2, "the test needs sealed segments");
+    let total = table.end().0;
+
+    let r = http(addr, "GET", "/logs", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.header("X-Sum-Segment-Size"), Some(total.to_string().as_str()));
+    // Go's json.MarshalIndent(segs, "", "\t"), no trailing newline.
+    let mut want = String::from("[\n");
+    let segs: Vec<_> = table.segments().cloned().collect();
+    for (i, seg) in segs.iter().enumerate() {
+        let bytes = std::fs::read(dir.path().join(seg.file_name()))
+            .unwrap_or_else(|_| std::fs::read(&seg.path).expect("segment"));
+        let sha = Sha224Digest::of(&bytes[..seg.len as usize]);
+        want.push_str(&format!(
+            "\t{{\n\t\t\"number\": {},\n\t\t\"size\": {},\n\t\t\"sha224\": \"{sha}\",\n\t\t\"url\": \"/logs/{}\"\n\t}}{}\n",
+            seg.number,
+            seg.len,
+            seg.number,
+            if i + 1 < segs.len() { "," } else { "" }
+        ));
+    }
+    want.push(']');
+    assert_eq!(String::from_utf8_lossy(&r.body), want);
+
+    // startseg: later segments only; above the current number means 0;
+    // negative is refused.
+    let r = http(addr, "GET", "/logs?startseg=1", &[]);
+    let listed: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(listed.as_array().expect("array").len(), segs.len() - 1);
+    assert_eq!(listed[0]["number"], 1);
+    let r = http(addr, "GET", "/logs?startseg=9999", &[]);
+    let listed: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(listed.as_array().expect("array").len(), segs.len());
+
+    // Go's statuses and texts (http.Error: text/plain, trailing newline).
+    for (method, path, text) in [
+        ("POST", "/logs", "bad method\n"),
+        ("GET", "/logs?startseg=-1", "bad startseg\n"),
+        ("GET", "/logs?waitsizenot=x", "bad waitsizenot\n"),
+        ("GET", "/logs?waitsizenot=-5", "bad waitsizenot\n"),
+        ("GET", "/logs/x", "bad path\n"),
+        ("GET", "/logs/", "bad path\n"),
+        ("GET", "/logs/9999", "bad segment number\n"),
+        ("DELETE", "/logs/0", "bad method\n"),
+    ] {
+        let r = http(addr, method, path, &[]);
+        assert_eq!(r.status, 400, "{method} {path}");
+        assert_eq!(String::from_utf8_lossy(&r.body), text, "{method} {path}");
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("text/plain; charset=utf-8"),
+            "{method} {path}"
+        );
+        assert_eq!(r.header("X-Content-Type-Options"), Some("nosniff"));
+    }
+
+    // Segments: whole, ranged (206), HEAD, unsatisfiable (416).
+    for seg in &segs {
+        let on_disk = std::fs::read(dir.path().join(seg.file_name()))
+            .unwrap_or_else(|_| std::fs::read(&seg.path).expect("segment"));
+        let path = format!("/logs/{}", seg.number);
+        let r = http(addr, "GET", &path, &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Content-Type"), Some("application/octet-stream"));
+        assert_eq!(r.body, on_disk[..seg.len as usize]);
+        let r = http(addr, "GET", &path, &[("Range", "bytes=100-")]);
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body, on_disk[100..seg.len as usize]);
+        assert_eq!(
+            r.header("Content-Range"),
+            Some(format!("bytes 100-{}/{}", seg.len - 1, seg.len).as_str())
+        );
+        let r = http(addr, "HEAD", &path, &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Content-Length"), Some(seg.len.to_string().as_str()));
+        assert!(r.body.is_empty());
+        let r = http(addr, "GET", &path, &[("Range", &format!("bytes={}-", seg.len))]);
+        assert_eq!(r.status, 416);
+    }
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
+
+#[test]
+fn long_poll_wakes_on_append_and_times_out_with_304() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let mut cfg = config(dir.path());
+    cfg.long_poll = Duration::from_millis(300);
+    let server = rt.block_on(Server::start(cfg)).expect("start");
+    let addr = server.addr();
+    rt.block_on(server.log().append(sample_records(2, 3)))
+        .expect("append");
+    let size = server.log().end().0;
+
+    // Nothing changes: 304 with no body after the long-poll limit.
+    let r = http(addr, "GET", &format!("/logs?waitsizenot={size}"), &[]);
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+
+    // A size that differs answers at once.
+    let r = http(addr, "GET", "/logs?waitsizenot=0", &[]);
+    assert_eq!(r.status, 200);
+    rt.block_on(server.shutdown()).expect("shutdown");
+
+    // With Go's 55 s limit, a waiting poll is answered by the append.
+    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let addr = server.addr();
+    let waiter = std::thread::spawn(move || http(addr, "GET", &format!("/logs?waitsizenot={size}"), &[]));
+    // Append once the poll is parked (the gauge says so), not after a sleep.
+    let metrics_wait = std::time::Instant::now();
+    loop {
+        let m = http(addr, "GET", "/metrics", &[]);
+        if String::from_utf8_lossy(&m.body).contains("almanac_logs_long_polls_waiting 1") {
+            break;
+        }
+        assert!(metrics_wait.elapsed() < Duration::from_secs(60), "poll never parked");
+        std::thread::yield_now();
+    }
+    rt.block_on(server.log().append(sample_records(3, 1)))
+        .expect("append");
+    let r = waiter.join().expect("waiter");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("X-Sum-Segment-Size"),
+        Some(server.log().end().0.to_string().as_str())
+    );
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
+
+#[test]
+fn go_netsource_client_mirrors_downloads_only_new_bytes_and_works_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("cache");
+    let rt = runtime();
+    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let addr = server.addr();
+    rt.block_on(server.log().append(sample_records(4, 200)))
+        .expect("append");
+    let url = format!("http://{addr}/logs");
+
+    // godata's Get: a corpus over the network equals one folded from the
+    // server's own directory.
+    let served = |m: &str| -> u64 {
+        let body = http(addr, "GET", "/metrics", &[]).body;
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(m).map(|v| v.trim().parse().expect("number")))
+            .expect("metric")
+    };
+    let cache_path = cache.path().join("golang-maintner");
+    let url2 = url.clone();
+    let cp = cache_path.clone();
+    let mut corpus = std::thread::spawn(move || Corpus::open_network(&url2, &cp))
+        .join()
+        .expect("thread")
+        .expect("open_network");
+    let local = Corpus::open(dir.path()).expect("open local");
+    assert_eq!(corpus.position(), local.position());
+    assert_eq!(corpus.dump(), local.dump());
+    // The cache holds the server's segments byte for byte, named alike.
+    assert_eq!(segment_files(&cache_path), segment_files(dir.path()));
+    let first_download = served("almanac_logs_bytes_served_total");
+    assert_eq!(first_download, server.log().end().0);
+
+    // Update: only the appended bytes travel.
+    let before = server.log().end().0;
+    rt.block_on(server.log().append(sample_records(5, 40)))
+        .expect("append");
+    let after = server.log().end().0;
+    let folded = std::thread::scope(|s| {
+        s.spawn(|| corpus.update()).join().expect("thread")
+    })
+    .expect("update");
+    assert_eq!(folded, 40);
+    let downloaded = served("almanac_logs_bytes_served_total") - first_download;
+    assert_eq!(downloaded, after - before, "only the new bytes are fetched");
+    assert_eq!(segment_files(&cache_path), segment_files(dir.path()));
+    let local = Corpus::open(dir.path()).expect("open local");
+    assert_eq!(corpus.dump(), local.dump());
+    rt.block_on(server.shutdown()).expect("shutdown");
+
+    // Offline: the server is gone; the cache alone loads.
+    let cp = cache_path.clone();
+    let offline = std::thread::spawn(move || Corpus::open_network(&url, &cp))
+        .join()
+        .expect("thread")
+        .expect("offline open");
+    assert_eq!(offline.position(), local.position());
+}
+
+#[test]
+fn a_split_history_is_detected_and_reloaded() {
+    let first = tempfile::tempdir().expect("first");
+    let cache = tempfile::tempdir().expect("cache");
+    let rt = runtime();
+    let server = rt.block_on(Server::start(config(first.path()))).expect("start");
+    rt.block_on(server.log().append(sample_records(6, 150)))
+        .expect("append");
+    let sealed: Vec<_> = server.log().table().sealed().iter().cloned().collect();
+    let url = format!("http://{}/logs", server.addr());
+    let cp = cache.path().to_owned();
+    let u = url.clone();
+    let mut corpus = std::thread::spawn(move || {
+        Corpus::open_network_with(
+            &u,
+            &cp,
+            NetOptions::default(),
+            LoadOptions::default(),
+        )
+    })
+    .join()
+    .expect("thread")
+    .expect("open");
+    let addr = server.addr();
+    rt.block_on(server.shutdown()).expect("shutdown");
+
+    // The "restarted leader": the same sealed segments, a different tail.
+    let second = tempfile::tempdir().expect("second");
+    for seg in &sealed {
+        std::fs::copy(&seg.path, second.path().join(seg.file_name())).expect("copy");
+    }
+    let mut cfg = config(second.path());
+    cfg.listen = addr;
+    let server = rt.block_on(Server::start(cfg)).expect("restart");
+    rt.block_on(server.log().append(sample_records(7, 60)))
+        .expect("append");
+
+    let folded = std::thread::scope(|s| s.spawn(|| corpus.update()).join().expect("thread"))
+        .expect("update after split");
+    assert_eq!(corpus.split_reloads(), 1);
+    let truth = Corpus::open(second.path()).expect("open second");
+    assert_eq!(folded, truth.mutation_count());
+    assert_eq!(corpus.position(), truth.position());
+    assert_eq!(corpus.dump(), truth.dump());
+    assert_eq!(segment_files(cache.path()), segment_files(second.path()));
+    rt.block_on(server.shutdown()).expect("shutdown");
+
+    // The low-level source reports the split as a value.
+    let _ = Synced::NotModified;
+    let _ = NetSource::new;
+}
+
+#[test]
+fn grpc_subscribe_append_head_and_refusals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let addr = server.addr().to_string();
+    rt.block_on(async {
+        let records = sample_records(8, 120);
+        let mut client = LogClient::connect(&addr).await.expect("connect");
+
+        // A live subscriber from 0 before anything exists.
+        let mut live = client.subscribe(0).await.expect("subscribe");
+
+        // Append with the token: positions once durable.
+        let mut writer = LogClient::connect(&addr).await.expect("connect").with_token(TOKEN);
+        let mut positions = Vec::new();
+        for chunk in records.chunks(10) {
+            positions.extend(writer.append(chunk.to_vec()).await.expect("append"));
+        }
+        let head = client.head().await.expect("head");
+        assert_eq!(head.end_position, server.log().end().0);
+        assert!(head.segments.len() >= 2);
+        assert!(head.segments.iter().filter(|s| s.sealed).all(|s| s.sha224.len() == 56));
+
+        // The live stream saw every record once, in order, with positions.
+        let mut expect_pos = 0;
+        for (i, want) in records.iter().enumerate() {
+            let rec = live.message().await.expect("stream").expect("record");
+            assert_eq!(rec.position, positions[i]);
+            assert_eq!(rec.position, expect_pos);
+            assert_eq!(&rec.mutation, want);
+            expect_pos = record_end(&rec);
+        }
+
+        // A catch-up subscriber from the middle gets exactly the rest.
+        let mut mid = client.subscribe(positions[50]).await.expect("subscribe mid");
+        for want in &records[50..] {
+            let rec = mid.message().await.expect("stream").expect("record");
+            assert_eq!(&rec.mutation, want);
+        }
+
+        // Positions inside a record, or past the end: OUT_OF_RANGE naming
+        // the valid ones.
+        let status = client
+            .subscribe(positions[3] + 1)
+            .await
+            .expect_err("inside a record");
+        let almanac_log_client::ClientError::Status(status) = status else {
+            panic!("want a status")
+        };
+        assert_eq!(status.code(), tonic::Code::OutOfRange);
+        assert!(status.message().contains(&positions[3].to_string()), "{status}");
+        assert!(status.message().contains(&positions[4].to_string()), "{status}");
+        let almanac_log_client::ClientError::Status(status) = client
+            .subscribe(head.end_position + 10)
+            .await
+            .expect_err("past the end")
+        else {
+            panic!("want a status")
+        };
+        assert_eq!(status.code(), tonic::Code::OutOfRange);
+
+        // Refusals write nothing.
+        let end = server.log().end();
+        let mut anonymous = LogClient::connect(&addr).await.expect("connect");
+        let refused = [
+            (
+                anonymous.append(vec![records[0].clone()]).await,
+                tonic::Code::Unauthenticated,
+            ),
+            (
+                LogClient::connect(&addr)
+                    .await
+                    .expect("connect")
+                    .with_token("wrong")
+                    .append(vec![records[0].clone()])
+                    .await,
+                tonic::Code::Unauthenticated,
+            ),
+            (
+                writer
+                    .append(vec![records[0].clone(), Bytes::from_static(b"\xff\xff\xff")])
+                    .await,
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                writer
+                    .append(vec![Bytes::from(vec![0u8; (1 << 20) + 1])])
+                    .await,
+                tonic::Code::InvalidArgument,
+            ),
+        ];
+        for (i, (result, code)) in refused.into_iter().enumerate() {
+            match result {
+                Err(almanac_log_client::ClientError::Status(s)) => {
+                    assert_eq!(s.code(), code, "refusal {i}: {s}");
+                }
+                other => panic!("refusal {i}: {other:?}"),
+            }
+        }
+        assert_eq!(server.log().end(), end, "a refused append wrote something");
+    });
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
+
+#[test]
+fn a_stalled_subscriber_blocks_neither_appends_nor_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let addr = server.addr().to_string();
+    rt.block_on(async {
+        let mut stalled_client = LogClient::connect(&addr).await.expect("connect");
+        // Subscribed and never read again.
+        let _stalled = stalled_client.subscribe(0).await.expect("subscribe");
+        let mut sub = Subscription::new(&addr, 0);
+        let mut writer = LogClient::connect(&addr).await.expect("connect").with_token(TOKEN);
+        // Far more than the stalled stream's queue and HTTP/2 window.
+        let big = Bytes::from(
+            almanac_proto::pb::maintpb::Mutation {
+                github_issue: Some(almanac_proto::pb::maintpb::GithubIssueMutation {
+                    owner: "o".into(),
+                    repo: "r".into(),
+                    number: 1,
+                    body: "x".repeat(64 << 10),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        let n = 400usize;
+        for _ in 0..n / 20 {
+            writer.append(vec![big.clone(); 20]).await.expect("append");
+        }
+        for _ in 0..n {
+            let rec = tokio::time::timeout(Duration::from_secs(60), sub.next())
+                .await
+                .expect("the healthy subscriber keeps up")
+                .expect("record");
+            assert_eq!(rec.mutation, big);
+        }
+    });
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
+
+#[test]
+fn health_reflection_and_the_maintner_api_answer_stock_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let mut server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    rt.block_on(server.corpus_ready());
+    let url = format!("http://{}", server.addr());
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        for service in ["", "almanac.log.v1.LogService", "apipb.MaintnerService"] {
+            let resp = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+                .expect("health");
+            assert_eq!(
+                resp.into_inner().status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+                "{service:?}"
+            );
+        }
+
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        let mut reflection = ServerReflectionClient::new(channel.clone());
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = reflection
+            .server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let resp = stream.next().await.expect("a response").expect("ok");
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            panic!("want a service list")
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for want in ["almanac.log.v1.LogService", "apipb.MaintnerService"] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+
+        // Go's error texts from the maintner API.
+        use almanac_proto::pb::apipb;
+        let mut api =
+            apipb::maintner_service_client::MaintnerServiceClient::new(channel.clone());
+        let err = api
+            .has_ancestor(apipb::HasAncestorRequest {
+                commit: "abc".into(),
+                ancestor: "0".repeat(40),
+            })
+            .await
+            .expect_err("short commit");
+        assert_eq!(err.message(), "invalid Commit");
+        let resp = api
+            .has_ancestor(apipb::HasAncestorRequest {
+                commit: "1".repeat(40),
+                ancestor: "0".repeat(40),
+            })
+            .await
+            .expect("unknown commit is an answer")
+            .into_inner();
+        assert!(resp.unknown_commit);
+        let err = api
+            .list_go_releases(apipb::ListGoReleasesRequest {})
+            .await
+            .expect_err("no releases in an empty corpus");
+        assert_eq!(
+            err.message(),
+            "there was a problem finding supported Go releases"
+        );
+    });
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
