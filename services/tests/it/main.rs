@@ -4,5 +4,6 @@ mod cli_log;
 mod corpus_cli;
 mod crash;
 mod maintnerd;
+mod maintnerd_faults;
 mod support;
 mod tidy;
