@@ -55,7 +55,12 @@ impl Corpus {
     /// Blocking; call it from a thread that is not running an async
     /// runtime.
     pub fn open_network(url: &str, cache_dir: &Path) -> Result<Corpus, LoadError> {
-        Corpus::open_network_with(url, cache_dir, NetOptions::default(), LoadOptions::default())
+        Corpus::open_network_with(
+            url,
+            cache_dir,
+            NetOptions::default(),
+            LoadOptions::default(),
+        )
     }
 
     /// [`Corpus::open_network`] with options.

@@ -72,7 +72,6 @@ pub fn message_text(full_name: &str, bytes: &[u8]) -> Result<String> {
     let desc = pool
         .get_message_by_name(full_name)
         .with_context(|| format!("the descriptor set lacks {full_name}"))?;
-    let msg = DynamicMessage::decode(desc, bytes)
-        .with_context(|| format!("not a {full_name}"))?;
+    let msg = DynamicMessage::decode(desc, bytes).with_context(|| format!("not a {full_name}"))?;
     Ok(msg.to_text_format_with_options(&FormatOptions::new().pretty(true)))
 }

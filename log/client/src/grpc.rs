@@ -15,7 +15,9 @@ use tonic::{Code, Request, Status, Streaming};
 
 use almanac_log::framing;
 use almanac_proto::pb::log::log_service_client::LogServiceClient;
-use almanac_proto::pb::log::{AppendRequest, HeadRequest, HeadResponse, LogRecord, SubscribeRequest};
+use almanac_proto::pb::log::{
+    AppendRequest, HeadRequest, HeadResponse, LogRecord, SubscribeRequest,
+};
 
 /// The largest message accepted from the server (a record can be large).
 const MAX_MESSAGE: usize = 80 << 20;

@@ -38,7 +38,9 @@ pub enum MirrorError {
     #[error(transparent)]
     Snapshot(#[from] almanac_log::table::SnapshotError),
     /// The record does not continue the cache.
-    #[error("record at position {position} (segment {segment:04} offset {offset}) does not continue the cache, which ends at position {end} (segment {tail_segment:04} offset {tail_len})")]
+    #[error(
+        "record at position {position} (segment {segment:04} offset {offset}) does not continue the cache, which ends at position {end} (segment {tail_segment:04} offset {tail_len})"
+    )]
     Gap {
         /// The record's position.
         position: u64,

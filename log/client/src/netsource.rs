@@ -284,15 +284,14 @@ impl NetSource {
         Ok(Synced::Updated { common, total })
     }
 
-    async fn fetch_index_retrying(
-        &self,
-        url: &str,
-    ) -> Result<Option<Vec<IndexSegment>>, NetError> {
+    async fn fetch_index_retrying(&self, url: &str) -> Result<Option<Vec<IndexSegment>>, NetError> {
         let mut tries = 0;
         loop {
             tries += 1;
             match self.fetch_index(url).await {
-                Err(e) if e.is_retryable() && !e.is_unreachable() && tries < self.opts.index_tries => {
+                Err(e)
+                    if e.is_retryable() && !e.is_unreachable() && tries < self.opts.index_tries =>
+                {
                     tracing::warn!(error = %e, tries, "index fetch failed; retrying");
                     tokio::time::sleep(self.opts.backoff_unit * tries * tries).await;
                 }
@@ -339,7 +338,11 @@ impl NetSource {
         Ok((status, body))
     }
 
-    async fn sync_segment_retrying(&self, seg: &IndexSegment, sealed: bool) -> Result<(), NetError> {
+    async fn sync_segment_retrying(
+        &self,
+        seg: &IndexSegment,
+        sealed: bool,
+    ) -> Result<(), NetError> {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -528,7 +531,10 @@ impl Tail {
     pub async fn next_batch(&mut self) -> Result<Vec<TailRecord>, NetError> {
         let url = match self.at {
             None => self.source.index_url.to_string(),
-            Some(_) => with_query(&self.source.index_url, &format!("waitsizenot={}", self.total)),
+            Some(_) => with_query(
+                &self.source.index_url,
+                &format!("waitsizenot={}", self.total),
+            ),
         };
         let Some(index) = self.source.fetch_index(&url).await? else {
             return Ok(Vec::new());
@@ -592,8 +598,7 @@ pub fn parse_index(url: &str, body: &[u8]) -> Result<Vec<IndexSegment>, NetError
     if body.len() > MAX_INDEX_BYTES {
         return Err(bad(format!("{} bytes is too large", body.len())));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
     let items = match value {
         serde_json::Value::Array(items) => items,
         serde_json::Value::Null => Vec::new(),
@@ -601,7 +606,10 @@ pub fn parse_index(url: &str, body: &[u8]) -> Result<Vec<IndexSegment>, NetError
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let field = |k: &str| item.get(k).ok_or_else(|| bad(format!("element {i} has no {k:?}")));
+        let field = |k: &str| {
+            item.get(k)
+                .ok_or_else(|| bad(format!("element {i} has no {k:?}")))
+        };
         let number = field("number")?
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
@@ -730,7 +738,8 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), NetErro
     let tmp = dir.join(format!(
         "tempseg{}-{}",
         std::process::id(),
-        path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     ));
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
@@ -755,7 +764,13 @@ mod tests {
         assert_eq!(idx[0].url, "/logs/0");
         assert!(parse_index("u", b"[]").expect("empty").is_empty());
         assert!(parse_index("u", b"{}").is_err());
-        assert!(parse_index("u", b"[{\"number\":1,\"size\":1,\"sha224\":\"x\",\"url\":\"\"}]").is_err());
+        assert!(
+            parse_index(
+                "u",
+                b"[{\"number\":1,\"size\":1,\"sha224\":\"x\",\"url\":\"\"}]"
+            )
+            .is_err()
+        );
     }
 
     #[test]

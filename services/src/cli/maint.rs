@@ -150,7 +150,9 @@ async fn shutdown_signal() {
 pub fn maintnerd(args: MaintnerdArgs) -> Result<()> {
     let token = maintnerd::load_token(args.token_file.as_deref())?;
     if token.is_none() {
-        tracing::warn!("no append token (--token-file or ALMANAC_APPEND_TOKEN): gRPC appends are refused");
+        tracing::warn!(
+            "no append token (--token-file or ALMANAC_APPEND_TOKEN): gRPC appends are refused"
+        );
     }
     let mut config = Config::new(args.data, args.listen);
     config.append_token = token;
@@ -194,16 +196,26 @@ pub fn up(args: UpArgs) -> Result<()> {
             "almanac is up on {addr} (log in {}).\n",
             args.data.display()
         ));
-        out.push_str(&format!("  watch records arrive:  almanac maintwatch --server http://{addr}/logs\n"));
-        out.push_str(&format!("  live over gRPC:        almanac maintwatch --grpc --server {addr}\n"));
-        out.push_str(&format!("  query the corpus:      almanac maintq --server {addr} list-releases\n"));
-        out.push_str(&format!("  metrics:               curl http://{addr}/metrics\n"));
+        out.push_str(&format!(
+            "  watch records arrive:  almanac maintwatch --server http://{addr}/logs\n"
+        ));
+        out.push_str(&format!(
+            "  live over gRPC:        almanac maintwatch --grpc --server {addr}\n"
+        ));
+        out.push_str(&format!(
+            "  query the corpus:      almanac maintq --server {addr} list-releases\n"
+        ));
+        out.push_str(&format!(
+            "  metrics:               curl http://{addr}/metrics\n"
+        ));
         out.push_str(&format!(
             "  append token:          {} (gRPC Append: authorization: Bearer <token>)\n",
             token_path.display()
         ));
         if rate > 0.0 {
-            out.push_str(&format!("  sample activity:       {rate} mutations/s (--sample-rate 0 to stop)\n"));
+            out.push_str(&format!(
+                "  sample activity:       {rate} mutations/s (--sample-rate 0 to stop)\n"
+            ));
         }
         eprint!("{out}");
         let sampler = (rate > 0.0).then(|| {
@@ -342,7 +354,9 @@ async fn maintq_call(args: MaintqArgs) -> Result<()> {
                 let for_staging = match staging.as_deref() {
                     None => false,
                     Some("staging") => true,
-                    Some(_) => anyhow::bail!("Usage: maintq try-work [\"staging\"]  # prod is default"),
+                    Some(_) => {
+                        anyhow::bail!("Usage: maintq try-work [\"staging\"]  # prod is default")
+                    }
                 };
                 let r = client
                     .go_find_try_work(apipb::GoFindTryWorkRequest { for_staging })

@@ -69,10 +69,7 @@ fn no_releases() -> ApiError {
 /// As Go: both values must be 40 bytes long (errors `invalid Commit` and
 /// `invalid Ancestor`); an unknown or non-hex commit answers
 /// `unknown_commit`; an unknown ancestor answers `has_ancestor = false`.
-pub fn has_ancestor(
-    c: &Corpus,
-    req: &HasAncestorRequest,
-) -> Result<HasAncestorResponse, ApiError> {
+pub fn has_ancestor(c: &Corpus, req: &HasAncestorRequest) -> Result<HasAncestorResponse, ApiError> {
     if req.commit.len() != 40 {
         return Err(ApiError::Unknown("invalid Commit".to_owned()));
     }
@@ -381,8 +378,8 @@ fn go_targets(
         return Some(targets);
     }
     targets.push(go_master.to_owned(), "master".to_owned(), devel);
-    let with_releases = branch == "master"
-        || (project == "tools" && branch.starts_with("gopls-release-branch."));
+    let with_releases =
+        branch == "master" || (project == "tools" && branch.starts_with("gopls-release-branch."));
     if with_releases {
         for r in releases {
             let version = MajorMinor {
@@ -553,9 +550,7 @@ fn dash_repo_to_project(repo: &str) -> Result<&str, ApiError> {
 /// commit per branch.
 fn page_size(max_commits: i32, mixed: bool, n_branches: usize) -> Result<usize, ApiError> {
     if max_commits < 0 {
-        return Err(ApiError::InvalidArgument(
-            "negative max commits".to_owned(),
-        ));
+        return Err(ApiError::InvalidArgument("negative max commits".to_owned()));
     }
     let size = match max_commits {
         0 if mixed => 500,

@@ -26,8 +26,7 @@ use almanac_log::segment::SegmentState;
 use almanac_log::{Follower, Position};
 use almanac_proto::pb::log::log_service_server::LogService;
 use almanac_proto::pb::log::{
-    AppendRequest, AppendResponse, HeadRequest, HeadResponse, LogRecord, Segment,
-    SubscribeRequest,
+    AppendRequest, AppendResponse, HeadRequest, HeadResponse, LogRecord, Segment, SubscribeRequest,
 };
 use almanac_proto::pb::maintpb::Mutation;
 
@@ -102,7 +101,13 @@ async fn run_subscription(
 ) {
     let _gauge = SubscriberGauge::new(shared.clone());
     loop {
-        if shared.log.end().0.saturating_sub(follower.next_position().0) > CATCH_UP_BYTES {
+        if shared
+            .log
+            .end()
+            .0
+            .saturating_sub(follower.next_position().0)
+            > CATCH_UP_BYTES
+        {
             let caught_up = {
                 let shared = shared.clone();
                 let tx = tx.clone();

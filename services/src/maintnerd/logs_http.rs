@@ -74,11 +74,7 @@ fn current_number(table: &SegmentTable) -> i64 {
 }
 
 /// `GET|HEAD /logs`.
-pub(super) async fn index(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-) -> Response {
+pub(super) async fn index(State(shared): State<Arc<Shared>>, method: Method, uri: Uri) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return go_error(StatusCode::BAD_REQUEST, "bad method");
     }
@@ -104,15 +100,17 @@ pub(super) async fn index(
             return resp;
         }
     }
-    shared.metrics.index_requests.fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .index_requests
+        .fetch_add(1, Ordering::Relaxed);
     let table = shared.log.table();
     if startseg > current_number(&table) {
         startseg = 0;
     }
     let dir = shared.log.dir().to_owned();
     let hasher = shared.clone();
-    let listed =
-        tokio::task::spawn_blocking(move || hasher.tail_hasher.index(&dir, &table)).await;
+    let listed = tokio::task::spawn_blocking(move || hasher.tail_hasher.index(&dir, &table)).await;
     let entries = match listed {
         Ok(Ok(entries)) => entries,
         Ok(Err(e)) => {

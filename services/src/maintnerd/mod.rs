@@ -16,8 +16,8 @@
 
 pub mod api;
 mod api_grpc;
-mod logs_http;
 pub mod log_grpc;
+mod logs_http;
 pub mod metrics;
 
 use std::net::SocketAddr;

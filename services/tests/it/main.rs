@@ -3,6 +3,7 @@
 mod cli_log;
 mod corpus_cli;
 mod crash;
+mod maint_cli;
 mod maintnerd;
 mod maintnerd_faults;
 mod support;

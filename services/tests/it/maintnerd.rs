@@ -85,11 +85,9 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let line_end = b.windows(2).position(|w| w == b"\r\n").expect("chunk size");
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&b[..line_end]).expect("hex").trim(),
-            16,
-        )
-        .expect("chunk size hex");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).expect("hex").trim(), 16)
+                .expect("chunk size hex");
         b = &b[line_end + 2..];
         if size == 0 {
             return out;
@@ -148,7 +146,9 @@ fn segment_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn logs_index_segments_and_errors_match_go() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let server = rt
+        .block_on(Server::start(config(dir.path())))
+        .expect("start");
     let addr = server.addr();
 
     // Empty log: `[]`, size 0.
@@ -166,7 +166,10 @@ fn logs_index_segments_and_errors_match_go() {
     let r = http(addr, "GET", "/logs", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/json"));
-    assert_eq!(r.header("X-Sum-Segment-Size"), Some(total.to_string().as_str()));
+    assert_eq!(
+        r.header("X-Sum-Segment-Size"),
+        Some(total.to_string().as_str())
+    );
     // Go's json.MarshalIndent(segs, "", "\t"), no trailing newline.
     let mut want = String::from("[\n");
     let segs: Vec<_> = table.segments().cloned().collect();
@@ -235,9 +238,17 @@ fn logs_index_segments_and_errors_match_go() {
         );
         let r = http(addr, "HEAD", &path, &[]);
         assert_eq!(r.status, 200);
-        assert_eq!(r.header("Content-Length"), Some(seg.len.to_string().as_str()));
+        assert_eq!(
+            r.header("Content-Length"),
+            Some(seg.len.to_string().as_str())
+        );
         assert!(r.body.is_empty());
-        let r = http(addr, "GET", &path, &[("Range", &format!("bytes={}-", seg.len))]);
+        let r = http(
+            addr,
+            "GET",
+            &path,
+            &[("Range", &format!("bytes={}-", seg.len))],
+        );
         assert_eq!(r.status, 416);
     }
     rt.block_on(server.shutdown()).expect("shutdown");
@@ -266,9 +277,12 @@ fn long_poll_wakes_on_append_and_times_out_with_304() {
     rt.block_on(server.shutdown()).expect("shutdown");
 
     // With Go's 55 s limit, a waiting poll is answered by the append.
-    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let server = rt
+        .block_on(Server::start(config(dir.path())))
+        .expect("start");
     let addr = server.addr();
-    let waiter = std::thread::spawn(move || http(addr, "GET", &format!("/logs?waitsizenot={size}"), &[]));
+    let waiter =
+        std::thread::spawn(move || http(addr, "GET", &format!("/logs?waitsizenot={size}"), &[]));
     // Append once the poll is parked (the gauge says so), not after a sleep.
     let metrics_wait = std::time::Instant::now();
     loop {
@@ -276,7 +290,10 @@ fn long_poll_wakes_on_append_and_times_out_with_304() {
         if String::from_utf8_lossy(&m.body).contains("almanac_logs_long_polls_waiting 1") {
             break;
         }
-        assert!(metrics_wait.elapsed() < Duration::from_secs(60), "poll never parked");
+        assert!(
+            metrics_wait.elapsed() < Duration::from_secs(60),
+            "poll never parked"
+        );
         std::thread::yield_now();
     }
     rt.block_on(server.log().append(sample_records(3, 1)))
@@ -295,7 +312,9 @@ fn go_netsource_client_mirrors_downloads_only_new_bytes_and_works_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = tempfile::tempdir().expect("cache");
     let rt = runtime();
-    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let server = rt
+        .block_on(Server::start(config(dir.path())))
+        .expect("start");
     let addr = server.addr();
     rt.block_on(server.log().append(sample_records(4, 200)))
         .expect("append");
@@ -330,10 +349,8 @@ fn go_netsource_client_mirrors_downloads_only_new_bytes_and_works_offline() {
     rt.block_on(server.log().append(sample_records(5, 40)))
         .expect("append");
     let after = server.log().end().0;
-    let folded = std::thread::scope(|s| {
-        s.spawn(|| corpus.update()).join().expect("thread")
-    })
-    .expect("update");
+    let folded = std::thread::scope(|s| s.spawn(|| corpus.update()).join().expect("thread"))
+        .expect("update");
     assert_eq!(folded, 40);
     let downloaded = served("almanac_logs_bytes_served_total") - first_download;
     assert_eq!(downloaded, after - before, "only the new bytes are fetched");
@@ -356,7 +373,9 @@ fn a_split_history_is_detected_and_reloaded() {
     let first = tempfile::tempdir().expect("first");
     let cache = tempfile::tempdir().expect("cache");
     let rt = runtime();
-    let server = rt.block_on(Server::start(config(first.path()))).expect("start");
+    let server = rt
+        .block_on(Server::start(config(first.path())))
+        .expect("start");
     rt.block_on(server.log().append(sample_records(6, 150)))
         .expect("append");
     let sealed: Vec<_> = server.log().table().sealed().iter().cloned().collect();
@@ -364,12 +383,7 @@ fn a_split_history_is_detected_and_reloaded() {
     let cp = cache.path().to_owned();
     let u = url.clone();
     let mut corpus = std::thread::spawn(move || {
-        Corpus::open_network_with(
-            &u,
-            &cp,
-            NetOptions::default(),
-            LoadOptions::default(),
-        )
+        Corpus::open_network_with(&u, &cp, NetOptions::default(), LoadOptions::default())
     })
     .join()
     .expect("thread")
@@ -407,7 +421,9 @@ fn a_split_history_is_detected_and_reloaded() {
 fn grpc_subscribe_append_head_and_refusals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let server = rt
+        .block_on(Server::start(config(dir.path())))
+        .expect("start");
     let addr = server.addr().to_string();
     rt.block_on(async {
         let records = sample_records(8, 120);
@@ -417,7 +433,10 @@ fn grpc_subscribe_append_head_and_refusals() {
         let mut live = client.subscribe(0).await.expect("subscribe");
 
         // Append with the token: positions once durable.
-        let mut writer = LogClient::connect(&addr).await.expect("connect").with_token(TOKEN);
+        let mut writer = LogClient::connect(&addr)
+            .await
+            .expect("connect")
+            .with_token(TOKEN);
         let mut positions = Vec::new();
         for chunk in records.chunks(10) {
             positions.extend(writer.append(chunk.to_vec()).await.expect("append"));
@@ -425,7 +444,12 @@ fn grpc_subscribe_append_head_and_refusals() {
         let head = client.head().await.expect("head");
         assert_eq!(head.end_position, server.log().end().0);
         assert!(head.segments.len() >= 2);
-        assert!(head.segments.iter().filter(|s| s.sealed).all(|s| s.sha224.len() == 56));
+        assert!(
+            head.segments
+                .iter()
+                .filter(|s| s.sealed)
+                .all(|s| s.sha224.len() == 56)
+        );
 
         // The live stream saw every record once, in order, with positions.
         let mut expect_pos = 0;
@@ -438,7 +462,10 @@ fn grpc_subscribe_append_head_and_refusals() {
         }
 
         // A catch-up subscriber from the middle gets exactly the rest.
-        let mut mid = client.subscribe(positions[50]).await.expect("subscribe mid");
+        let mut mid = client
+            .subscribe(positions[50])
+            .await
+            .expect("subscribe mid");
         for want in &records[50..] {
             let rec = mid.message().await.expect("stream").expect("record");
             assert_eq!(&rec.mutation, want);
@@ -454,8 +481,14 @@ fn grpc_subscribe_append_head_and_refusals() {
             panic!("want a status")
         };
         assert_eq!(status.code(), tonic::Code::OutOfRange);
-        assert!(status.message().contains(&positions[3].to_string()), "{status}");
-        assert!(status.message().contains(&positions[4].to_string()), "{status}");
+        assert!(
+            status.message().contains(&positions[3].to_string()),
+            "{status}"
+        );
+        assert!(
+            status.message().contains(&positions[4].to_string()),
+            "{status}"
+        );
         let almanac_log_client::ClientError::Status(status) = client
             .subscribe(head.end_position + 10)
             .await
@@ -484,7 +517,10 @@ fn grpc_subscribe_append_head_and_refusals() {
             ),
             (
                 writer
-                    .append(vec![records[0].clone(), Bytes::from_static(b"\xff\xff\xff")])
+                    .append(vec![
+                        records[0].clone(),
+                        Bytes::from_static(b"\xff\xff\xff"),
+                    ])
                     .await,
                 tonic::Code::InvalidArgument,
             ),
@@ -512,14 +548,19 @@ fn grpc_subscribe_append_head_and_refusals() {
 fn a_stalled_subscriber_blocks_neither_appends_nor_others() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let server = rt
+        .block_on(Server::start(config(dir.path())))
+        .expect("start");
     let addr = server.addr().to_string();
     rt.block_on(async {
         let mut stalled_client = LogClient::connect(&addr).await.expect("connect");
         // Subscribed and never read again.
         let _stalled = stalled_client.subscribe(0).await.expect("subscribe");
         let mut sub = Subscription::new(&addr, 0);
-        let mut writer = LogClient::connect(&addr).await.expect("connect").with_token(TOKEN);
+        let mut writer = LogClient::connect(&addr)
+            .await
+            .expect("connect")
+            .with_token(TOKEN);
         // Far more than the stalled stream's queue and HTTP/2 window.
         let big = Bytes::from(
             almanac_proto::pb::maintpb::Mutation {
@@ -553,7 +594,9 @@ fn a_stalled_subscriber_blocks_neither_appends_nor_others() {
 fn health_reflection_and_the_maintner_api_answer_stock_clients() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let mut server = rt.block_on(Server::start(config(dir.path()))).expect("start");
+    let mut server = rt
+        .block_on(Server::start(config(dir.path())))
+        .expect("start");
     rt.block_on(server.corpus_ready());
     let url = format!("http://{}", server.addr());
     rt.block_on(async {
@@ -577,10 +620,10 @@ fn health_reflection_and_the_maintner_api_answer_stock_clients() {
             );
         }
 
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
         use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
         let mut reflection = ServerReflectionClient::new(channel.clone());
         let req = ServerReflectionRequest {
             host: String::new(),
@@ -602,8 +645,7 @@ fn health_reflection_and_the_maintner_api_answer_stock_clients() {
 
         // Go's error texts from the maintner API.
         use almanac_proto::pb::apipb;
-        let mut api =
-            apipb::maintner_service_client::MaintnerServiceClient::new(channel.clone());
+        let mut api = apipb::maintner_service_client::MaintnerServiceClient::new(channel.clone());
         let err = api
             .has_ancestor(apipb::HasAncestorRequest {
                 commit: "abc".into(),

@@ -104,8 +104,12 @@ fn sigkill_with_subscribers_and_appenders_loses_and_repeats_nothing() {
     let acked_count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let appender = {
-        let (acked, acked_count, stop, addr) =
-            (acked.clone(), acked_count.clone(), stop.clone(), addr.clone());
+        let (acked, acked_count, stop, addr) = (
+            acked.clone(),
+            acked_count.clone(),
+            stop.clone(),
+            addr.clone(),
+        );
         rt.spawn(async move {
             let mut next = 0u64;
             let mut client: Option<LogClient> = None;
@@ -166,7 +170,10 @@ fn sigkill_with_subscribers_and_appenders_loses_and_repeats_nothing() {
     for round in 1..=3u64 {
         let deadline = Instant::now() + Duration::from_secs(120);
         while acked_count.load(Ordering::Relaxed) < round * 300 {
-            assert!(Instant::now() < deadline, "appends stalled in round {round}");
+            assert!(
+                Instant::now() < deadline,
+                "appends stalled in round {round}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         daemon.child.kill().expect("SIGKILL");
@@ -176,7 +183,10 @@ fn sigkill_with_subscribers_and_appenders_loses_and_repeats_nothing() {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while acked_count.load(Ordering::Relaxed) < 1100 {
-        assert!(Instant::now() < deadline, "appends stalled after the last restart");
+        assert!(
+            Instant::now() < deadline,
+            "appends stalled after the last restart"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     stop.store(true, Ordering::Relaxed);
@@ -211,7 +221,10 @@ fn sigkill_with_subscribers_and_appenders_loses_and_repeats_nothing() {
     // Every subscriber saw exactly the log: no gap, no duplicate.
     for (i, handle) in subscribers.into_iter().enumerate() {
         let (got, reconnects) = rt.block_on(handle).expect("subscriber");
-        assert!(reconnects >= 3, "subscriber {i} reconnected {reconnects} times");
+        assert!(
+            reconnects >= 3,
+            "subscriber {i} reconnected {reconnects} times"
+        );
         assert_eq!(got.len(), log.len(), "subscriber {i} record count");
         assert!(got == log, "subscriber {i} diverged from the log");
     }

@@ -30,11 +30,39 @@ fn tags() {
         assert_eq!(parse_tag(name), Some(want), "{name}");
     }
     let bad = [
-        "not-go", "go", "go.", "go1.", "go1-bad", "go1.2.", "go1.2-bad", "go1.2.3.",
-        "go1.2.3-bad", "go1.2.3.4", "go0.0.0", "go0", "go-1", "go1.-2", "go1.2.-3", "go+1",
-        "go01", "go001", "go1000", "go1.0", "go1.0.0", "go1.2.0", "go1.20.0", "go00",
-        "go00.2", "go00.2.3", "go1.00", "go1.00.0", "go1.00.3", "go1.2.00", "go1.21rc1",
-        "go1.2beta3", "go1.21.0.",
+        "not-go",
+        "go",
+        "go.",
+        "go1.",
+        "go1-bad",
+        "go1.2.",
+        "go1.2-bad",
+        "go1.2.3.",
+        "go1.2.3-bad",
+        "go1.2.3.4",
+        "go0.0.0",
+        "go0",
+        "go-1",
+        "go1.-2",
+        "go1.2.-3",
+        "go+1",
+        "go01",
+        "go001",
+        "go1000",
+        "go1.0",
+        "go1.0.0",
+        "go1.2.0",
+        "go1.20.0",
+        "go00",
+        "go00.2",
+        "go00.2.3",
+        "go1.00",
+        "go1.00.0",
+        "go1.00.3",
+        "go1.2.00",
+        "go1.21rc1",
+        "go1.2beta3",
+        "go1.21.0.",
     ];
     for name in bad {
         assert_eq!(parse_tag(name), None, "{name}");
@@ -54,13 +82,27 @@ fn release_branches() {
         assert_eq!(parse_release_branch(name), Some(want), "{name}");
     }
     let bad = [
-        "not-release-branch", "release-branch.go", "release-branch.go.",
-        "release-branch.go1.", "release-branch.go1-bad", "release-branch.go1.2.",
-        "release-branch.go1.2-bad", "release-branch.go1.2.3", "release-branch.go0.0",
-        "release-branch.go0", "release-branch.go-1", "release-branch.go1.-2",
-        "release-branch.go+1", "release-branch.go01", "release-branch.go001",
-        "release-branch.go1000", "release-branch.go1.0", "release-branch.go00",
-        "release-branch.go00.2", "release-branch.go1.00", "release-branch.go1.10-security",
+        "not-release-branch",
+        "release-branch.go",
+        "release-branch.go.",
+        "release-branch.go1.",
+        "release-branch.go1-bad",
+        "release-branch.go1.2.",
+        "release-branch.go1.2-bad",
+        "release-branch.go1.2.3",
+        "release-branch.go0.0",
+        "release-branch.go0",
+        "release-branch.go-1",
+        "release-branch.go1.-2",
+        "release-branch.go+1",
+        "release-branch.go01",
+        "release-branch.go001",
+        "release-branch.go1000",
+        "release-branch.go1.0",
+        "release-branch.go00",
+        "release-branch.go00.2",
+        "release-branch.go1.00",
+        "release-branch.go1.10-security",
         "master",
     ];
     for name in bad {
@@ -70,8 +112,14 @@ fn release_branches() {
 
 #[test]
 fn internal_branches() {
-    assert_eq!(parse_internal_branch("internal-branch.go1.21-vendor"), Some((1, 21)));
-    assert_eq!(parse_internal_branch("internal-branch.go1.17-a-b"), Some((1, 17)));
+    assert_eq!(
+        parse_internal_branch("internal-branch.go1.21-vendor"),
+        Some((1, 21))
+    );
+    assert_eq!(
+        parse_internal_branch("internal-branch.go1.17-a-b"),
+        Some((1, 17))
+    );
     assert_eq!(parse_internal_branch("internal-branch.go1.21"), None);
     assert_eq!(parse_internal_branch("internal-branch.gox-vendor"), None);
     assert_eq!(parse_internal_branch("release-branch.go1.21"), None);
@@ -100,7 +148,15 @@ fn supported_releases_are_the_newest_two_with_branches() {
     let got = supported_releases(refs.iter().copied()).expect("two releases");
     let summary: Vec<(i32, i32, i32, &str, &str)> = got
         .iter()
-        .map(|r| (r.major, r.minor, r.patch, r.tag_name.as_str(), r.branch_name.as_str()))
+        .map(|r| {
+            (
+                r.major,
+                r.minor,
+                r.patch,
+                r.tag_name.as_str(),
+                r.branch_name.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -120,16 +176,16 @@ fn fewer_than_two_releases_is_an_error() {
         ("refs/tags/go1.21.1", hash(8)),
         ("refs/tags/go1.20.1", hash(7)),
     ];
-    assert_eq!(
-        supported_releases(refs.iter().copied()),
-        Err(no_releases())
-    );
+    assert_eq!(supported_releases(refs.iter().copied()), Err(no_releases()));
     assert_eq!(supported_releases(std::iter::empty()), Err(no_releases()));
 }
 
 #[test]
 fn try_requests() {
-    assert_eq!(try_request("Patch Set 2: Run-TryBot+1\n\nTRY=foo2"), Some("foo2"));
+    assert_eq!(
+        try_request("Patch Set 2: Run-TryBot+1\n\nTRY=foo2"),
+        Some("foo2")
+    );
     assert_eq!(
         try_request("Patch Set 2: Code-Review+2 Run-TryBot+1\n\nTRY=a\nTRY=b"),
         Some("a")
@@ -139,12 +195,18 @@ fn try_requests() {
     assert_eq!(try_request("Patch Set 2: Run-TryBot+1 Code-Review-2"), None);
     assert_eq!(try_request("Patch Set 2: Code-Review+1\n\nTRY=x"), None);
     assert_eq!(try_request("Patch Set 2:\n\nRun-TryBot+1\nTRY=x"), None);
-    assert_eq!(try_request("Uploaded patch set 2: Run-TryBot+1.\n\nTRY=x"), None);
+    assert_eq!(
+        try_request("Uploaded patch set 2: Run-TryBot+1.\n\nTRY=x"),
+        None
+    );
 }
 
 #[test]
 fn account_ids() {
-    assert_eq!(gerrit_account_id("5065@62eb7196-b449-3ce5-99f1-c037f21e1705"), 5065);
+    assert_eq!(
+        gerrit_account_id("5065@62eb7196-b449-3ce5-99f1-c037f21e1705"),
+        5065
+    );
     assert_eq!(gerrit_account_id("gopher@golang.org"), 0);
     assert_eq!(gerrit_account_id(""), 0);
 }
@@ -154,7 +216,12 @@ fn dashboard_repos() {
     assert_eq!(dash_repo_to_project(""), Ok("go"));
     assert_eq!(dash_repo_to_project("go"), Ok("go"));
     assert_eq!(dash_repo_to_project("golang.org/x/net"), Ok("net"));
-    for bad in ["golang.org/x/", "golang.org/x/net/http2", "github.com/golang/go", "net"] {
+    for bad in [
+        "golang.org/x/",
+        "golang.org/x/net/http2",
+        "github.com/golang/go",
+        "net",
+    ] {
         assert!(
             matches!(dash_repo_to_project(bad), Err(ApiError::NotFound(_))),
             "{bad}"
@@ -172,7 +239,10 @@ fn page_sizes() {
         page_size(-1, false, 5),
         Err(ApiError::InvalidArgument("negative max commits".to_owned()))
     );
-    assert!(matches!(page_size(3, true, 5), Err(ApiError::InvalidArgument(_))));
+    assert!(matches!(
+        page_size(3, true, 5),
+        Err(ApiError::InvalidArgument(_))
+    ));
     assert_eq!(page_size(5, true, 5), Ok(5));
 }
 
