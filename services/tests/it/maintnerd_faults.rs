@@ -54,7 +54,7 @@ struct Daemon {
 /// Starts `almanac maintnerd` and waits for the address it bound.
 fn start(data: &Path, listen: &str, token_file: &Path, addr_file: &Path) -> Daemon {
     let _ = std::fs::remove_file(addr_file);
-    let child = almanac()
+    let mut child = almanac()
         .args([
             "maintnerd",
             "--data",
@@ -78,7 +78,11 @@ fn start(data: &Path, listen: &str, token_file: &Path, addr_file: &Path) -> Daem
         {
             return Daemon { child, addr };
         }
-        assert!(Instant::now() < deadline, "maintnerd never listened");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("maintnerd never listened");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
