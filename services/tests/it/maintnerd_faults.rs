@@ -51,10 +51,17 @@ struct Daemon {
     addr: String,
 }
 
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `almanac maintnerd` and waits for the address it bound.
 fn start(data: &Path, listen: &str, token_file: &Path, addr_file: &Path) -> Daemon {
     let _ = std::fs::remove_file(addr_file);
-    let mut child = almanac()
+    let child = almanac()
         .args([
             "maintnerd",
             "--data",
@@ -71,18 +78,19 @@ fn start(data: &Path, listen: &str, token_file: &Path, addr_file: &Path) -> Daem
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn maintnerd");
+    let mut daemon = Daemon {
+        child,
+        addr: String::new(),
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(addr) = std::fs::read_to_string(addr_file)
             && !addr.is_empty()
         {
-            return Daemon { child, addr };
+            daemon.addr = addr;
+            return daemon;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("maintnerd never listened");
-        }
+        assert!(Instant::now() < deadline, "maintnerd never listened");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -232,6 +240,5 @@ fn sigkill_with_subscribers_and_appenders_loses_and_repeats_nothing() {
         assert_eq!(got.len(), log.len(), "subscriber {i} record count");
         assert!(got == log, "subscriber {i} diverged from the log");
     }
-    daemon.child.kill().expect("kill");
-    daemon.child.wait().expect("reap");
+    drop(daemon);
 }
