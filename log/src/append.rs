@@ -171,6 +171,44 @@ pub(crate) struct Writer {
     pub(crate) sealed_tx: Option<mpsc::Sender<Sealed>>,
     pub(crate) buf: Vec<u8>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) commit_times: Arc<CommitTimes>,
+}
+
+/// When recent group commits became durable: `(end position, time)` for
+/// the last [`CommitTimes::KEPT`] commits, so a server can tell a live
+/// subscriber when each record was appended.
+#[derive(Debug, Default)]
+pub struct CommitTimes {
+    recent: Mutex<std::collections::VecDeque<(Position, std::time::SystemTime)>>,
+}
+
+impl CommitTimes {
+    /// How many commits are remembered.
+    pub const KEPT: usize = 4096;
+
+    /// Notes that everything before `end` was durable at `at` (a commit, or
+    /// the log's end when it was opened).
+    pub(crate) fn record(&self, end: Position, at: std::time::SystemTime) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == Self::KEPT {
+            recent.pop_front();
+        }
+        recent.push_back((end, at));
+    }
+
+    /// When the record at `position` became durable, if its commit is
+    /// recent enough to be remembered.
+    pub fn of(&self, position: Position) -> Option<std::time::SystemTime> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        // The first commit ending after the position holds the record.
+        let idx = recent.partition_point(|(end, _)| *end <= position);
+        // A record before the oldest remembered commit's batch is unknown:
+        // that commit's batch may have started earlier.
+        if idx == 0 || idx >= recent.len() {
+            return None;
+        }
+        Some(recent[idx].1)
+    }
 }
 
 impl Writer {
@@ -191,7 +229,7 @@ impl Writer {
             let end_before = self.table_tx.borrow().end();
             match self.write_batch(&batch) {
                 Ok(positions) => {
-                    self.publish();
+                    self.publish_commit();
                     let m = &self.metrics;
                     let records: usize = batch.iter().map(|r| r.records.len()).sum();
                     m.requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -349,8 +387,11 @@ impl Writer {
         })
     }
 
-    fn publish(&self) {
+    /// Publishes a batch that just became durable, noting when.
+    fn publish_commit(&self) {
         let table = SegmentTable::new(self.sealed.clone(), self.tail_meta());
+        self.commit_times
+            .record(table.end(), std::time::SystemTime::now());
         self.table_tx.send_replace(Arc::new(table));
     }
 

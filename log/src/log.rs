@@ -26,7 +26,9 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha224};
 use tokio::sync::{oneshot, watch};
 
-use crate::append::{self, Metrics, MetricsSnapshot, Request, Sealed, Tail, Ticket, Writer};
+use crate::append::{
+    self, CommitTimes, Metrics, MetricsSnapshot, Request, Sealed, Tail, Ticket, Writer,
+};
 use crate::follow::Follower;
 use crate::framing::{self, Frame};
 use crate::index::{self, Index, SegmentStats};
@@ -151,6 +153,7 @@ struct Shared {
     /// Dropped on close, releasing sled's own lock with ours.
     index: Mutex<Option<Index>>,
     metrics: Arc<Metrics>,
+    commit_times: Arc<CommitTimes>,
     lock: Mutex<Option<DirLock>>,
 }
 
@@ -264,6 +267,7 @@ impl Log {
             watch::channel(Arc::new(SegmentTable::new(sealed.clone(), tail_meta)));
         let failure = Arc::new(Mutex::new(None));
         let metrics = Arc::new(Metrics::default());
+        let commit_times = Arc::new(CommitTimes::default());
         let mut threads = Vec::new();
         let sealed_tx = if let Some(index) = &index {
             let (tx, rx) = mpsc::channel::<Sealed>();
@@ -290,7 +294,10 @@ impl Log {
             sealed_tx,
             buf: Vec::with_capacity(1 << 20),
             metrics: metrics.clone(),
+            commit_times: commit_times.clone(),
         };
+        // Records before this end were appended before this open: unknown.
+        commit_times.record(writer.table_tx.borrow().end(), std::time::SystemTime::now());
         let (tx, rx) = mpsc::channel();
         threads.push(
             std::thread::Builder::new()
@@ -308,6 +315,7 @@ impl Log {
                 threads: Mutex::new(threads),
                 index: Mutex::new(index),
                 metrics,
+                commit_times,
                 lock: Mutex::new(Some(lock)),
             }),
         };
@@ -381,6 +389,12 @@ impl Log {
     /// Counters of the write path since open.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.shared.metrics.snapshot()
+    }
+
+    /// When the record at `position` became durable, if it was appended
+    /// recently (since this open, within the last few thousand commits).
+    pub fn append_time(&self, position: Position) -> Option<std::time::SystemTime> {
+        self.shared.commit_times.of(position)
     }
 
     /// The durable end: the position the next record will get.

@@ -160,3 +160,30 @@ fn async_appends_resolve_when_durable() {
     assert_eq!(last.payload, payload(9));
     assert_eq!(last.end(), log.end());
 }
+
+#[test]
+fn append_times_are_known_for_records_appended_since_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = almanac_log::Log::open(dir.path(), Options::default()).expect("open");
+    let before = log.append_blocking(vec![payload(0)]).expect("append")[0];
+    log.close();
+    let (log, _) = almanac_log::Log::open(dir.path(), Options::default()).expect("reopen");
+    let mut previous = std::time::SystemTime::now();
+    for i in 1..5 {
+        let sent = std::time::SystemTime::now();
+        let pos = log
+            .append_blocking(vec![payload(i), payload(i + 100)])
+            .expect("append");
+        let acked = std::time::SystemTime::now();
+        let times: Vec<_> = pos
+            .iter()
+            .map(|p| log.append_time(*p).expect("appended since open: known"))
+            .collect();
+        assert_eq!(times[0], times[1], "one commit, one time");
+        assert!(times[0] >= sent && times[0] <= acked, "the commit's time");
+        assert!(times[0] >= previous);
+        previous = times[0];
+    }
+    assert_eq!(log.append_time(before), None, "appended before this open");
+    assert_eq!(log.append_time(log.end()), None, "not appended yet");
+}

@@ -20,8 +20,10 @@ pub struct LogRecord {
     /// Its offset inside that segment (where its `REC@` header starts).
     #[prost(uint64, tag = "4")]
     pub offset: u64,
-    /// For records delivered live: when the server saw them become durable.
-    /// Unset for records read back from history.
+    /// When the record became durable (its group commit finished), where the
+    /// server knows it: for records appended since it opened the log, within
+    /// its last few thousand commits. Go's framing stores no time, so older
+    /// records leave it unset.
     #[prost(message, optional, tag = "5")]
     pub append_time: ::core::option::Option<::prost_types::Timestamp>,
 }

@@ -41,13 +41,16 @@ pub struct LogGrpc {
     pub(super) shared: Arc<Shared>,
 }
 
-fn to_record(rec: Record) -> LogRecord {
+fn to_record(shared: &Shared, rec: Record) -> LogRecord {
     LogRecord {
+        append_time: shared
+            .log
+            .append_time(rec.position)
+            .map(prost_types::Timestamp::from),
         position: rec.position.0,
         mutation: rec.payload,
         segment: rec.segment,
         offset: rec.offset,
-        append_time: None,
     }
 }
 
@@ -115,7 +118,7 @@ async fn run_subscription(
                     while let Some(item) = follower.try_next() {
                         let item = item.map(|rec| {
                             count_sent(&shared, &rec);
-                            to_record(rec)
+                            to_record(&shared, rec)
                         });
                         let failed = item.is_err();
                         let item = item.map_err(|e| read_status(&e));
@@ -147,7 +150,7 @@ async fn run_subscription(
             None => return,
             Some(Ok(rec)) => {
                 count_sent(&shared, &rec);
-                if tx.send(Ok(to_record(rec))).await.is_err() {
+                if tx.send(Ok(to_record(&shared, rec))).await.is_err() {
                     return;
                 }
             }

@@ -159,6 +159,13 @@ impl Server {
         let addr = listener.local_addr()?;
         let router = router(shared.clone())?;
         let shutdown = shared.clone();
+        // Small frames (a live record, a long-poll answer) must not wait for
+        // Nagle's algorithm and a delayed ACK (up to 40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY");
+            }
+        });
         let serve = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move { shutdown.shutdown.cancelled().await })

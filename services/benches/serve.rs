@@ -1,0 +1,419 @@
+//! Serving the log: append-to-delivery latency over gRPC with 1, 100 and
+//! 1,000 subscribers; catch-up throughput of a new gRPC subscriber and of
+//! the `/logs` download path; maintnerd's memory with 1,000 idle
+//! subscribers.
+//!
+//! Run: `cargo bench -p almanac-services --bench serve`
+//!
+//! maintnerd runs as its own process (`almanac maintnerd --no-corpus`) on
+//! 127.0.0.1; the clients run here. Both share this machine's two cores.
+//! - Latency: an appender sends one record per `Append` at a steady rate
+//!   (`ALMANAC_SERVE_RATE`, default 100/s, `ALMANAC_SERVE_RECORDS` records,
+//!   default 1,000, per subscriber count); each record carries its send
+//!   time, and every subscriber notes when it arrives. The figure is
+//!   client-side send → delivery, so it includes the fsync before the
+//!   record is visible.
+//! - Catch-up: the log is `target/bench-data/go-1` (the `go` profile, made
+//!   by the corpus_load bench or `almanac gen-history --profile go --seed 1
+//!   --out target/bench-data/go-1`); a subscriber from position 0 to the
+//!   end, and the same bytes fetched over `/logs/N`: raw, and through the
+//!   netsource client into a fresh cache directory (SHA-224 checked,
+//!   written to disk). `ALMANAC_SERVE_PARTS` picks parts
+//!   (`latency,catchup,memory`).
+
+#![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prost::Message as _;
+
+use almanac_log_client::grpc::LogClient;
+use almanac_log_client::{NetOptions, NetSource};
+use almanac_proto::pb::maintpb::{GithubIssueCommentMutation, GithubIssueMutation, Mutation};
+
+const TOKEN: &str = "bench-token";
+
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data: &Path, scratch: &Path) -> Daemon {
+    let token = scratch.join("token");
+    std::fs::write(&token, TOKEN).expect("token");
+    let addr_file = scratch.join("addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_almanac"))
+        .env("ALMANAC_LOG", "warn")
+        .args(["maintnerd", "--no-corpus", "--listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(data)
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn maintnerd");
+    let mut daemon = Daemon {
+        child,
+        addr: "127.0.0.1:0".parse().expect("addr"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&addr_file)
+            && let Ok(addr) = text.trim().parse()
+        {
+            daemon.addr = addr;
+            return daemon;
+        }
+        assert!(Instant::now() < deadline, "maintnerd never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn metric(addr: SocketAddr, name: &str) -> i64 {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(-1)
+}
+
+fn wait_for_subscribers(addr: SocketAddr, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while metric(addr, "almanac_subscribers") < n {
+        assert!(Instant::now() < deadline, "subscribers never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stamped(seq: u64, nanos: u64) -> Bytes {
+    Bytes::from(
+        Mutation {
+            github_issue: Some(GithubIssueMutation {
+                owner: "bench".into(),
+                repo: "latency".into(),
+                number: 1,
+                comment: vec![GithubIssueCommentMutation {
+                    id: seq as i64 + 1,
+                    body: nanos.to_string(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
+}
+
+fn stamp_of(payload: &[u8]) -> u64 {
+    Mutation::decode(payload)
+        .ok()
+        .and_then(|m| m.github_issue)
+        .and_then(|i| i.comment.into_iter().next())
+        .and_then(|c| c.body.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1e6
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
+    let rate = env_u64("ALMANAC_SERVE_RATE", 100).max(1);
+    let records = env_u64("ALMANAC_SERVE_RECORDS", 1000).max(1);
+    println!("== append-to-delivery latency ({records} records at {rate}/s, one per Append)");
+    for subscribers in [1usize, 100, 1000] {
+        let data = scratch.join(format!("latency-{subscribers}"));
+        let daemon = start(&data, scratch);
+        let addr = daemon.addr;
+        let base = Instant::now();
+        let (latencies, mut acks, mut fanout): (Vec<u64>, Vec<u64>, Vec<u64>) =
+            rt.block_on(async {
+                let mut tasks = Vec::new();
+                for _ in 0..subscribers {
+                    let mut client = LogClient::connect(&addr.to_string())
+                        .await
+                        .expect("connect");
+                    let mut stream = client.subscribe(0).await.expect("subscribe");
+                    tasks.push(tokio::spawn(async move {
+                        let mut got = Vec::with_capacity(records as usize);
+                        let mut fanout = Vec::with_capacity(records as usize);
+                        while got.len() < records as usize {
+                            let Ok(Some(rec)) = stream.message().await else {
+                                break;
+                            };
+                            let now = base.elapsed().as_nanos() as u64;
+                            got.push(now.saturating_sub(stamp_of(&rec.mutation)));
+                            let durable = rec
+                                .append_time
+                                .and_then(|t| std::time::SystemTime::try_from(t).ok());
+                            if let Some(d) = durable {
+                                let late = std::time::SystemTime::now()
+                                    .duration_since(d)
+                                    .unwrap_or_default();
+                                fanout.push(late.as_nanos() as u64);
+                            }
+                        }
+                        (got, fanout)
+                    }));
+                }
+                let waiting = tokio::task::spawn_blocking(move || {
+                    wait_for_subscribers(addr, subscribers as i64);
+                });
+                waiting.await.expect("wait");
+                let mut writer = LogClient::connect(&addr.to_string())
+                    .await
+                    .expect("connect")
+                    .with_token(TOKEN);
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut acks = Vec::with_capacity(records as usize);
+                for seq in 0..records {
+                    tick.tick().await;
+                    let now = base.elapsed().as_nanos() as u64;
+                    writer
+                        .append(vec![stamped(seq, now)])
+                        .await
+                        .expect("append");
+                    acks.push((base.elapsed().as_nanos() as u64).saturating_sub(now));
+                }
+                let mut all = Vec::new();
+                let mut fanout = Vec::new();
+                for t in tasks {
+                    let (got, late) = t.await.expect("subscriber");
+                    all.extend(got);
+                    fanout.extend(late);
+                }
+                (all, acks, fanout)
+            });
+        acks.sort_unstable();
+        fanout.sort_unstable();
+        let mut sorted = latencies;
+        sorted.sort_unstable();
+        println!(
+            "{subscribers:>5} subscribers: {} deliveries, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            sorted.len(),
+            percentile(&sorted, 0.50),
+            percentile(&sorted, 0.99),
+            percentile(&sorted, 0.999),
+            percentile(&sorted, 1.0),
+        );
+        println!(
+            "       durable -> delivered (server fan-out, from LogRecord.append_time): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms ({} stamped)",
+            percentile(&fanout, 0.50),
+            percentile(&fanout, 0.99),
+            percentile(&fanout, 0.999),
+            fanout.len()
+        );
+        println!(
+            "       the Append call itself (fsync included): p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&acks, 0.50),
+            percentile(&acks, 0.99)
+        );
+        assert_eq!(
+            sorted.len() as u64,
+            records * subscribers as u64,
+            "lost deliveries"
+        );
+        drop(daemon);
+        let _ = std::fs::remove_dir_all(&data);
+    }
+}
+
+fn catch_up(rt: &tokio::runtime::Runtime, scratch: &Path) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data/go-1");
+    if !data.is_dir() {
+        println!(
+            "== catch-up: skipped: {} is missing (run the corpus_load bench first)",
+            data.display()
+        );
+        return;
+    }
+    let daemon = start(&data, scratch);
+    let addr = daemon.addr;
+    println!("== catch-up from position 0 ({})", data.display());
+
+    // gRPC: one new subscriber reads everything.
+    let (bytes, records, took) = rt.block_on(async {
+        let mut client = LogClient::connect(&addr.to_string())
+            .await
+            .expect("connect");
+        let end = client.head().await.expect("head").end_position;
+        let started = Instant::now();
+        let mut stream = client.subscribe(0).await.expect("subscribe");
+        let (mut bytes, mut records) = (0u64, 0u64);
+        while let Ok(Some(rec)) = stream.message().await {
+            bytes += rec.mutation.len() as u64;
+            records += 1;
+            if almanac_log_client::grpc::record_end(&rec) >= end {
+                break;
+            }
+        }
+        (bytes, records, started.elapsed())
+    });
+    println!(
+        "gRPC Subscribe: {records} records, {:.0} MB of mutations in {took:.2?}: {:.0} MB/s, {:.0} records/s",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / took.as_secs_f64(),
+        records as f64 / took.as_secs_f64()
+    );
+
+    // /logs: every segment over HTTP, bytes counted, nothing stored.
+    let (bytes, took) = rt.block_on(async {
+        let index = raw_get(addr, "/logs").await;
+        let segments: serde_json::Value = serde_json::from_slice(&index).expect("index");
+        let n = segments.as_array().map_or(0, Vec::len);
+        let started = Instant::now();
+        let mut bytes = 0u64;
+        for i in 0..n {
+            bytes += raw_get(addr, &format!("/logs/{i}")).await.len() as u64;
+        }
+        (bytes, started.elapsed())
+    });
+    println!(
+        "/logs/N download (raw HTTP, not stored): {:.0} MB in {took:.2?}: {:.0} MB/s",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / took.as_secs_f64()
+    );
+
+    // The netsource client: index, downloads, SHA-224, files on disk.
+    let cache = scratch.join("cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let took = rt.block_on(async {
+        let mut source = NetSource::new(
+            &format!("http://{addr}/logs"),
+            &cache,
+            NetOptions::default(),
+        )
+        .expect("source");
+        let started = Instant::now();
+        source.sync(false).await.expect("sync");
+        started.elapsed()
+    });
+    println!(
+        "/logs netsource sync into an empty cache (sha224 + write): {:.0} MB in {took:.2?}: {:.0} MB/s",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / took.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+    drop(daemon);
+}
+
+async fn raw_get(addr: SocketAddr, path: &str) -> Vec<u8> {
+    use http_body_util::BodyExt as _;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let uri: http::Uri = format!("http://{addr}{path}").parse().expect("uri");
+    let resp = client.get(uri).await.expect("get");
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("frame").into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    out
+}
+
+fn memory(rt: &tokio::runtime::Runtime, scratch: &Path) {
+    let data = scratch.join("memory");
+    let daemon = start(&data, scratch);
+    let addr = daemon.addr;
+    rt.block_on(async {
+        let mut writer = LogClient::connect(&addr.to_string())
+            .await
+            .expect("connect")
+            .with_token(TOKEN);
+        writer
+            .append((0..100).map(|i| stamped(i, 0)).collect())
+            .await
+            .expect("append");
+    });
+    let idle = rss_mib(daemon.child.id());
+    let streams = Arc::new(std::sync::Mutex::new(Vec::new()));
+    rt.block_on(async {
+        for _ in 0..1000 {
+            let mut client = LogClient::connect(&addr.to_string())
+                .await
+                .expect("connect");
+            let mut stream = client.subscribe(0).await.expect("subscribe");
+            // Caught up, then idle.
+            for _ in 0..100 {
+                stream.message().await.expect("record");
+            }
+            streams.lock().expect("lock").push((client, stream));
+        }
+    });
+    wait_for_subscribers(addr, 1000);
+    let with = rss_mib(daemon.child.id());
+    println!(
+        "== memory: maintnerd RSS {idle:.1} MiB with no subscriber, {with:.1} MiB with 1,000 idle subscribers ({:.1} KiB each, one connection each)",
+        (with - idle) * 1024.0 / 1000.0
+    );
+    drop(streams);
+    drop(daemon);
+}
+
+fn main() {
+    let parts = std::env::var("ALMANAC_SERVE_PARTS")
+        .unwrap_or_else(|_| "latency,catchup,memory".to_owned());
+    let scratch: PathBuf =
+        std::env::temp_dir().join(format!("almanac-serve-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for part in parts.split(',') {
+        match part.trim() {
+            "latency" => latency(&rt, &scratch),
+            "catchup" => catch_up(&rt, &scratch),
+            "memory" => memory(&rt, &scratch),
+            other => println!("unknown part {other:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
