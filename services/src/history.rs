@@ -249,6 +249,9 @@ pub struct History {
     repo_numbers: Vec<i32>,
     repo_heads: Vec<String>,
     project_heads: Vec<String>,
+    /// Go releases cut so far: (minor, release-branch commit, last patch).
+    releases: Vec<(u32, String, u32)>,
+    go_merges: u64,
     next_comment_id: i64,
     next_event_id: i64,
     next_review_id: i64,
@@ -280,6 +283,8 @@ impl History {
             repo_numbers: vec![0; REPOS.len()],
             repo_heads: (0..REPOS.len()).map(|_| String::new()).collect(),
             project_heads,
+            releases: Vec::new(),
+            go_merges: 0,
             next_comment_id: 100_000_000,
             next_event_id: 200_000_000,
             next_review_id: 300_000_000,
@@ -965,11 +970,47 @@ impl History {
                     // The branch moves to the submitted patch set.
                     self.project_heads[cl.project] = cl.last_ps.clone();
                     refs.push(("refs/heads/master".to_owned(), cl.last_ps.clone()));
+                    if cl.project == 0 {
+                        refs.extend(self.go_release_refs(&cl.last_ps));
+                    }
                 }
                 self.push_gerrit(cl, vec![meta.clone()], refs);
                 false
             }
         }
+    }
+
+    /// Go's release cadence in miniature: every 25th merge into go cuts a
+    /// release branch and its first tag (go1.18 to go1.25, named as Go names
+    /// them: `go1.20`, then `go1.21.0`), and every 10th merge after that
+    /// tags a patch release of the newest branch.
+    fn go_release_refs(&mut self, head: &str) -> Vec<(String, String)> {
+        const FIRST_MINOR: u32 = 18;
+        const RELEASES: usize = 8;
+        self.go_merges += 1;
+        if self.go_merges % 25 == 0 && self.releases.len() < RELEASES {
+            let minor = FIRST_MINOR + self.releases.len() as u32;
+            self.releases.push((minor, head.to_owned(), 0));
+            let tag = if minor >= 21 {
+                format!("refs/tags/go1.{minor}.0")
+            } else {
+                format!("refs/tags/go1.{minor}")
+            };
+            return vec![
+                (
+                    format!("refs/heads/release-branch.go1.{minor}"),
+                    head.to_owned(),
+                ),
+                (tag, head.to_owned()),
+            ];
+        }
+        if self.go_merges % 10 == 0
+            && let Some((minor, commit, patch)) = self.releases.last_mut()
+        {
+            *patch += 1;
+            return vec![(format!("refs/tags/go1.{minor}.{patch}"), commit.clone())];
+        }
+        Vec::new()
     }
 
     fn new_git_commit(&mut self) {

@@ -253,7 +253,7 @@ fn dump(dir: &Path, from: Position, json: bool, limit: Option<u64>) -> Result<()
             rec.payload.len()
         )?;
         if let Ok(text) = codec.to_text(&rec.payload) {
-            writeln!(out, "{text}")?;
+            write!(out, "{text}")?;
         }
     }
     out.flush()?;

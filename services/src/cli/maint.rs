@@ -266,7 +266,7 @@ pub fn maintwatch(args: MaintwatchArgs) -> Result<()> {
         let text = codec.to_text(payload)?;
         let mut out = std::io::stdout().lock();
         writeln!(out)?;
-        writeln!(out, "{text}")?;
+        write!(out, "{text}")?;
         out.flush()?;
         Ok(())
     };
