@@ -988,7 +988,7 @@ impl History {
         const FIRST_MINOR: u32 = 18;
         const RELEASES: usize = 8;
         self.go_merges += 1;
-        if self.go_merges % 25 == 0 && self.releases.len() < RELEASES {
+        if self.go_merges.is_multiple_of(25) && self.releases.len() < RELEASES {
             let minor = FIRST_MINOR + self.releases.len() as u32;
             self.releases.push((minor, head.to_owned(), 0));
             let tag = if minor >= 21 {
@@ -1004,7 +1004,7 @@ impl History {
                 (tag, head.to_owned()),
             ];
         }
-        if self.go_merges % 10 == 0
+        if self.go_merges.is_multiple_of(10)
             && let Some((minor, commit, patch)) = self.releases.last_mut()
         {
             *patch += 1;
