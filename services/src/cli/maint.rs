@@ -57,6 +57,13 @@ pub struct UpArgs {
     /// watch until real ingest is configured; 0 turns it off.
     #[arg(long, default_value_t = 2.0)]
     pub sample_rate: f64,
+    /// Leave an empty log empty (by default it is seeded with the `small`
+    /// generated Go-shaped history, so the maintner API has data to answer).
+    #[arg(long)]
+    pub no_seed: bool,
+    /// Write the bound address to this file once listening.
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
 }
 
 /// `almanac maintwatch`.
@@ -160,10 +167,7 @@ pub fn maintnerd(args: MaintnerdArgs) -> Result<()> {
     runtime()?.block_on(async move {
         let server = Server::start(config).await?;
         if let Some(path) = &args.addr_file {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, server.addr().to_string())
-                .and_then(|()| std::fs::rename(&tmp, path))
-                .with_context(|| format!("writing {}", path.display()))?;
+            write_addr_file(path, server.addr())?;
         }
         shutdown_signal().await;
         tracing::info!("shutting down: finishing queued appends");
@@ -185,12 +189,28 @@ pub fn up(args: UpArgs) -> Result<()> {
             t
         }
     };
+    let empty = almanac_log::Snapshot::open(&args.data).map_or(true, |s| s.end().0 == 0);
+    if empty && !args.no_seed {
+        eprintln!(
+            "seeding the empty log in {} with a small Go-shaped history (--no-seed to skip)",
+            args.data.display()
+        );
+        crate::cli::corpus::gen_history(
+            crate::cli::corpus::ProfileName::Small,
+            1,
+            &args.data,
+            None,
+        )?;
+    }
     let mut config = Config::new(args.data.clone(), args.listen);
     config.append_token = Some(token);
     let rate = args.sample_rate;
     runtime()?.block_on(async move {
         let server = Server::start(config).await?;
         let addr = server.addr();
+        if let Some(path) = &args.addr_file {
+            write_addr_file(path, addr)?;
+        }
         let mut out = String::new();
         out.push_str(&format!(
             "almanac is up on {addr} (log in {}).\n",
@@ -203,7 +223,7 @@ pub fn up(args: UpArgs) -> Result<()> {
             "  live over gRPC:        almanac maintwatch --grpc --server {addr}\n"
         ));
         out.push_str(&format!(
-            "  query the corpus:      almanac maintq --server {addr} list-releases\n"
+            "  query the corpus:      almanac maintq --server {addr} list-releases (or try-work, get-dashboard)\n"
         ));
         out.push_str(&format!(
             "  metrics:               curl http://{addr}/metrics\n"
@@ -241,6 +261,15 @@ pub fn up(args: UpArgs) -> Result<()> {
         tracing::info!("shutting down");
         server.shutdown().await
     })
+}
+
+/// Writes the address through a temporary file, so a reader never sees
+/// half of it.
+fn write_addr_file(path: &Path, addr: SocketAddr) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, addr.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {

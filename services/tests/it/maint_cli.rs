@@ -362,3 +362,91 @@ fn a_subscribed_corpus_follows_the_log_and_mirrors_it() {
     assert_eq!(names(cache.path()), names(dir.path()));
     rt.block_on(server.shutdown()).expect("shutdown");
 }
+
+#[test]
+fn up_serves_a_seeded_log_with_live_activity_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let addr_file = dir.path().join("addr");
+    let child = almanac()
+        .args([
+            "up",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+            "--sample-rate",
+            "50",
+            "--addr-file",
+            addr_file.to_str().expect("utf-8"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn up");
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut up = Reap(child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let addr: SocketAddr = loop {
+        if let Ok(text) = std::fs::read_to_string(&addr_file)
+            && let Ok(addr) = text.trim().parse()
+        {
+            break addr;
+        }
+        assert!(Instant::now() < deadline, "up never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+
+    // The seeded history answers the maintner API (once folded).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let releases = loop {
+        let out = maintq(addr, &["list-releases"]);
+        if out.status.success() {
+            break stdout(&out);
+        }
+        assert!(
+            stderr(&out).contains("Unavailable") && Instant::now() < deadline,
+            "{}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(releases.contains("tag_name: \"go1."), "{releases}");
+
+    // Sample activity arrives live.
+    let mut watch = almanac()
+        .args(["maintwatch", "--grpc", "--server", &addr.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn maintwatch");
+    let lines = lines_of(&mut watch);
+    let line = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a live record");
+    assert!(line.is_empty(), "a blank line first, as Go's maintwatch");
+    let line = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a live record");
+    assert_eq!(line, "github_issue: {");
+    watch.kill().expect("kill");
+    watch.wait().expect("reap");
+
+    // SIGTERM: a clean exit, and the log opens cleanly (nothing torn).
+    let pid = up.0.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = up.0.wait().expect("wait");
+    assert!(exit.success(), "up exited with {exit}");
+    let (log, recovery) = Log::open(&data, Options::default()).expect("reopen");
+    assert_eq!(recovery.torn_tail, None);
+    assert!(log.end().0 > 0);
+}
