@@ -82,16 +82,39 @@ pub struct Index {
     segments: sled::Tree,
 }
 
+/// How long [`Index::open`] waits out a lock that a just-closed index in this
+/// process still holds.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Index {
     /// Opens (creating if needed) the index inside `dir`. Fails if another
     /// process has it open.
+    ///
+    /// The caller holds the log's directory lock, so no other writer can
+    /// hold sled's own file lock. sled's background IO threads can keep that
+    /// lock for a moment after a `Log` in this process was closed, though; a
+    /// lock conflict is therefore retried for up to [`LOCK_WAIT`] before it
+    /// is reported.
     pub fn open(dir: &Path) -> Result<Index, Error> {
-        let db = sled::Config::new()
-            .path(dir.join(INDEX_DIR))
-            .cache_capacity(8 << 20)
-            .open()?;
-        let segments = db.open_tree(SEGMENTS_TREE)?;
-        Ok(Index { db, segments })
+        let started = std::time::Instant::now();
+        loop {
+            let opened = sled::Config::new()
+                .path(dir.join(INDEX_DIR))
+                .cache_capacity(8 << 20)
+                .open();
+            let db = match opened {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                }
+                other => other?,
+            };
+            let segments = db.open_tree(SEGMENTS_TREE)?;
+            return Ok(Index { db, segments });
+        }
     }
 
     /// Opens the index of `dir` only if it already exists.

@@ -268,10 +268,33 @@ impl NetSource {
             Err(e) => return Err(e),
         };
         let count = index.len();
+        // Whole segments the cache lacks are fetched while the previous one
+        // is hashed and written on a blocking thread: a first sync runs at
+        // the speed of the slower of the two, not their sum.
+        let mut storing: Option<tokio::task::JoinHandle<Result<(), NetError>>> = None;
         for (i, seg) in index.iter().enumerate() {
             let sealed = seg.url.starts_with(GCS_PREFIX) || i + 1 < count;
-            self.sync_segment_retrying(seg, sealed).await?;
+            let (sealed_path, growing_path) = self.paths(seg);
+            let fresh =
+                file_len(&sealed_path)? != Some(seg.size) && file_len(&growing_path)?.is_none();
+            if !fresh {
+                finish_storing(storing.take()).await?;
+                self.sync_segment_retrying(seg, sealed).await?;
+                continue;
+            }
+            let body = self.download_whole_retrying(seg).await?;
+            finish_storing(storing.take()).await?;
+            let (dir, number, want) = (self.cache_dir.clone(), seg.number, seg.sha224);
+            let target = if sealed { sealed_path } else { growing_path };
+            storing = Some(tokio::task::spawn_blocking(move || {
+                let got = Sha224Digest::of(&body);
+                if got != want {
+                    return Err(NetError::Corrupt { number, want, got });
+                }
+                write_atomically(&dir, &target, &body)
+            }));
         }
+        finish_storing(storing).await?;
         let total: u64 = index.iter().map(|s| s.size).sum();
         let common = self.common_prefix(&index)?;
         self.last = index;
@@ -356,22 +379,55 @@ impl NetSource {
         }
     }
 
+    /// The sealed and growing file names of a segment in the cache.
+    fn paths(&self, seg: &IndexSegment) -> (PathBuf, PathBuf) {
+        let name = |state| SegmentName {
+            number: seg.number,
+            state,
+        };
+        (
+            self.cache_dir
+                .join(name(SegmentState::Sealed(seg.sha224)).file_name()),
+            self.cache_dir.join(name(SegmentState::Growing).file_name()),
+        )
+    }
+
+    /// A whole segment's bytes, retried as Go retries a segment.
+    async fn download_whole_retrying(&self, seg: &IndexSegment) -> Result<Bytes, NetError> {
+        let url = resolve(&self.index_url, &seg.url);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result = self.get(&url, None).await.and_then(|(status, body)| {
+                if status != 200 {
+                    return Err(status_error(&url, status, &body));
+                }
+                if body.len() as u64 != seg.size {
+                    return Err(NetError::BadIndex {
+                        url: url.clone(),
+                        why: format!(
+                            "segment {:04}: the index says {} bytes, the server sent {}",
+                            seg.number,
+                            seg.size,
+                            body.len()
+                        ),
+                    });
+                }
+                Ok(body)
+            });
+            match result {
+                Err(e) if e.is_retryable() && tries < self.opts.segment_tries => {
+                    tracing::warn!(error = %e, segment = seg.number, tries, "segment download failed; retrying");
+                    tokio::time::sleep(self.opts.backoff_unit * tries * tries).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Go's `syncSeg`: make the cache hold exactly `seg`.
     async fn sync_segment(&self, seg: &IndexSegment, sealed: bool) -> Result<(), NetError> {
-        let sealed_path = self.cache_dir.join(
-            SegmentName {
-                number: seg.number,
-                state: SegmentState::Sealed(seg.sha224),
-            }
-            .file_name(),
-        );
-        let growing_path = self.cache_dir.join(
-            SegmentName {
-                number: seg.number,
-                state: SegmentState::Growing,
-            }
-            .file_name(),
-        );
+        let (sealed_path, growing_path) = self.paths(seg);
         if file_len(&sealed_path)? == Some(seg.size) {
             remove_if_exists(&growing_path)?;
             return Ok(());
@@ -587,6 +643,19 @@ impl Tail {
         }
         Ok(out)
     }
+}
+
+/// Waits for a segment being hashed and written, if any.
+async fn finish_storing(
+    storing: Option<tokio::task::JoinHandle<Result<(), NetError>>>,
+) -> Result<(), NetError> {
+    let Some(task) = storing else {
+        return Ok(());
+    };
+    task.await.map_err(|e| NetError::Io {
+        path: PathBuf::from("(segment writer)"),
+        source: io::Error::other(e.to_string()),
+    })?
 }
 
 /// Parses the JSON index (`number`, `size`, `sha224`, `url`).

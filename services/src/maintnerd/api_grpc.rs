@@ -21,6 +21,10 @@ use super::api::{self, ApiError};
 #[derive(Debug, Clone)]
 pub(crate) struct ApiGrpc {
     pub(crate) shared: Arc<Shared>,
+    /// The last `GoFindTryWork` answer and the corpus position it was
+    /// computed at: the coordinator asks every second, and the answer only
+    /// changes when the corpus does (Go caches for 15 s instead).
+    pub(crate) try_work: Arc<std::sync::Mutex<Option<(u64, GoFindTryWorkResponse)>>>,
 }
 
 fn status(e: ApiError) -> Status {
@@ -75,8 +79,20 @@ impl MaintnerService for ApiGrpc {
         request: Request<GoFindTryWorkRequest>,
     ) -> Result<Response<GoFindTryWorkResponse>, Status> {
         let req = request.into_inner();
-        self.with_corpus(move |c| api::go_find_try_work(c, &req))
-            .await
+        let cache = self.try_work.clone();
+        self.with_corpus(move |c| {
+            let at = c.position().0;
+            let mut cached = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((pos, resp)) = cached.as_ref()
+                && *pos == at
+            {
+                return Ok(resp.clone());
+            }
+            let resp = api::go_find_try_work(c, &req)?;
+            *cached = Some((at, resp.clone()));
+            Ok(resp)
+        })
+        .await
     }
 
     async fn list_go_releases(

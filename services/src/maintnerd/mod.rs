@@ -229,7 +229,9 @@ fn router(shared: Arc<Shared>) -> anyhow::Result<Router> {
     .max_encoding_message_size(limit);
     let api_service = MaintnerServiceServer::new(api_grpc::ApiGrpc {
         shared: shared.clone(),
-    });
+        try_work: Arc::default(),
+    })
+    .max_encoding_message_size(usize::MAX);
     tokio::spawn(async move {
         health_reporter
             .set_serving::<LogServiceServer<log_grpc::LogGrpc>>()

@@ -148,7 +148,7 @@ fn logs_index_segments_and_errors_match_go() {
     let rt = runtime();
     let server = rt
         .block_on(Server::start(config(dir.path())))
-        .expect("start");
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
     let addr = server.addr();
 
     // Empty log: `[]`, size 0.
@@ -260,7 +260,9 @@ fn long_poll_wakes_on_append_and_times_out_with_304() {
     let rt = runtime();
     let mut cfg = config(dir.path());
     cfg.long_poll = Duration::from_millis(300);
-    let server = rt.block_on(Server::start(cfg)).expect("start");
+    let server = rt
+        .block_on(Server::start(cfg))
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
     let addr = server.addr();
     rt.block_on(server.log().append(sample_records(2, 3)))
         .expect("append");
@@ -279,7 +281,7 @@ fn long_poll_wakes_on_append_and_times_out_with_304() {
     // With Go's 55 s limit, a waiting poll is answered by the append.
     let server = rt
         .block_on(Server::start(config(dir.path())))
-        .expect("start");
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
     let addr = server.addr();
     let waiter =
         std::thread::spawn(move || http(addr, "GET", &format!("/logs?waitsizenot={size}"), &[]));
@@ -314,7 +316,7 @@ fn go_netsource_client_mirrors_downloads_only_new_bytes_and_works_offline() {
     let rt = runtime();
     let server = rt
         .block_on(Server::start(config(dir.path())))
-        .expect("start");
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
     let addr = server.addr();
     rt.block_on(server.log().append(sample_records(4, 200)))
         .expect("append");
@@ -375,7 +377,7 @@ fn a_split_history_is_detected_and_reloaded() {
     let rt = runtime();
     let server = rt
         .block_on(Server::start(config(first.path())))
-        .expect("start");
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
     rt.block_on(server.log().append(sample_records(6, 150)))
         .expect("append");
     let sealed: Vec<_> = server.log().table().sealed().iter().cloned().collect();
@@ -398,7 +400,9 @@ fn a_split_history_is_detected_and_reloaded() {
     }
     let mut cfg = config(second.path());
     cfg.listen = addr;
-    let server = rt.block_on(Server::start(cfg)).expect("restart");
+    let server = rt
+        .block_on(Server::start(cfg))
+        .unwrap_or_else(|e| panic!("restart: {e:#}"));
     rt.block_on(server.log().append(sample_records(7, 60)))
         .expect("append");
 
@@ -423,7 +427,7 @@ fn grpc_subscribe_append_head_and_refusals() {
     let rt = runtime();
     let server = rt
         .block_on(Server::start(config(dir.path())))
-        .expect("start");
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
     let addr = server.addr().to_string();
     rt.block_on(async {
         let records = sample_records(8, 120);
@@ -550,7 +554,7 @@ fn a_stalled_subscriber_blocks_neither_appends_nor_others() {
     let rt = runtime();
     let server = rt
         .block_on(Server::start(config(dir.path())))
-        .expect("start");
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
     let addr = server.addr().to_string();
     rt.block_on(async {
         let mut stalled_client = LogClient::connect(&addr).await.expect("connect");
@@ -596,7 +600,7 @@ fn health_reflection_and_the_maintner_api_answer_stock_clients() {
     let rt = runtime();
     let mut server = rt
         .block_on(Server::start(config(dir.path())))
-        .expect("start");
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
     rt.block_on(server.corpus_ready());
     let url = format!("http://{}", server.addr());
     rt.block_on(async {
