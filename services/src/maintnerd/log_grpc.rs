@@ -1,23 +1,24 @@
 //! `almanac.log.v1.LogService`: the live log over gRPC.
 //!
-//! `Subscribe` catches a subscriber up from its position on a blocking
-//! thread, reading the segment files, then follows the writer's table
-//! channel and sends each record once it is durable. The switch needs no
-//! handover: one [`Follower`](almanac_log::Follower) does both, so there is
-//! no gap and no duplicate. Each subscriber has a small bounded queue; a slow
-//! one only makes its own follower read further behind, from disk, and never
-//! slows appends or other subscribers.
+//! `Subscribe` catches a subscriber up from its position, reading the
+//! segment files in bounded batches on a blocking thread, then follows the
+//! writer's table channel and sends each record once it is durable. The
+//! switch needs no handover: one [`Follower`](almanac_log::Follower) does
+//! both, so there is no gap and no duplicate. The stream is polled by the
+//! subscriber's HTTP/2 connection only when flow control lets it send, so a
+//! slow subscriber only makes its own follower read further behind, from
+//! disk, and never slows appends or other subscribers.
 //!
 //! `Append` checks the bearer token and every record (size, decoding)
 //! before anything reaches the writer, and replies after the fsync.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use prost::Message as _;
-use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -31,9 +32,6 @@ use almanac_proto::pb::log::{
 use almanac_proto::pb::maintpb::Mutation;
 
 use super::Shared;
-
-/// Records queued per subscriber before its follower waits.
-const SUBSCRIBER_QUEUE: usize = 256;
 
 /// The service.
 #[derive(Debug, Clone)]
@@ -92,81 +90,141 @@ fn count_sent(shared: &Shared, rec: &Record) {
 }
 
 /// How far behind the durable end a subscriber must be before it catches up
-/// on a blocking thread rather than on an async worker.
+/// on a blocking thread rather than on the connection's task.
 const CATCH_UP_BYTES: u64 = 1 << 20;
 
-/// Drives one subscription: far behind, catch up on a blocking thread; near
-/// the end, follow on the async worker.
-async fn run_subscription(
+/// Records read per blocking catch-up step (bounded in bytes too).
+const CATCH_UP_BATCH: usize = 512;
+
+type LiveWait =
+    Pin<Box<dyn Future<Output = (Follower, Option<Result<Record, read::Error>>)> + Send>>;
+type CatchUp = tokio::task::JoinHandle<(Follower, Vec<Result<Record, read::Error>>)>;
+
+/// One subscription as a stream polled directly by its HTTP/2 connection:
+/// no task and no queue of its own. Far behind, it reads a bounded batch
+/// on a blocking thread; near the end, it reads the tail inline and waits
+/// on the writer's table channel. HTTP/2 flow control is the backpressure:
+/// a subscriber that stops reading stops being polled, so its follower
+/// stops reading and nothing accumulates.
+struct RecordStream {
     shared: Arc<Shared>,
-    mut follower: Follower,
-    tx: mpsc::Sender<Result<LogRecord, Status>>,
-) {
-    let _gauge = SubscriberGauge::new(shared.clone());
-    loop {
-        if shared
-            .log
-            .end()
-            .0
-            .saturating_sub(follower.next_position().0)
-            > CATCH_UP_BYTES
-        {
-            let caught_up = {
-                let shared = shared.clone();
-                let tx = tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    while let Some(item) = follower.try_next() {
-                        let item = item.map(|rec| {
-                            count_sent(&shared, &rec);
-                            to_record(&shared, rec)
-                        });
-                        let failed = item.is_err();
-                        let item = item.map_err(|e| read_status(&e));
-                        if tx.blocking_send(item).is_err() || failed {
-                            return (follower, false);
-                        }
-                    }
-                    (follower, true)
-                })
-                .await
-            };
-            let keep_going;
-            (follower, keep_going) = match caught_up {
-                Ok(v) => v,
-                Err(e) => {
-                    let _ = tx.send(Err(Status::internal(e.to_string()))).await;
-                    return;
-                }
-            };
-            if !keep_going {
-                return;
+    follower: Option<Follower>,
+    batch: std::collections::VecDeque<Result<Record, read::Error>>,
+    catching_up: Option<CatchUp>,
+    waiting: Option<LiveWait>,
+    done: bool,
+    _gauge: SubscriberGauge,
+}
+
+impl RecordStream {
+    fn deliver(&mut self, item: Result<Record, read::Error>) -> Result<LogRecord, Status> {
+        match item {
+            Ok(rec) => {
+                count_sent(&self.shared, &rec);
+                Ok(to_record(&self.shared, rec))
             }
-        }
-        let next = tokio::select! {
-            next = follower.next() => next,
-            () = tx.closed() => return,
-        };
-        match next {
-            None => return,
-            Some(Ok(rec)) => {
-                count_sent(&shared, &rec);
-                if tx.send(Ok(to_record(&shared, rec))).await.is_err() {
-                    return;
-                }
-            }
-            Some(Err(e)) => {
-                let _ = tx.send(Err(read_status(&e))).await;
-                return;
+            Err(e) => {
+                self.done = true;
+                Err(read_status(&e))
             }
         }
     }
 }
 
-type RecordStream = Pin<Box<dyn Stream<Item = Result<LogRecord, Status>> + Send + 'static>>;
+impl Stream for RecordStream {
+    type Item = Result<LogRecord, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if let Some(item) = this.batch.pop_front() {
+                return Poll::Ready(Some(this.deliver(item)));
+            }
+            if let Some(task) = this.catching_up.as_mut() {
+                let (follower, records) = match std::pin::Pin::new(task).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(v)) => v,
+                    Poll::Ready(Err(e)) => {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(Status::internal(e.to_string()))));
+                    }
+                };
+                this.catching_up = None;
+                this.follower = Some(follower);
+                this.batch.extend(records);
+                continue;
+            }
+            if let Some(wait) = this.waiting.as_mut() {
+                let (follower, next) = match wait.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(v) => v,
+                };
+                this.waiting = None;
+                this.follower = Some(follower);
+                match next {
+                    None => {
+                        // The log closed (shutdown): end the stream.
+                        this.done = true;
+                        return Poll::Ready(None);
+                    }
+                    Some(item) => return Poll::Ready(Some(this.deliver(item))),
+                }
+            }
+            let Some(mut follower) = this.follower.take() else {
+                this.done = true;
+                return Poll::Ready(None);
+            };
+            let behind = this
+                .shared
+                .log
+                .end()
+                .0
+                .saturating_sub(follower.next_position().0);
+            if behind > CATCH_UP_BYTES {
+                this.catching_up = Some(tokio::task::spawn_blocking(move || {
+                    let mut records = Vec::new();
+                    let mut bytes = 0usize;
+                    while records.len() < CATCH_UP_BATCH && bytes < (1 << 20) {
+                        match follower.try_next() {
+                            Some(Ok(rec)) => {
+                                bytes += rec.payload.len();
+                                records.push(Ok(rec));
+                            }
+                            Some(Err(e)) => {
+                                records.push(Err(e));
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    (follower, records)
+                }));
+                continue;
+            }
+            if let Some(item) = follower.try_next() {
+                this.follower = Some(follower);
+                return Poll::Ready(Some(this.deliver(item)));
+            }
+            this.waiting = Some(Box::pin(async move {
+                let next = follower.next().await;
+                (follower, next)
+            }));
+        }
+    }
+}
+
+type RecordStreamBox = Pin<Box<dyn Stream<Item = Result<LogRecord, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl LogService for LogGrpc {
-    type SubscribeStream = RecordStream;
+    type SubscribeStream = RecordStreamBox;
 
     async fn subscribe(
         &self,
@@ -181,11 +239,15 @@ impl LogService for LogGrpc {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| read_status(&e))?;
         tracing::debug!(from = from.0, "subscriber joined");
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
-        tokio::spawn(run_subscription(self.shared.clone(), follower, tx));
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(RecordStream {
+            shared: self.shared.clone(),
+            follower: Some(follower),
+            batch: std::collections::VecDeque::new(),
+            catching_up: None,
+            waiting: None,
+            done: false,
+            _gauge: SubscriberGauge::new(self.shared.clone()),
+        })))
     }
 
     async fn append(
