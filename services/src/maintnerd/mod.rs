@@ -157,7 +157,7 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let router = router(shared.clone())?;
+        let router = router(shared.clone()).await?;
         let shutdown = shared.clone();
         // Small frames (a live record, a long-poll answer) must not wait for
         // Nagle's algorithm and a delayed ACK (up to 40 ms).
@@ -211,7 +211,7 @@ impl Server {
     }
 }
 
-fn router(shared: Arc<Shared>) -> anyhow::Result<Router> {
+async fn router(shared: Arc<Shared>) -> anyhow::Result<Router> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(almanac_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -232,14 +232,13 @@ fn router(shared: Arc<Shared>) -> anyhow::Result<Router> {
         try_work: Arc::default(),
     })
     .max_encoding_message_size(usize::MAX);
-    tokio::spawn(async move {
-        health_reporter
-            .set_serving::<LogServiceServer<log_grpc::LogGrpc>>()
-            .await;
-        health_reporter
-            .set_serving::<MaintnerServiceServer<api_grpc::ApiGrpc>>()
-            .await;
-    });
+    // Serving before the port is bound, so no check ever sees UNKNOWN.
+    health_reporter
+        .set_serving::<LogServiceServer<log_grpc::LogGrpc>>()
+        .await;
+    health_reporter
+        .set_serving::<MaintnerServiceServer<api_grpc::ApiGrpc>>()
+        .await;
     let grpc = tonic::service::Routes::new(log_service)
         .add_service(api_service)
         .add_service(health)

@@ -646,6 +646,30 @@ fn health_reflection_and_the_maintner_api_answer_stock_clients() {
         for want in ["almanac.log.v1.LogService", "apipb.MaintnerService"] {
             assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
         }
+        // What a stock tool asks next: the file defining a service, to
+        // build its requests.
+        for symbol in ["almanac.log.v1.LogService", "apipb.MaintnerService"] {
+            let req = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_owned())),
+            };
+            let mut stream = reflection
+                .server_reflection_info(tokio_stream::iter(vec![req]))
+                .await
+                .expect("reflection")
+                .into_inner();
+            let resp = stream.next().await.expect("a response").expect("ok");
+            let Some(MessageResponse::FileDescriptorResponse(files)) = resp.message_response else {
+                panic!("want the file defining {symbol}")
+            };
+            let defines = files.file_descriptor_proto.iter().any(|bytes| {
+                prost_types::FileDescriptorProto::decode(bytes.as_slice()).is_ok_and(|f| {
+                    let service = symbol.rsplit('.').next().unwrap_or_default();
+                    f.service.iter().any(|s| s.name() == service)
+                })
+            });
+            assert!(defines, "no descriptor defines {symbol}");
+        }
 
         // Go's error texts from the maintner API.
         use almanac_proto::pb::apipb;
