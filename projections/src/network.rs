@@ -34,6 +34,7 @@ use crate::load::{LoadError, LoadOptions};
 #[derive(Debug)]
 pub struct Remote {
     net: NetSource,
+    ca_file: Option<PathBuf>,
     runtime: tokio::runtime::Runtime,
     splits: u64,
 }
@@ -71,6 +72,7 @@ impl Corpus {
         opts: LoadOptions<'_>,
     ) -> Result<Corpus, LoadError> {
         let rt = runtime()?;
+        let ca_file = net_opts.ca_file.clone();
         let mut net = NetSource::new(url, cache_dir, net_opts)?;
         let synced = rt.block_on(net.sync(false))?;
         let mut corpus = Corpus::open_with(cache_dir, opts)?;
@@ -81,6 +83,7 @@ impl Corpus {
         }
         corpus.remote = Some(Box::new(Remote {
             net,
+            ca_file,
             runtime: rt,
             splits: 0,
         }));
@@ -126,7 +129,8 @@ impl Corpus {
     /// holds that directory's lock while it runs.
     pub fn subscribe(&self, addr: &str) -> Result<LiveSubscription, LoadError> {
         let dir = self.log_dir().ok_or(LoadError::NoSource)?.to_owned();
-        LiveSubscription::start(addr, &dir, self.position().0)
+        let ca_file = self.remote.as_ref().and_then(|r| r.ca_file.clone());
+        LiveSubscription::start(addr, &dir, self.position().0, ca_file)
     }
 }
 
@@ -149,7 +153,12 @@ pub struct LiveSubscription {
 }
 
 impl LiveSubscription {
-    fn start(addr: &str, dir: &Path, from: u64) -> Result<LiveSubscription, LoadError> {
+    fn start(
+        addr: &str,
+        dir: &Path,
+        from: u64,
+        ca_file: Option<PathBuf>,
+    ) -> Result<LiveSubscription, LoadError> {
         let lock = DirLock::acquire(dir).map_err(|e| LoadError::Network(e.to_string()))?;
         let mut mirror = Mirror::open(dir).map_err(|e| LoadError::Network(e.to_string()))?;
         if mirror.end().0 < from {
@@ -175,7 +184,7 @@ impl LiveSubscription {
             .name("corpus-subscription".to_owned())
             .spawn(move || {
                 let _lock = lock;
-                let mut sub = Subscription::new(&addr, start_at);
+                let mut sub = Subscription::new(&addr, start_at).with_ca_file(ca_file);
                 let failed = rt.block_on(async {
                     loop {
                         let rec = tokio::select! {

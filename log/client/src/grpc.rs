@@ -63,19 +63,19 @@ pub struct LogClient {
 }
 
 impl LogClient {
-    /// Connects to `addr` (`http://host:port` or `host:port`).
+    /// Connects to `addr` (`http://host:port`, `https://host:port` or
+    /// `host:port`).
     pub async fn connect(addr: &str) -> Result<LogClient, ClientError> {
-        let url = grpc_url(addr);
-        let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| ClientError::BadAddress {
-            addr: addr.to_owned(),
-            why: e.to_string(),
-        })?;
-        let channel = endpoint
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect { addr: url, source })?;
+        LogClient::connect_with(addr, None).await
+    }
+
+    /// [`LogClient::connect`], trusting the CA certificates in `ca_file`
+    /// (PEM) beside the system's for `https://` servers.
+    pub async fn connect_with(
+        addr: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<LogClient, ClientError> {
+        let channel = channel(addr, ca_file).await?;
         Ok(LogClient {
             inner: LogServiceClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE)
@@ -83,7 +83,38 @@ impl LogClient {
             token: None,
         })
     }
+}
 
+/// A gRPC channel to `addr`: plain HTTP/2 for `http://` and bare
+/// `host:port`, TLS (system roots plus `ca_file`) for `https://`.
+pub async fn channel(
+    addr: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Channel, ClientError> {
+    let url = grpc_url(addr);
+    let bad = |why: String| ClientError::BadAddress {
+        addr: addr.to_owned(),
+        why,
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| bad(e.to_string()))?;
+    if url.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| bad(format!("reading CA file {}: {e}", path.display())))?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
+    }
+    endpoint
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|source| ClientError::Connect { addr: url, source })
+}
+
+impl LogClient {
     /// Sends `token` as the bearer token on appends.
     pub fn with_token(mut self, token: impl Into<String>) -> LogClient {
         self.token = Some(token.into());
@@ -129,6 +160,7 @@ pub fn record_end(rec: &LogRecord) -> u64 {
 #[derive(Debug)]
 pub struct Subscription {
     addr: String,
+    ca_file: Option<std::path::PathBuf>,
     next: u64,
     stream: Option<Streaming<LogRecord>>,
     /// Backoff after a failed connect, doubling up to `max_backoff`.
@@ -143,12 +175,20 @@ impl Subscription {
     pub fn new(addr: &str, from: u64) -> Subscription {
         Subscription {
             addr: addr.to_owned(),
+            ca_file: None,
             next: from,
             stream: None,
             backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             reconnects: 0,
         }
+    }
+
+    /// Trusts the CA certificates in `ca_file` (PEM) for an `https://`
+    /// server, beside the system's.
+    pub fn with_ca_file(mut self, ca_file: Option<std::path::PathBuf>) -> Subscription {
+        self.ca_file = ca_file;
+        self
     }
 
     /// Where the next record starts.
@@ -215,7 +255,7 @@ impl Subscription {
     }
 
     async fn open(&mut self) -> Result<Streaming<LogRecord>, ClientError> {
-        let mut client = LogClient::connect(&self.addr).await?;
+        let mut client = LogClient::connect_with(&self.addr, self.ca_file.as_deref()).await?;
         client.subscribe(self.next).await
     }
 }

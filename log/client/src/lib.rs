@@ -6,6 +6,8 @@
 //! - [`grpc`]: `almanac.log.v1.LogService`: [`LogClient`] for appends, head
 //!   and raw streams; [`Subscription`] for a stream that resumes across
 //!   server restarts with no gap and no duplicate.
+//! - [`tls`]: the system's roots plus an optional CA file, for `https://`
+//!   servers; verification is never off.
 //! - [`mirror`]: writes streamed records into a cache directory so that it
 //!   stays byte-identical to the server's segments.
 //!
@@ -16,6 +18,7 @@
 pub mod grpc;
 pub mod mirror;
 pub mod netsource;
+pub mod tls;
 
 pub use grpc::{ClientError, LogClient, Subscription};
 pub use mirror::{Mirror, MirrorError, Mirrored};

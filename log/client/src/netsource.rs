@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -48,7 +49,7 @@ pub enum NetError {
         why: String,
     },
     /// The server could not be reached or the transfer broke.
-    #[error("fetching {url}: {source}")]
+    #[error("fetching {url}: {}", cause_text(.source.as_ref()))]
     Transport {
         /// The URL.
         url: String,
@@ -94,13 +95,25 @@ pub enum NetError {
 }
 
 impl NetError {
-    /// Whether trying again may help (transport failures and 5xx).
+    /// Whether trying again may help (transport failures and 5xx, but not
+    /// a TLS failure such as an untrusted certificate).
     pub fn is_retryable(&self) -> bool {
         match self {
-            NetError::Transport { .. } => true,
+            NetError::Transport { .. } => !self.is_tls_failure(),
             NetError::Status { status, .. } => *status >= 500,
             _ => false,
         }
+    }
+
+    /// Whether TLS failed (an untrusted or invalid certificate, a protocol
+    /// mismatch): retrying will not help.
+    pub fn is_tls_failure(&self) -> bool {
+        let NetError::Transport { source, .. } = self else {
+            return false;
+        };
+        any_cause(source.as_ref(), &|e| {
+            e.downcast_ref::<rustls::Error>().is_some()
+        })
     }
 
     /// Whether the server could not be reached at all (no route, refused,
@@ -129,6 +142,42 @@ impl NetError {
         }
         false
     }
+}
+
+/// An error and its causes as one line, io payloads included
+/// ("client error (Connect): invalid peer certificate: UnknownIssuer").
+fn cause_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    parts.join(": ")
+}
+
+/// Whether `err` or anything it wraps satisfies `pred`. `io::Error` hides
+/// its payload from `source()` (it returns the payload's source), so its
+/// payload is visited explicitly.
+fn any_cause(
+    err: &(dyn std::error::Error + 'static),
+    pred: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
+    if pred(err) {
+        return true;
+    }
+    if let Some(inner) = err.downcast_ref::<io::Error>().and_then(|io| io.get_ref())
+        && any_cause(inner, pred)
+    {
+        return true;
+    }
+    err.source().is_some_and(|s| any_cause(s, pred))
 }
 
 /// One segment as the index lists it.
@@ -181,6 +230,9 @@ pub struct NetOptions {
     pub segment_tries: u32,
     /// The unit of the `try²` backoff (Go: 1 s).
     pub backoff_unit: Duration,
+    /// Extra CA certificates (PEM) to trust for `https://` servers, beside
+    /// the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for NetOptions {
@@ -189,6 +241,7 @@ impl Default for NetOptions {
             index_tries: 5,
             segment_tries: 10,
             backoff_unit: Duration::from_secs(1),
+            ca_file: None,
         }
     }
 }
@@ -199,7 +252,7 @@ pub struct NetSource {
     index_url: http::Uri,
     cache_dir: PathBuf,
     opts: NetOptions,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     /// The index of the last successful sync.
     last: Vec<IndexSegment>,
 }
@@ -213,17 +266,19 @@ impl NetSource {
             why: why.to_owned(),
         };
         let index_url: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        match index_url.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "https is not supported by this build yet; serve /logs over http (e.g. almanac maintnerd) or mirror it locally",
-                ));
-            }
-            _ => return Err(bad("the URL must start with http://")),
-        }
+        let tls = match index_url.scheme_str() {
+            Some("http") => plain_config(),
+            Some("https") => crate::tls::client_config(opts.ca_file.as_deref())
+                .map_err(|e| bad(&e.to_string()))?,
+            _ => return Err(bad("the URL must start with http:// or https://")),
+        };
         create_private_dir(cache_dir)?;
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(NetSource {
             index_url,
             cache_dir: cache_dir.to_owned(),
@@ -581,10 +636,15 @@ pub struct Tail {
 }
 
 impl Tail {
-    /// A tail of the index at `url`.
-    pub fn new(url: &str) -> Result<Tail, NetError> {
+    /// A tail of the index at `url`, trusting `ca_file` (PEM) beside the
+    /// system's roots for `https://`.
+    pub fn new(url: &str, ca_file: Option<PathBuf>) -> Result<Tail, NetError> {
         let scratch = std::env::temp_dir();
-        let source = NetSource::new(url, &scratch, NetOptions::default())?;
+        let opts = NetOptions {
+            ca_file,
+            ..NetOptions::default()
+        };
+        let source = NetSource::new(url, &scratch, opts)?;
         Ok(Tail {
             source,
             at: None,
@@ -715,6 +775,23 @@ pub fn parse_index(url: &str, body: &[u8]) -> Result<Vec<IndexSegment>, NetError
         });
     }
     Ok(out)
+}
+
+/// TLS settings for a plain-http source, which never uses them.
+fn plain_config() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| {
+        b.with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    })
+    .unwrap_or_else(|_| {
+        rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    })
 }
 
 fn status_error(url: &str, status: u16, body: &[u8]) -> NetError {

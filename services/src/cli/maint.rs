@@ -42,6 +42,12 @@ pub struct MaintnerdArgs {
     /// that pass port 0).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Serve TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `almanac up`.
@@ -79,14 +85,21 @@ pub struct MaintwatchArgs {
     /// With --grpc: start at this position instead of the current end.
     #[arg(long)]
     pub from: Option<u64>,
+    /// Extra CA certificates (PEM) to trust for an https server.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `almanac maintq`.
 #[derive(Debug, Args)]
 pub struct MaintqArgs {
-    /// The maintner gRPC server, `host:port` or `http://host:port`.
+    /// The maintner gRPC server: `host:port`, `http://host:port` or
+    /// `https://host:port`.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub server: String,
+    /// Extra CA certificates (PEM) to trust for an https server.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
     /// The query.
     #[command(subcommand)]
     pub query: Query,
@@ -164,6 +177,9 @@ pub fn maintnerd(args: MaintnerdArgs) -> Result<()> {
     let mut config = Config::new(args.data, args.listen);
     config.append_token = token;
     config.serve_corpus = !args.no_corpus;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(maintnerd::TlsFiles { cert, key });
+    }
     runtime()?.block_on(async move {
         let server = Server::start(config).await?;
         if let Some(path) = &args.addr_file {
@@ -304,21 +320,21 @@ pub fn maintwatch(args: MaintwatchArgs) -> Result<()> {
             let from = match args.from {
                 Some(p) => p,
                 None => {
-                    LogClient::connect(&args.server)
+                    LogClient::connect_with(&args.server, args.ca_file.as_deref())
                         .await?
                         .head()
                         .await?
                         .end_position
                 }
             };
-            let mut sub = Subscription::new(&args.server, from);
+            let mut sub = Subscription::new(&args.server, from).with_ca_file(args.ca_file.clone());
             loop {
                 let rec = sub.next().await?;
                 print(&rec.mutation)?;
             }
         }
         loop {
-            let mut tail = Tail::new(&args.server)?;
+            let mut tail = Tail::new(&args.server, args.ca_file.clone())?;
             loop {
                 match tail.next_batch().await {
                     Ok(batch) => {
@@ -351,9 +367,7 @@ pub fn maintq(args: MaintqArgs) -> Result<()> {
 async fn maintq_call(args: MaintqArgs) -> Result<()> {
     {
         let url = grpc_url(&args.server);
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
+        let channel = almanac_log_client::grpc::channel(&args.server, args.ca_file.as_deref())
             .await
             .with_context(|| format!("unable to connect to {url}"))?;
         let mut client = MaintnerServiceClient::new(channel).max_decoding_message_size(64 << 20);

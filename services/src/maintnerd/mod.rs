@@ -19,6 +19,7 @@ mod api_grpc;
 pub mod log_grpc;
 mod logs_http;
 pub mod metrics;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +61,18 @@ pub struct Config {
     pub serve_corpus: bool,
     /// Log tuning (segment size for tests).
     pub log_options: Options,
+    /// Serve TLS (HTTPS and gRPC over TLS) with this certificate chain and
+    /// key, both PEM; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Config {
@@ -71,6 +84,7 @@ impl Config {
             append_token: None,
             long_poll: LONG_POLL,
             serve_corpus: true,
+            tls: None,
             log_options: Options {
                 max_record_len: MAX_RECORD_LEN,
                 ..Options::default()
@@ -159,23 +173,36 @@ impl Server {
         let addr = listener.local_addr()?;
         let router = router(shared.clone()).await?;
         let shutdown = shared.clone();
-        // Small frames (a live record, a long-poll answer) must not wait for
-        // Nagle's algorithm and a delayed ACK (up to 40 ms).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY");
+        let serve = match &config.tls {
+            None => {
+                // Small frames (a live record, a long-poll answer) must not
+                // wait for Nagle's algorithm and a delayed ACK (up to 40 ms).
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY");
+                    }
+                });
+                tokio::spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(async move { shutdown.shutdown.cancelled().await })
+                        .await
+                })
             }
-        });
-        let serve = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { shutdown.shutdown.cancelled().await })
-                .await
-        });
+            Some(files) => {
+                let acceptor = tls::acceptor(files)?;
+                tokio::spawn(tls::serve(listener, router, acceptor, shutdown))
+            }
+        };
         let (ready_tx, corpus_ready) = watch::channel(false);
         if config.serve_corpus {
             tokio::spawn(follow_corpus(shared.clone(), ready_tx));
         }
-        tracing::info!(%addr, "maintnerd serving /logs, gRPC and /metrics");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(%addr, scheme, "maintnerd serving /logs, gRPC and /metrics");
         Ok(Server {
             addr,
             shared,

@@ -702,3 +702,82 @@ fn health_reflection_and_the_maintner_api_answer_stock_clients() {
     });
     rt.block_on(server.shutdown()).expect("shutdown");
 }
+
+fn tls_data(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/tls")
+        .join(name)
+}
+
+#[test]
+fn over_tls_logs_grpc_and_verification() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("cache");
+    let rt = runtime();
+    let mut cfg = config(dir.path());
+    cfg.tls = Some(almanac_services::maintnerd::TlsFiles {
+        cert: tls_data("server.pem"),
+        key: tls_data("server.key"),
+    });
+    let server = rt
+        .block_on(Server::start(cfg))
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    rt.block_on(server.log().append(sample_records(9, 120)))
+        .expect("append");
+    let port = server.addr().port();
+    let url = format!("https://127.0.0.1:{port}/logs");
+    let ca = tls_data("ca.pem");
+
+    // /logs over TLS, trusting the test CA.
+    let (u, c, a) = (url.clone(), cache.path().to_owned(), ca.clone());
+    let corpus = std::thread::spawn(move || {
+        Corpus::open_network_with(
+            &u,
+            &c,
+            NetOptions {
+                ca_file: Some(a),
+                ..NetOptions::default()
+            },
+            LoadOptions::default(),
+        )
+    })
+    .join()
+    .expect("thread")
+    .expect("open over https");
+    let local = Corpus::open(dir.path()).expect("open local");
+    assert_eq!(corpus.dump(), local.dump());
+
+    // Certificates are verified: without the CA the server is refused.
+    let other = tempfile::tempdir().expect("other cache");
+    let (u, c) = (url.clone(), other.path().to_owned());
+    let err = std::thread::spawn(move || Corpus::open_network(&u, &c))
+        .join()
+        .expect("thread")
+        .expect_err("an unknown issuer is refused");
+    // The message names the cause, and it is not retried (no backoff).
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    // gRPC over TLS on the same port.
+    rt.block_on(async {
+        let addr = format!("https://localhost:{port}");
+        let mut client = LogClient::connect_with(&addr, Some(&ca))
+            .await
+            .expect("connect over TLS");
+        let head = client.head().await.expect("head");
+        assert_eq!(head.end_position, server.log().end().0);
+        let mut stream = client.subscribe(0).await.expect("subscribe");
+        let first = stream.message().await.expect("stream").expect("record");
+        assert_eq!(first.position, 0);
+        assert!(
+            LogClient::connect_with(&addr, None).await.is_err()
+                || LogClient::connect_with(&addr, None)
+                    .await
+                    .expect("lazy connect")
+                    .head()
+                    .await
+                    .is_err(),
+            "gRPC without the CA must fail"
+        );
+    });
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
