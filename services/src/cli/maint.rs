@@ -377,7 +377,17 @@ async fn maintq_call(args: MaintqArgs) -> Result<()> {
                     .has_ancestor(apipb::HasAncestorRequest { commit, ancestor })
                     .await?
                     .into_inner();
-                ("apipb.HasAncestorResponse", r.encode_to_vec())
+                // Go prints this one with fmt.Println: the one-line form.
+                let mut fields = Vec::new();
+                if r.has_ancestor {
+                    fields.push("has_ancestor:true");
+                }
+                if r.unknown_commit {
+                    fields.push("unknown_commit:true");
+                }
+                use std::io::Write as _;
+                writeln!(std::io::stdout().lock(), "{}", fields.join(" "))?;
+                return Ok(());
             }
             Query::GetRef { project, reference } => {
                 let r = client

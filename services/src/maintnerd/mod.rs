@@ -324,10 +324,29 @@ async fn follow_corpus(shared: Arc<Shared>, ready: watch::Sender<bool>) {
                 Some(corpus) => corpus.fold_snapshot(&snapshot, opts()),
                 None => {
                     // The first fold can take seconds: build it unlocked,
-                    // so the API answers UNAVAILABLE meanwhile, not hangs.
+                    // so the API answers UNAVAILABLE meanwhile, not hangs,
+                    // and report progress every few seconds.
                     drop(guard);
                     let mut corpus = Corpus::new();
-                    let n = corpus.fold_snapshot(&snapshot, opts())?;
+                    let mut last = Instant::now();
+                    let progress = move |p: almanac_projections::load::Progress| {
+                        if last.elapsed() >= Duration::from_secs(3) {
+                            last = Instant::now();
+                            tracing::info!(
+                                position = p.position.0,
+                                end = p.end.0,
+                                records = p.records,
+                                percent =
+                                    (p.position.0 as f64 * 100.0 / p.end.0.max(1) as f64).round(),
+                                "folding the corpus"
+                            );
+                        }
+                    };
+                    let load = almanac_projections::load::LoadOptions {
+                        progress: Some(Box::new(progress)),
+                        ..Default::default()
+                    };
+                    let n = corpus.fold_snapshot(&snapshot, load)?;
                     *worker.corpus.write().unwrap_or_else(|p| p.into_inner()) = Some(corpus);
                     Ok(n)
                 }
