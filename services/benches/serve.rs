@@ -164,6 +164,52 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
     let rate = env_u64("ALMANAC_SERVE_RATE", 100).max(1);
     let records = env_u64("ALMANAC_SERVE_RECORDS", 1000).max(1);
     println!("== append-to-delivery latency ({records} records at {rate}/s, one per Append)");
+    // What the disk alone costs at this pace: write + fdatasync, spaced as
+    // the appends are.
+    {
+        use std::io::Write as _;
+        let path = scratch.join("fsync-probe");
+        let mut f = std::fs::File::create(&path).expect("probe file");
+        let mut lat = Vec::new();
+        for _ in 0..records.min(300) {
+            let t = Instant::now();
+            f.write_all(&[b'x'; 200]).expect("write");
+            f.sync_data().expect("fdatasync");
+            lat.push(t.elapsed().as_nanos() as u64);
+            std::thread::sleep(Duration::from_secs_f64(1.0 / rate as f64));
+        }
+        lat.sort_unstable();
+        println!(
+            "  the disk alone (200-byte write + fdatasync at this pace): p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+    // The log's own append path at this pace, in process, no network.
+    {
+        let dir = scratch.join("inproc");
+        let (log, _) = almanac_log::Log::open(&dir, almanac_log::Options::default()).expect("open");
+        let mut lat: Vec<u64> = rt.block_on(async {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+            let mut lat = Vec::new();
+            for seq in 0..records.min(300) {
+                tick.tick().await;
+                let t = Instant::now();
+                log.append(vec![stamped(seq, 0)]).await.expect("append");
+                lat.push(t.elapsed().as_nanos() as u64);
+            }
+            lat
+        });
+        lat.sort_unstable();
+        println!(
+            "  Log::append in process at this pace: p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99)
+        );
+        log.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     for subscribers in [1usize, 100, 1000] {
         let data = scratch.join(format!("latency-{subscribers}"));
         let daemon = start(&data, scratch);
