@@ -143,18 +143,10 @@ impl Server {
             .with_context(|| format!("creating {}", config.data.display()))?;
         let data = config.data.clone();
         let opts = config.log_options.clone();
-        let (log, recovery) = tokio::task::spawn_blocking(move || Log::open(&data, opts))
+        // Recovery (and any torn tail it cuts) is logged by the log itself.
+        let (log, _recovery) = tokio::task::spawn_blocking(move || Log::open(&data, opts))
             .await
             .context("opening the log")??;
-        if let Some(cut) = &recovery.torn_tail {
-            tracing::warn!(
-                segment = cut.segment,
-                offset = cut.offset,
-                len = cut.len,
-                saved_to = %cut.saved_to.display(),
-                "cut a torn tail (an append that was never acknowledged)"
-            );
-        }
         tracing::info!(dir = %config.data.display(), end = log.end().0, "log open");
         let shared = Arc::new(Shared {
             max_record_len: config.log_options.max_record_len,

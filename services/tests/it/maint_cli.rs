@@ -20,7 +20,7 @@ use almanac_proto::pb::maintpb::{
 };
 use almanac_services::maintnerd::{Config, Server};
 
-use crate::support::{almanac, stderr, stdout};
+use crate::support::{almanac, segment_files, stderr, stdout};
 
 const GO: &str = "go.googlesource.com/go";
 
@@ -349,23 +349,11 @@ fn a_subscribed_corpus_follows_the_log_and_mirrors_it() {
     drop(sub);
 
     // The mirror is byte-identical to the server's segments, names too.
-    let names = |d: &Path| {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
-            .expect("dir")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.extension().is_some_and(|x| x == "mutlog"))
-            .map(|p| {
-                (
-                    p.file_name().expect("name").to_string_lossy().into_owned(),
-                    std::fs::read(&p).expect("read"),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    assert!(names(dir.path()).len() > 3, "the test must cross seals");
-    assert_eq!(names(cache.path()), names(dir.path()));
+    assert!(
+        segment_files(dir.path()).len() > 3,
+        "the test must cross seals"
+    );
+    assert_eq!(segment_files(cache.path()), segment_files(dir.path()));
     rt.block_on(server.shutdown()).expect("shutdown");
 }
 

@@ -21,6 +21,8 @@ use almanac_projections::load::LoadOptions;
 use almanac_services::maintnerd::{Config, Server};
 use almanac_services::sample::SampleHistory;
 
+use crate::support::segment_files;
+
 const TOKEN: &str = "test-token-1234";
 
 /// A raw HTTP/1.1 exchange, so headers and bodies are checked exactly.
@@ -123,23 +125,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-/// Segment files of a directory, by name, with their bytes.
-fn segment_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "mutlog"))
-        .map(|p| {
-            (
-                p.file_name().expect("name").to_string_lossy().into_owned(),
-                std::fs::read(&p).expect("read"),
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[test]

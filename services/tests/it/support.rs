@@ -64,3 +64,20 @@ pub(crate) fn go_fixture(name: &str) -> PathBuf {
 pub(crate) fn arg(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
+
+/// The segment files of a log directory, by name, with their bytes.
+pub(crate) fn segment_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "mutlog"))
+        .map(|p| {
+            (
+                p.file_name().expect("name").to_string_lossy().into_owned(),
+                std::fs::read(&p).expect("read"),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
