@@ -22,4 +22,4 @@ pub mod tls;
 
 pub use grpc::{ClientError, LogClient, Subscription};
 pub use mirror::{Mirror, MirrorError, Mirrored};
-pub use netsource::{NetError, NetOptions, NetSource, Synced};
+pub use netsource::{NetError, NetOptions, NetSource, SyncProgress, Synced};

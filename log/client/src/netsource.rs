@@ -221,8 +221,20 @@ pub enum Synced {
     },
 }
 
+/// How far a sync is: bytes the cache holds of what the index lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// Bytes of the listed segments now in the cache.
+    pub done: u64,
+    /// The log's size per the index.
+    pub total: u64,
+}
+
+/// A progress callback (called after each segment).
+pub type ProgressFn = std::sync::Arc<dyn Fn(SyncProgress) + Send + Sync>;
+
 /// Retry and timing policy.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NetOptions {
     /// Tries for the index before giving up (Go: 5).
     pub index_tries: u32,
@@ -233,6 +245,20 @@ pub struct NetOptions {
     /// Extra CA certificates (PEM) to trust for `https://` servers, beside
     /// the system's.
     pub ca_file: Option<PathBuf>,
+    /// Told how far a sync is after each segment.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for NetOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetOptions")
+            .field("index_tries", &self.index_tries)
+            .field("segment_tries", &self.segment_tries)
+            .field("backoff_unit", &self.backoff_unit)
+            .field("ca_file", &self.ca_file)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for NetOptions {
@@ -242,6 +268,7 @@ impl Default for NetOptions {
             segment_tries: 10,
             backoff_unit: Duration::from_secs(1),
             ca_file: None,
+            progress: None,
         }
     }
 }
@@ -329,7 +356,13 @@ impl NetSource {
         // speed of its slowest stage, not their sum.
         let mut storing: std::collections::VecDeque<tokio::task::JoinHandle<Result<(), NetError>>> =
             std::collections::VecDeque::new();
+        let total: u64 = index.iter().map(|s| s.size).sum();
+        let mut done = 0u64;
         for (i, seg) in index.iter().enumerate() {
+            if let Some(report) = &self.opts.progress {
+                report(SyncProgress { done, total });
+            }
+            done += seg.size;
             let sealed = seg.url.starts_with(GCS_PREFIX) || i + 1 < count;
             let (sealed_path, growing_path) = self.paths(seg);
             let fresh =
@@ -360,7 +393,9 @@ impl NetSource {
         while let Some(task) = storing.pop_front() {
             finish_storing(task).await?;
         }
-        let total: u64 = index.iter().map(|s| s.size).sum();
+        if let Some(report) = &self.opts.progress {
+            report(SyncProgress { done, total });
+        }
         let common = self.common_prefix(&index)?;
         self.last = index;
         if common != seen {

@@ -630,3 +630,38 @@ fn try_work_lists_open_cls_waiting_for_trybots() {
     assert_eq!(dash.releases.len(), 3);
     assert_eq!(dash.releases[0].branch_name, "master");
 }
+
+#[test]
+fn corpus_stats_syncs_from_a_server_then_folds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("cache");
+    let mut records = go_history();
+    records.extend((1..=30).map(comment));
+    write_log(dir.path(), records);
+    let rt = runtime();
+    let server = serve(&rt, dir.path());
+    let url = format!("http://{}/logs", server.addr());
+    let cache_dir = cache.path().join("golang-maintner");
+    let out = almanac()
+        .args(["corpus", "stats", "--server", &url])
+        .arg(&cache_dir)
+        .output()
+        .expect("run corpus stats");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("synced"), "{text}");
+    let truth = Corpus::open(dir.path()).expect("open");
+    assert!(
+        text.contains(&format!("loaded {} bytes", truth.position())),
+        "{text}"
+    );
+    assert_eq!(segment_files(&cache_dir), segment_files(dir.path()));
+    // The cache is private, as godata makes it.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&cache_dir)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
