@@ -215,6 +215,39 @@ pub fn scan_dir(dir: &Path) -> std::io::Result<Result<Layout, LayoutError>> {
     }))
 }
 
+/// [`scan_dir`] for readers of caches written by Go's netsource client.
+///
+/// Go's client stores a segment under its sealed name only when the index
+/// lists it on `https://storage.googleapis.com/`; from any other server
+/// (almanac's maintnerd included) every segment is kept as
+/// `NNNN.growing.mutlog`. A growing file followed by later segments is then
+/// complete, so here it is taken as sealed, with its SHA-224 computed from
+/// its content (a writer's directory never looks like this, and
+/// `Log::open` still refuses it).
+pub fn scan_dir_lenient(dir: &Path) -> std::io::Result<Result<Layout, LayoutError>> {
+    let (mut files, disk_logger_files) = list_files(dir)?;
+    let last = files.iter().map(|f| f.name.number).max();
+    let sealed_numbers: std::collections::HashSet<u32> = files
+        .iter()
+        .filter(|f| matches!(f.name.state, SegmentState::Sealed(_)))
+        .map(|f| f.name.number)
+        .collect();
+    for file in &mut files {
+        let complete =
+            Some(file.name.number) != last && !sealed_numbers.contains(&file.name.number);
+        if file.name.state == SegmentState::Growing && complete {
+            let bytes = fs::read(&file.path)?;
+            file.len = bytes.len() as u64;
+            file.name.state = SegmentState::Sealed(Sha224Digest::of(&bytes));
+        }
+    }
+    Ok(order(files).map(|(segments, stale_growing)| Layout {
+        segments,
+        stale_growing,
+        disk_logger_files,
+    }))
+}
+
 /// Orders listed files into a gapless sequence, setting aside stale growing
 /// files.
 fn order(files: Vec<SegmentFile>) -> Result<(Vec<SegmentFile>, Vec<PathBuf>), LayoutError> {

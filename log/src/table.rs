@@ -186,9 +186,12 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
-    /// Lists `dir` and snapshots its segments as they are now.
+    /// Lists `dir` and snapshots its segments as they are now. A cache that
+    /// Go's netsource client filled from a server other than Google's
+    /// (every segment kept as `NNNN.growing.mutlog`) reads too: see
+    /// [`segment::scan_dir_lenient`].
     pub fn open(dir: &Path) -> Result<Snapshot, SnapshotError> {
-        let layout = segment::scan_dir(dir)
+        let layout = segment::scan_dir_lenient(dir)
             .map_err(|source| SnapshotError::Io {
                 dir: dir.to_owned(),
                 source,

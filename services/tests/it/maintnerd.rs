@@ -766,3 +766,38 @@ fn over_tls_logs_grpc_and_verification() {
     });
     rt.block_on(server.shutdown()).expect("shutdown");
 }
+
+#[test]
+fn a_cache_go_filled_from_this_server_loads_and_is_tidied_by_a_sync() {
+    // Go's netsource keeps every segment from a non-Google server as
+    // NNNN.growing.mutlog; such a cache must load, and our client's next
+    // sync gives the complete ones their sealed names.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("cache");
+    let rt = runtime();
+    let server = rt
+        .block_on(Server::start(config(dir.path())))
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    rt.block_on(server.log().append(sample_records(10, 150)))
+        .expect("append");
+    let table = server.log().table();
+    assert!(table.sealed().len() >= 2);
+    for seg in table.segments() {
+        let bytes = std::fs::read(&seg.path).expect("segment");
+        let name = format!("{:04}.growing.mutlog", seg.number);
+        std::fs::write(cache.path().join(name), &bytes[..seg.len as usize]).expect("write");
+    }
+    let from_go_cache = Corpus::open(cache.path()).expect("a Go-filled cache loads");
+    let truth = Corpus::open(dir.path()).expect("open");
+    assert_eq!(from_go_cache.dump(), truth.dump());
+
+    let url = format!("http://{}/logs", server.addr());
+    let c = cache.path().to_owned();
+    let synced = std::thread::spawn(move || Corpus::open_network(&url, &c))
+        .join()
+        .expect("thread")
+        .expect("open_network");
+    assert_eq!(synced.dump(), truth.dump());
+    assert_eq!(segment_files(cache.path()), segment_files(dir.path()));
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
