@@ -210,18 +210,27 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
         log.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
-    for subscribers in [1usize, 100, 1000] {
-        let data = scratch.join(format!("latency-{subscribers}"));
+    // (subscribers, HTTP/2 connections they share): one connection each, as
+    // separate programs would; then 100 multiplexed over 10 connections, as
+    // a gateway would.
+    for (subscribers, connections) in [(1usize, 1usize), (100, 100), (1000, 1000), (100, 10)] {
+        let data = scratch.join(format!("latency-{subscribers}-{connections}"));
         let daemon = start(&data, scratch);
         let addr = daemon.addr;
         let base = Instant::now();
         let (latencies, mut acks, mut fanout): (Vec<u64>, Vec<u64>, Vec<u64>) =
             rt.block_on(async {
                 let mut tasks = Vec::new();
-                for _ in 0..subscribers {
-                    let mut client = LogClient::connect(&addr.to_string())
-                        .await
-                        .expect("connect");
+                let mut clients = Vec::new();
+                for _ in 0..connections {
+                    clients.push(
+                        LogClient::connect(&addr.to_string())
+                            .await
+                            .expect("connect"),
+                    );
+                }
+                for i in 0..subscribers {
+                    let mut client = clients[i % connections].clone();
                     let mut stream = client.subscribe(0).await.expect("subscribe");
                     tasks.push(tokio::spawn(async move {
                         let mut got = Vec::with_capacity(records as usize);
@@ -279,7 +288,7 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
         let mut sorted = latencies;
         sorted.sort_unstable();
         println!(
-            "{subscribers:>5} subscribers: {} deliveries, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            "{subscribers:>5} subscribers on {connections:>4} connections: {} deliveries, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
             sorted.len(),
             percentile(&sorted, 0.50),
             percentile(&sorted, 0.99),
