@@ -48,8 +48,19 @@ pub enum LogCommand {
     /// Append mutations given one per line on standard input; prints each
     /// record's position once it is durable.
     Append {
-        /// The log directory (created if missing).
-        dir: PathBuf,
+        /// The log directory (created if missing); or give --server.
+        #[arg(required_unless_present = "server")]
+        dir: Option<PathBuf>,
+        /// Append through a running maintnerd's gRPC `Append` instead
+        /// (`host:port`, `http://` or `https://`), which owns the log.
+        #[arg(long, conflicts_with = "dir", requires = "token_file")]
+        server: Option<String>,
+        /// With --server: the file holding the append token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// With --server: extra CA certificates (PEM) for an https server.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
         /// Input is protobuf JSON, one mutation per line (required; the only
         /// input format).
         #[arg(long)]
@@ -101,12 +112,28 @@ pub fn run(cmd: LogCommand) -> Result<()> {
         } => dump(&dir, Position(from), json, limit),
         LogCommand::Append {
             dir,
+            server,
+            token_file,
+            ca_file,
             json,
             segment_size,
         } => {
             if !json {
                 bail!("give --json: input is one protobuf-JSON mutation per line");
             }
+            if let Some(server) = server {
+                let token = crate::maintnerd::load_token(token_file.as_deref())?
+                    .context("an append token is needed (--token-file)")?;
+                return append_json_remote(
+                    &server,
+                    &token,
+                    ca_file.as_deref(),
+                    io::stdin().lock(),
+                    &mut io::stdout(),
+                )
+                .map(|_| ());
+            }
+            let dir = dir.context("give a log directory or --server")?;
             let opts = Options {
                 segment_target_len: segment_size,
                 ..Options::default()
@@ -270,6 +297,68 @@ fn dump(dir: &Path, from: Position, json: bool, limit: Option<u64>) -> Result<()
 
 /// Appends JSON lines from `input`, printing each record's position to `out`
 /// once durable. Returns how many records were appended.
+/// Lines (protobuf JSON) appended per gRPC `Append`.
+const REMOTE_BATCH: usize = 256;
+
+/// `log append --server`: the same input, appended through maintnerd's
+/// authenticated gRPC `Append` in batches; prints each position once the
+/// server says it is durable. A bad line stops the input; everything before
+/// it is appended.
+pub fn append_json_remote(
+    server: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+    input: impl io::BufRead,
+    out: &mut impl io::Write,
+) -> Result<u64> {
+    let codec = MutationCodec::new()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut client = rt
+        .block_on(almanac_log_client::LogClient::connect_with(server, ca_file))
+        .with_context(|| format!("connecting to {server}"))?
+        .with_token(token);
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut n = 0u64;
+    let mut flush = |batch: &mut Vec<Bytes>, out: &mut dyn io::Write| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let positions = rt
+            .block_on(client.append(std::mem::take(batch)))
+            .context("appending")?;
+        for p in positions {
+            writeln!(out, "{p}")?;
+            n += 1;
+        }
+        out.flush()?;
+        Ok(())
+    };
+    let mut bad_line = None;
+    for (i, line) in input.lines().enumerate() {
+        let line = line.context("reading standard input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match codec.from_json(&line) {
+            Ok(p) => batch.push(Bytes::from(p)),
+            Err(e) => {
+                bad_line = Some(e.context(format!("line {}", i + 1)));
+                break;
+            }
+        }
+        if batch.len() >= REMOTE_BATCH {
+            flush(&mut batch, out)?;
+        }
+    }
+    flush(&mut batch, out)?;
+    match bad_line {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
+}
+
 pub fn append_json(
     dir: &Path,
     opts: Options,

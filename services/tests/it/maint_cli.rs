@@ -665,3 +665,62 @@ fn corpus_stats_syncs_from_a_server_then_folds() {
     assert_eq!(mode & 0o777, 0o700);
     rt.block_on(server.shutdown()).expect("shutdown");
 }
+
+#[test]
+fn log_append_through_a_running_maintnerd() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_log(dir.path(), go_history());
+    let rt = runtime();
+    let server = serve(&rt, dir.path());
+    let addr = server.addr().to_string();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t\n").expect("token");
+    let lines = crate::support::sample_json(3, 300).join("\n");
+    let before = server.log().end().0;
+
+    let out = crate::support::run(
+        &[
+            "log",
+            "append",
+            "--server",
+            &addr,
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--json",
+        ],
+        &lines,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let positions: Vec<u64> = stdout(&out)
+        .lines()
+        .map(|l| l.parse().expect("a position"))
+        .collect();
+    assert_eq!(positions.len(), 300);
+    assert_eq!(positions[0], before);
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    assert!(server.log().end().0 > *positions.last().expect("some"));
+
+    // A wrong token is refused and nothing is written.
+    std::fs::write(&token, "nope").expect("token");
+    let end = server.log().end();
+    let out = crate::support::run(
+        &[
+            "log",
+            "append",
+            "--server",
+            &addr,
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--json",
+        ],
+        &lines,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("wrong append token"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.log().end(), end);
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
