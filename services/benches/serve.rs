@@ -264,7 +264,25 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
                     .with_token(TOKEN);
                 let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut acks = Vec::with_capacity(records as usize);
+                if subscribers == 1 {
+                // A round trip with no disk in it, at the same pace.
+                let mut heads = Vec::new();
+                let mut probe = LogClient::connect(&addr.to_string()).await.expect("connect");
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+                for _ in 0..records.min(300) {
+                    tick.tick().await;
+                    let t = Instant::now();
+                    probe.head().await.expect("head");
+                    heads.push(t.elapsed().as_nanos() as u64);
+                }
+                heads.sort_unstable();
+                println!(
+                    "  a gRPC Head round trip at this pace (no disk): p50 {:.2} ms, p99 {:.2} ms",
+                    percentile(&heads, 0.5),
+                    percentile(&heads, 0.99)
+                );
+            }
+            let mut acks = Vec::with_capacity(records as usize);
                 for seq in 0..records {
                     tick.tick().await;
                     let now = base.elapsed().as_nanos() as u64;
