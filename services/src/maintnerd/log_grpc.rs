@@ -32,6 +32,7 @@ use almanac_proto::pb::log::{
 use almanac_proto::pb::maintpb::Mutation;
 
 use super::Shared;
+use super::metrics::GaugeGuard;
 
 /// The service.
 #[derive(Debug, Clone)]
@@ -58,22 +59,6 @@ fn read_status(e: &read::Error) -> Status {
             Status::out_of_range(e.to_string())
         }
         read::Error::Io { .. } | read::Error::Corrupt { .. } => Status::internal(e.to_string()),
-    }
-}
-
-/// Counts a subscriber while its stream lives.
-struct SubscriberGauge(Arc<Shared>);
-
-impl SubscriberGauge {
-    fn new(shared: Arc<Shared>) -> SubscriberGauge {
-        shared.metrics.subscribers.fetch_add(1, Ordering::Relaxed);
-        SubscriberGauge(shared)
-    }
-}
-
-impl Drop for SubscriberGauge {
-    fn drop(&mut self) {
-        self.0.metrics.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -113,7 +98,8 @@ struct RecordStream {
     catching_up: Option<CatchUp>,
     waiting: Option<LiveWait>,
     done: bool,
-    _gauge: SubscriberGauge,
+    /// Counts this subscriber while the stream lives.
+    _gauge: GaugeGuard,
 }
 
 impl RecordStream {
@@ -246,7 +232,7 @@ impl LogService for LogGrpc {
             catching_up: None,
             waiting: None,
             done: false,
-            _gauge: SubscriberGauge::new(self.shared.clone()),
+            _gauge: GaugeGuard::hold(&self.shared.metrics.subscribers),
         })))
     }
 

@@ -5,6 +5,7 @@
 //! per request.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use almanac_log::Log;
@@ -15,13 +16,13 @@ pub struct Metrics {
     /// `/logs` index requests answered.
     pub index_requests: AtomicU64,
     /// Long-polls (`waitsizenot`) waiting now.
-    pub long_polls_waiting: AtomicI64,
+    pub long_polls_waiting: Arc<AtomicI64>,
     /// Long-polls that ended in 304.
     pub long_poll_timeouts: AtomicU64,
     /// Segment bytes sent over `/logs/N`.
     pub http_bytes_served: AtomicU64,
     /// gRPC subscribers connected now.
-    pub subscribers: AtomicI64,
+    pub subscribers: Arc<AtomicI64>,
     /// Records sent to gRPC subscribers.
     pub records_streamed: AtomicU64,
     /// Mutation bytes sent to gRPC subscribers.
@@ -138,19 +139,20 @@ impl Metrics {
     }
 }
 
-/// A gauge held up while a value lives: +1 now, -1 on drop.
+/// A gauge held up while a value lives: +1 now, -1 on drop. It owns its
+/// gauge, so a stream or a future can carry it.
 #[derive(Debug)]
-pub struct GaugeGuard<'a>(&'a AtomicI64);
+pub struct GaugeGuard(Arc<AtomicI64>);
 
-impl<'a> GaugeGuard<'a> {
+impl GaugeGuard {
     /// Raises `gauge` until the guard is dropped.
-    pub fn hold(gauge: &'a AtomicI64) -> GaugeGuard<'a> {
+    pub fn hold(gauge: &Arc<AtomicI64>) -> GaugeGuard {
         gauge.fetch_add(1, Ordering::Relaxed);
-        GaugeGuard(gauge)
+        GaugeGuard(gauge.clone())
     }
 }
 
-impl Drop for GaugeGuard<'_> {
+impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
