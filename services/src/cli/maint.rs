@@ -333,22 +333,29 @@ pub fn maintwatch(args: MaintwatchArgs) -> Result<()> {
                 print(&rec.mutation)?;
             }
         }
+        // Unlike Go's tail, a failed poll is retried from where the tail
+        // was, so a server that is away for a while loses the watcher no
+        // records; only repeated failures (a history that changed under
+        // it, say) start a fresh tail at the server's end.
         loop {
             let mut tail = Tail::new(&args.server, args.ca_file.clone())?;
-            loop {
+            let mut failures = 0;
+            while failures < 3 {
                 match tail.next_batch().await {
                     Ok(batch) => {
+                        failures = 0;
                         for rec in batch {
                             print(&rec.payload)?;
                         }
                     }
                     Err(e) => {
+                        failures += 1;
                         tracing::warn!("# ignoring err: {e}");
                         tokio::time::sleep(Duration::from_secs(5)).await;
-                        break;
                     }
                 }
             }
+            tracing::warn!("starting a fresh tail at the server's end");
         }
     })
 }

@@ -277,6 +277,18 @@ fn maintwatch_prints_records_as_they_arrive() {
     rt.block_on(server.log().append(vec![comment(2), comment(3)]))
         .expect("append");
     expect_comments(&lines, &[2, 3]);
+
+    // The server goes away and comes back on the same address: the
+    // watcher resumes where it was, missing nothing appended meanwhile.
+    rt.block_on(server.shutdown()).expect("shutdown");
+    let mut config = Config::new(dir.path().to_owned(), addr);
+    config.append_token = Some("t".into());
+    let server = rt
+        .block_on(Server::start(config))
+        .unwrap_or_else(|e| panic!("restart: {e:#}"));
+    rt.block_on(server.log().append(vec![comment(5)]))
+        .expect("append");
+    expect_comments(&lines, &[5]);
     watch.kill().expect("kill");
     watch.wait().expect("reap");
 
