@@ -243,3 +243,53 @@ fn sigkill_with_subscribers_and_appenders_loses_and_repeats_nothing() {
     assert!(reconnects >= 1, "the subscribers saw no break at all");
     drop(daemon);
 }
+
+/// Writes `n` numbered records (from `first`) into a fresh log directory.
+fn write_numbered(dir: &Path, first: u64, n: u64) {
+    let (log, _) = almanac_log::Log::open(dir, almanac_log::Options::default()).expect("open");
+    log.append_blocking((first..first + n).map(numbered).collect())
+        .expect("append");
+    log.close();
+}
+
+#[test]
+fn a_restarted_server_with_a_different_tail_is_a_split_and_the_corpus_reloads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    let cache = dir.path().join("cache");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).expect("token");
+    let addr_file = dir.path().join("addr");
+    write_numbered(&first, 0, 100);
+    let daemon = start(&first, "127.0.0.1:0", &token_file, &addr_file);
+    let addr = daemon.addr.clone();
+    let url = format!("http://{addr}/logs");
+
+    let (u, c) = (url.clone(), cache.clone());
+    let mut corpus =
+        std::thread::spawn(move || almanac_projections::corpus::Corpus::open_network(&u, &c))
+            .join()
+            .expect("thread")
+            .expect("open_network");
+    assert_eq!(corpus.mutation_count(), 100);
+
+    // The leader dies and another comes up on the same address with a
+    // history that shares no tail with the first (as a Go leader that lost
+    // unflushed bytes would).
+    drop(daemon);
+    write_numbered(&second, 5000, 130);
+    let daemon = start(&second, &addr, &token_file, &addr_file);
+    assert_eq!(daemon.addr, addr);
+
+    let folded = std::thread::scope(|s| s.spawn(|| corpus.update()).join().expect("thread"))
+        .expect("update across the split");
+    assert_eq!(corpus.split_reloads(), 1);
+    assert_eq!(folded, 130);
+    let truth = almanac_projections::corpus::Corpus::open(&second).expect("open second");
+    assert_eq!(corpus.dump(), truth.dump());
+    assert_eq!(
+        crate::support::segment_files(&cache),
+        crate::support::segment_files(&second)
+    );
+    drop(daemon);
+}
