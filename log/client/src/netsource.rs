@@ -294,7 +294,7 @@ impl NetSource {
         };
         let index_url: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
         let tls = match index_url.scheme_str() {
-            Some("http") => plain_config(),
+            Some("http") => crate::tls::plain_http_config().map_err(|e| bad(&e.to_string()))?,
             Some("https") => crate::tls::client_config(opts.ca_file.as_deref())
                 .map_err(|e| bad(&e.to_string()))?,
             _ => return Err(bad("the URL must start with http:// or https://")),
@@ -408,15 +408,34 @@ impl NetSource {
     }
 
     async fn fetch_index_retrying(&self, url: &str) -> Result<Option<Vec<IndexSegment>>, NetError> {
-        let mut tries = 0;
+        // An unreachable server is not retried here: on a first sync the
+        // caller falls back to the cache at once.
+        self.retrying(self.opts.index_tries, false, "index fetch", async || {
+            self.fetch_index(url).await
+        })
+        .await
+    }
+
+    /// Go's retry policy: up to `tries` attempts, sleeping `try²` units after
+    /// each retryable failure (transport errors, 5xx; never TLS failures).
+    async fn retrying<T>(
+        &self,
+        tries: u32,
+        retry_unreachable: bool,
+        what: &str,
+        mut attempt: impl AsyncFnMut() -> Result<T, NetError>,
+    ) -> Result<T, NetError> {
+        let mut done = 0;
         loop {
-            tries += 1;
-            match self.fetch_index(url).await {
+            done += 1;
+            match attempt().await {
                 Err(e)
-                    if e.is_retryable() && !e.is_unreachable() && tries < self.opts.index_tries =>
+                    if e.is_retryable()
+                        && (retry_unreachable || !e.is_unreachable())
+                        && done < tries =>
                 {
-                    tracing::warn!(error = %e, tries, "index fetch failed; retrying");
-                    tokio::time::sleep(self.opts.backoff_unit * tries * tries).await;
+                    tracing::warn!(error = %e, tries = done, "{what} failed; retrying");
+                    tokio::time::sleep(self.opts.backoff_unit * done * done).await;
                 }
                 other => return other,
             }
@@ -466,17 +485,13 @@ impl NetSource {
         seg: &IndexSegment,
         sealed: bool,
     ) -> Result<(), NetError> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.sync_segment(seg, sealed).await {
-                Err(e) if e.is_retryable() && tries < self.opts.segment_tries => {
-                    tracing::warn!(error = %e, segment = seg.number, tries, "segment download failed; retrying");
-                    tokio::time::sleep(self.opts.backoff_unit * tries * tries).await;
-                }
-                other => return other,
-            }
-        }
+        self.retrying(
+            self.opts.segment_tries,
+            true,
+            "segment download",
+            async || self.sync_segment(seg, sealed).await,
+        )
+        .await
     }
 
     /// The sealed and growing file names of a segment in the cache.
@@ -495,10 +510,12 @@ impl NetSource {
     /// A whole segment's bytes, retried as Go retries a segment.
     async fn download_whole_retrying(&self, seg: &IndexSegment) -> Result<Bytes, NetError> {
         let url = resolve(&self.index_url, &seg.url);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let result = self.get(&url, None).await.and_then(|(status, body)| {
+        self.retrying(
+            self.opts.segment_tries,
+            true,
+            "segment download",
+            async || {
+                let (status, body) = self.get(&url, None).await?;
                 if status != 200 {
                     return Err(status_error(&url, status, &body));
                 }
@@ -514,15 +531,9 @@ impl NetSource {
                     });
                 }
                 Ok(body)
-            });
-            match result {
-                Err(e) if e.is_retryable() && tries < self.opts.segment_tries => {
-                    tracing::warn!(error = %e, segment = seg.number, tries, "segment download failed; retrying");
-                    tokio::time::sleep(self.opts.backoff_unit * tries * tries).await;
-                }
-                other => return other,
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// Go's `syncSeg`: make the cache hold exactly `seg`.
@@ -810,23 +821,6 @@ pub fn parse_index(url: &str, body: &[u8]) -> Result<Vec<IndexSegment>, NetError
         });
     }
     Ok(out)
-}
-
-/// TLS settings for a plain-http source, which never uses them.
-fn plain_config() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map(|b| {
-        b.with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    })
-    .unwrap_or_else(|_| {
-        rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    })
 }
 
 fn status_error(url: &str, status: u16, body: &[u8]) -> NetError {

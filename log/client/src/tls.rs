@@ -60,6 +60,16 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Tls
     if roots.is_empty() {
         return Err(TlsError::NoRoots);
     }
+    with_roots(roots)
+}
+
+/// Settings for a connector that only ever speaks plain HTTP: no roots, so
+/// nothing would verify, and nothing is asked to.
+pub fn plain_http_config() -> Result<rustls::ClientConfig, TlsError> {
+    with_roots(rustls::RootCertStore::empty())
+}
+
+fn with_roots(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -398,16 +398,7 @@ fn up_serves_a_seeded_log_with_live_activity_and_stops_cleanly_on_sigterm() {
         }
     }
     let mut up = Reap(child);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let addr: SocketAddr = loop {
-        if let Ok(text) = std::fs::read_to_string(&addr_file)
-            && let Ok(addr) = text.trim().parse()
-        {
-            break addr;
-        }
-        assert!(Instant::now() < deadline, "up never listened");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let addr = crate::support::wait_for_addr_file(&addr_file);
 
     // The seeded history answers the maintner API (once folded).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -678,6 +669,22 @@ fn corpus_stats_syncs_from_a_server_then_folds() {
     rt.block_on(server.shutdown()).expect("shutdown");
 }
 
+/// `almanac log append --server ADDR --token-file TOKEN --json` fed `lines`.
+fn append_via(addr: &str, token: &Path, lines: &str) -> std::process::Output {
+    crate::support::run(
+        &[
+            "log",
+            "append",
+            "--server",
+            addr,
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--json",
+        ],
+        lines,
+    )
+}
+
 #[test]
 fn log_append_through_a_running_maintnerd() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -690,18 +697,7 @@ fn log_append_through_a_running_maintnerd() {
     let lines = crate::support::sample_json(3, 300).join("\n");
     let before = server.log().end().0;
 
-    let out = crate::support::run(
-        &[
-            "log",
-            "append",
-            "--server",
-            &addr,
-            "--token-file",
-            token.to_str().expect("utf-8"),
-            "--json",
-        ],
-        &lines,
-    );
+    let out = append_via(&addr, &token, &lines);
     assert!(out.status.success(), "{}", stderr(&out));
     let positions: Vec<u64> = stdout(&out)
         .lines()
@@ -715,18 +711,7 @@ fn log_append_through_a_running_maintnerd() {
     // A wrong token is refused and nothing is written.
     std::fs::write(&token, "nope").expect("token");
     let end = server.log().end();
-    let out = crate::support::run(
-        &[
-            "log",
-            "append",
-            "--server",
-            &addr,
-            "--token-file",
-            token.to_str().expect("utf-8"),
-            "--json",
-        ],
-        &lines,
-    );
+    let out = append_via(&addr, &token, &lines);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("wrong append token"),

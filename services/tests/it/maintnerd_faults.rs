@@ -82,17 +82,8 @@ fn start(data: &Path, listen: &str, token_file: &Path, addr_file: &Path) -> Daem
         child,
         addr: String::new(),
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(addr) = std::fs::read_to_string(addr_file)
-            && !addr.is_empty()
-        {
-            daemon.addr = addr;
-            return daemon;
-        }
-        assert!(Instant::now() < deadline, "maintnerd never listened");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    daemon.addr = crate::support::wait_for_addr_file(addr_file).to_string();
+    daemon
 }
 
 #[test]

@@ -81,3 +81,22 @@ pub(crate) fn segment_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Waits for a daemon started with `--addr-file` to write the address it
+/// bound (it writes through a rename, so a read never sees half of it).
+pub(crate) fn wait_for_addr_file(path: &Path) -> std::net::SocketAddr {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(addr) = text.trim().parse()
+        {
+            return addr;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no address in {} after two minutes",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
