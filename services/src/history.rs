@@ -1047,6 +1047,7 @@ impl History {
                     raw: raw.into_bytes().into(),
                     diff_tree,
                 }),
+                ..Default::default()
             }),
             ..Default::default()
         });

@@ -4,6 +4,7 @@
 //! - [`cli`]: the command line (`almanac log ...`), parsed with clap.
 //! - [`codec`]: mutations in protobuf JSON and text format.
 //! - [`history`]: a deterministic generator of Go-shaped histories.
+//! - [`ingest`]: GitHub, Gerrit and git sync into the log.
 //! - [`maintnerd`]: the log's server: `/logs`, gRPC LogService and
 //!   MaintnerService, health, reflection, `/metrics`.
 //! - [`sample`]: deterministic sample mutations for demos and benchmarks.
@@ -15,5 +16,6 @@
 pub mod cli;
 pub mod codec;
 pub mod history;
+pub mod ingest;
 pub mod maintnerd;
 pub mod sample;

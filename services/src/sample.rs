@@ -326,6 +326,7 @@ impl SampleHistory {
                     raw: raw.into(),
                     diff_tree: Some(GitDiffTree { file: files }),
                 }),
+                ..Default::default()
             }),
             ..Default::default()
         }

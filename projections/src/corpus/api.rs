@@ -45,6 +45,21 @@ impl Corpus {
         self.git.lookup(&hash).map(|idx| Commit { c: self, idx })
     }
 
+    /// A plain git repository's logged refs (almanac's `GitMutation.refs`),
+    /// by its `GitRepo.go_repo` name.
+    pub fn git_repo(&self, name: &str) -> Option<GitRepo<'_>> {
+        let (name, refs) = self.git.repo_refs.get_key_value(name)?;
+        Some(GitRepo { name, refs })
+    }
+
+    /// The plain git repositories whose refs were logged, by name.
+    pub fn git_repos(&self) -> impl Iterator<Item = GitRepo<'_>> {
+        self.git
+            .repo_refs
+            .iter()
+            .map(|(name, refs)| GitRepo { name, refs })
+    }
+
     /// Every commit in the global map, in no particular order.
     pub fn git_commits(&self) -> impl Iterator<Item = Commit<'_>> {
         (0..self.git.commits.len()).map(|i| Commit {
@@ -717,6 +732,16 @@ impl<'a> Project<'a> {
             .filter(|cl| cl.status() == ClStatus::New && !cl.is_private())
     }
 
+    /// The commit a change ref (`refs/changes/NN/<cl>/<version>`, version
+    /// 0 for `meta`) was last logged at, whether or not the CL is complete.
+    pub fn change_ref_hash(self, cl: i32, version: i32) -> Option<GitHash> {
+        let data = self.data.cls.get(&cl)?;
+        data.remote
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, hash)| *hash)
+    }
+
     /// A non-change ref's commit.
     pub fn ref_hash(self, name: &str) -> Option<GitHash> {
         self.data.refs.get(name.as_bytes()).copied()
@@ -1222,5 +1247,29 @@ impl<'a> CommitTime<'a> {
     /// Seconds east of UTC.
     pub fn offset(self) -> i32 {
         super::git::zone_offset(self.c.sym(self.t.zone))
+    }
+}
+
+/// A plain git repository's refs, as logged by git sync.
+#[derive(Clone, Copy)]
+pub struct GitRepo<'a> {
+    name: &'a str,
+    refs: &'a std::collections::BTreeMap<String, GitHash>,
+}
+
+impl<'a> GitRepo<'a> {
+    /// `GitRepo.go_repo`.
+    pub fn name(self) -> &'a str {
+        self.name
+    }
+
+    /// Every ref, by name.
+    pub fn refs(self) -> impl Iterator<Item = (&'a str, GitHash)> {
+        self.refs.iter().map(|(name, hash)| (name.as_str(), *hash))
+    }
+
+    /// The hash a ref names.
+    pub fn ref_hash(self, name: &str) -> Option<GitHash> {
+        self.refs.get(name).copied()
     }
 }

@@ -43,7 +43,7 @@ use super::time::Time;
 use crate::load::Source;
 
 const MAGIC: &[u8] = b"ALMANAC-CORPUS-CHECKPOINT\n";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -938,6 +938,15 @@ impl Corpus {
         (len as u64).enc(o)?;
         (slots.len() as u64).enc(o)?;
         slots.iter().try_for_each(|s| s.enc(o))?;
+        (self.git.repo_refs.len() as u64).enc(o)?;
+        for (repo, refs) in &self.git.repo_refs {
+            repo.enc(o)?;
+            (refs.len() as u64).enc(o)?;
+            for (name, hash) in refs {
+                name.enc(o)?;
+                hash.enc(o)?;
+            }
+        }
         o.end_section()?;
         // GitHub.
         o.begin_section()?;
@@ -1120,12 +1129,13 @@ impl Corpus {
             (git, others)
         });
         drop(queue);
-        let (notes, hg, by_hash) = git.map_err(&damaged)?;
+        let (notes, hg, by_hash, repo_refs) = git.map_err(&damaged)?;
         corpus.git = GitState {
             commits,
             by_hash,
             hg,
             notes,
+            repo_refs,
         };
         validate_notes(&corpus.git, corpus.syms.len()).map_err(&damaged)?;
         (corpus.github, corpus.gerrit) = others.map_err(&damaged)?;
@@ -1201,6 +1211,7 @@ type GitRest = (
     Vec<NoteFacts>,
     rustc_hash::FxHashMap<Box<[u8]>, GitHash>,
     CommitIndex,
+    BTreeMap<String, BTreeMap<String, GitHash>>,
 );
 
 fn read_git(i: &mut In<'_>, commits: usize) -> io::Result<GitRest> {
@@ -1210,11 +1221,16 @@ fn read_git(i: &mut In<'_>, commits: usize) -> io::Result<GitRest> {
     let len = u64::dec(i)? as usize;
     let slots = dec_slots(i)?;
     let by_hash = CommitIndex::from_parts(seed, len, slots, commits).map_err(bad)?;
+    let repo_refs: Vec<(String, Vec<(String, GitHash)>)> = Dec::dec(i)?;
+    let repo_refs = repo_refs
+        .into_iter()
+        .map(|(repo, refs)| (repo, refs.into_iter().collect()))
+        .collect();
     let hg = hg
         .into_iter()
         .map(|(k, v)| (k.0.into_boxed_slice(), v))
         .collect();
-    Ok((notes, hg, by_hash))
+    Ok((notes, hg, by_hash, repo_refs))
 }
 
 /// Decodes exactly `out.len()` commits.

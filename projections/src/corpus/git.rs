@@ -174,6 +174,10 @@ pub struct GitState {
     pub(crate) hg: HashMap<Box<[u8]>, GitHash>,
     /// NoteDB facts of meta-looking commits.
     pub(crate) notes: Vec<super::notedb::NoteFacts>,
+    /// The branch and tag refs of plain git repositories (almanac's
+    /// `GitMutation.refs`), by `GitRepo.go_repo` then ref name.
+    pub(crate) repo_refs:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, GitHash>>,
 }
 
 /// The interned people, zones and file names, and the text arena.
@@ -223,6 +227,30 @@ impl GitState {
 
     /// Go's `processGitCommit`: parses and stores a commit, overwriting a
     /// placeholder or an earlier copy in place.
+    /// Applies a plain repository's ref changes: refs whose hash parses are
+    /// set, then deleted names removed (Gerrit's order). A mutation naming
+    /// no repository changes nothing.
+    pub(crate) fn apply_repo_refs(&mut self, g: &super::wire::GitView<'_>) {
+        let name = String::from_utf8_lossy(g.repo_name());
+        if name.is_empty() {
+            return;
+        }
+        let mut refs = g.refs().peekable();
+        let mut deleted = g.deleted_refs().peekable();
+        if refs.peek().is_none() && deleted.peek().is_none() {
+            return;
+        }
+        let table = self.repo_refs.entry(name.into_owned()).or_default();
+        for (name, hex) in refs {
+            if let Some(hash) = GitHash::from_hex(hex) {
+                table.insert(String::from_utf8_lossy(name).into_owned(), hash);
+            }
+        }
+        for name in deleted {
+            table.remove(&*String::from_utf8_lossy(name));
+        }
+    }
+
     pub(crate) fn apply_commit(
         &mut self,
         strings: &mut GitStrings<'_>,

@@ -257,6 +257,9 @@ impl Corpus {
                 self.skipped.bad_commits += 1;
             }
         }
+        if let Some(g) = &m.git {
+            self.git.apply_repo_refs(g);
+        }
         if let Some(gm) = &m.gerrit {
             let skips = self.gerrit.apply(
                 &mut self.git,

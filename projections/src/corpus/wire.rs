@@ -263,6 +263,8 @@ fn field(schema: Schema, n: u32) -> Option<Kind> {
         (S::GithubUser | S::GithubTeam, 2) => String,
         (S::GitMutation, 1) => Msg(S::GitRepo),
         (S::GitMutation, 2) => Msg(S::GitCommit),
+        (S::GitMutation, 100) => RepMsg(S::GitRef),
+        (S::GitMutation, 101) => RepString,
         (S::GitRepo, 1) => String,
         (S::GitCommit, 1) => String,
         (S::GitCommit, 2) => Bytes,
@@ -874,6 +876,7 @@ impl<'a> ReviewView<'a> {
 pub struct GitView<'a> {
     /// The commit, if any.
     pub commit: Option<CommitView<'a>>,
+    buf: &'a [u8],
 }
 
 impl<'a> GitView<'a> {
@@ -882,7 +885,25 @@ impl<'a> GitView<'a> {
             .filter(|(n, _)| *n == 2)
             .last()
             .map(|(_, v)| CommitView::parse(as_bytes(v)));
-        GitView { commit }
+        GitView { commit, buf }
+    }
+
+    /// 1: `GitRepo.go_repo`.
+    pub fn repo_name(&self) -> &'a [u8] {
+        Fields::new(self.buf)
+            .filter(|(n, _)| *n == 1)
+            .last()
+            .map_or(&b""[..], |(_, v)| string_field(as_bytes(v), 1))
+    }
+
+    /// 100: refs (almanac's extension), as (name, hex).
+    pub fn refs(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        repeated(self.buf, 100).map(|b| (string_field(b, 1), string_field(b, 2)))
+    }
+
+    /// 101: deleted ref names (almanac's extension).
+    pub fn deleted_refs(&self) -> impl Iterator<Item = &'a [u8]> {
+        repeated(self.buf, 101)
     }
 }
 

@@ -284,6 +284,14 @@ pub struct GitMutation {
     pub repo: ::core::option::Option<GitRepo>,
     #[prost(message, optional, tag = "2")]
     pub commit: ::core::option::Option<GitCommit>,
+    /// Almanac extensions (Go's maintpb has only the two fields above, and its
+    /// decoder skips these): the repository's branch and tag refs, as
+    /// `git ls-remote` lists them, and refs that went away. A mutation may
+    /// carry refs and no commit. Every commit a ref names is logged before it.
+    #[prost(message, repeated, tag = "100")]
+    pub refs: ::prost::alloc::vec::Vec<GitRef>,
+    #[prost(string, repeated, tag = "101")]
+    pub deleted_refs: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GitRepo {

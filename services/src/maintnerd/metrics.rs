@@ -31,6 +31,13 @@ pub struct Metrics {
     pub appends_refused: AtomicU64,
     /// Records folded into the served corpus.
     pub corpus_records: AtomicU64,
+    /// Mutations appended by ingest (GitHub, Gerrit, git sync).
+    pub ingest_mutations: AtomicU64,
+    /// Sync passes finished, and those that failed.
+    pub ingest_passes: AtomicU64,
+    pub ingest_failures: AtomicU64,
+    /// Wake-ups received from a pubsubhelper.
+    pub ingest_wakeups: AtomicU64,
 }
 
 impl Metrics {
@@ -134,6 +141,30 @@ impl Metrics {
             "counter",
             "Records folded into the corpus the maintner API answers from.",
             c(&self.corpus_records),
+        );
+        metric(
+            "almanac_ingest_mutations_total",
+            "counter",
+            "Mutations appended by GitHub, Gerrit and git sync.",
+            c(&self.ingest_mutations),
+        );
+        metric(
+            "almanac_ingest_passes_total",
+            "counter",
+            "Sync passes finished.",
+            c(&self.ingest_passes),
+        );
+        metric(
+            "almanac_ingest_failures_total",
+            "counter",
+            "Sync passes that failed (retried at the next poll).",
+            c(&self.ingest_failures),
+        );
+        metric(
+            "almanac_ingest_wakeups_total",
+            "counter",
+            "Wake-ups received from a pubsubhelper.",
+            c(&self.ingest_wakeups),
         );
         out
     }

@@ -125,6 +125,9 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Shutdown,
     /// The folded corpus, once the first fold finished.
     pub(crate) corpus: RwLock<Option<Corpus>>,
+    /// The log position the corpus has folded to (None until the first
+    /// fold finished).
+    pub(crate) corpus_position: watch::Sender<Option<u64>>,
 }
 
 /// A running maintnerd.
@@ -157,6 +160,7 @@ impl Server {
             append_token: config.append_token.clone(),
             shutdown: Shutdown::new(),
             corpus: RwLock::new(None),
+            corpus_position: watch::Sender::new(None),
         });
 
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -206,6 +210,11 @@ impl Server {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where ingest appends, diffing against this server's corpus.
+    pub fn sink(&self) -> crate::ingest::Sink {
+        crate::ingest::Sink::new(self.shared.clone())
     }
 
     /// The log (for in-process appends, as `almanac up` does).
@@ -347,6 +356,13 @@ async fn follow_corpus(shared: Arc<Shared>, ready: watch::Sender<bool>) {
         .await;
         match folded {
             Ok(Ok(n)) => {
+                let folded_to = shared
+                    .corpus
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map(|c| c.position().0);
+                shared.corpus_position.send_replace(folded_to);
                 shared
                     .metrics
                     .corpus_records
