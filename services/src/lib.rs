@@ -7,6 +7,8 @@
 //! - [`ingest`]: GitHub, Gerrit and git sync into the log.
 //! - [`maintnerd`]: the log's server: `/logs`, gRPC LogService and
 //!   MaintnerService, health, reflection, `/metrics`.
+//! - [`pubsubhelper`]: GitHub webhooks and Gerrit events as a long-poll
+//!   feed (`/waitevent`, `/recent`) that wakes maintnerd's syncers.
 //! - [`sample`]: deterministic sample mutations for demos and benchmarks.
 //!
 //! Architecture Invariant: this is the only crate with a runtime, network,
@@ -18,4 +20,5 @@ pub mod codec;
 pub mod history;
 pub mod ingest;
 pub mod maintnerd;
+pub mod pubsubhelper;
 pub mod sample;

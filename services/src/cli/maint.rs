@@ -16,6 +16,7 @@ use almanac_proto::pb::apipb;
 use almanac_proto::pb::apipb::maintner_service_client::MaintnerServiceClient;
 
 use crate::codec::{MutationCodec, message_text};
+use crate::ingest;
 use crate::maintnerd::{self, Config, Server};
 use crate::sample::SampleHistory;
 
@@ -28,9 +29,10 @@ pub struct MaintnerdArgs {
     /// The log directory (created if missing).
     #[arg(long)]
     pub data: PathBuf,
-    /// Address for HTTP (/logs, /metrics) and gRPC, on one port.
-    #[arg(long, default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    /// Address for HTTP (/logs, /metrics) and gRPC, on one port
+    /// [default: 127.0.0.1:8020; with --sync-and-quit, an ephemeral port].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// File holding the bearer token gRPC `Append` requires (else
     /// `ALMANAC_APPEND_TOKEN`; with neither, appends are refused).
     #[arg(long)]
@@ -48,6 +50,17 @@ pub struct MaintnerdArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A TOML file naming the git, GitHub and Gerrit sources to sync into
+    /// the log (see the README's "Ingest" section).
+    #[arg(long, conflicts_with = "no_corpus")]
+    pub config: Option<PathBuf>,
+    /// Sync every source of --config once, append, and exit (Go's
+    /// -sync-and-quit). Binds an ephemeral port unless --listen is given.
+    #[arg(long, requires = "config")]
+    pub sync_and_quit: bool,
+    /// Where git and Gerrit mirrors are kept (default: DATA/repos).
+    #[arg(long)]
+    pub repos: Option<PathBuf>,
 }
 
 /// `almanac up`.
@@ -70,6 +83,14 @@ pub struct UpArgs {
     /// Write the bound address to this file once listening.
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Sync the sources of this TOML file into the log (as maintnerd
+    /// --config does).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Track a local git repository (repeatable); its directory name is
+    /// its `GitRepo.go_repo`. Polled every 5 s.
+    #[arg(long = "git", value_name = "PATH")]
+    pub git: Vec<PathBuf>,
 }
 
 /// `almanac maintwatch`.
@@ -174,7 +195,21 @@ pub fn maintnerd(args: MaintnerdArgs) -> Result<()> {
             "no append token (--token-file or ALMANAC_APPEND_TOKEN): gRPC appends are refused"
         );
     }
-    let mut config = Config::new(args.data, args.listen);
+    let sources = args
+        .config
+        .as_deref()
+        .map(ingest::config::Config::load)
+        .transpose()?;
+    let repos = args
+        .repos
+        .clone()
+        .unwrap_or_else(|| args.data.join("repos"));
+    let listen = match args.listen {
+        Some(addr) => addr,
+        None if args.sync_and_quit => SocketAddr::from(([127, 0, 0, 1], 0)),
+        None => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let mut config = Config::new(args.data, listen);
     config.append_token = token;
     config.serve_corpus = !args.no_corpus;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
@@ -185,10 +220,46 @@ pub fn maintnerd(args: MaintnerdArgs) -> Result<()> {
         if let Some(path) = &args.addr_file {
             write_addr_file(path, server.addr())?;
         }
+        let ingest = match sources {
+            Some(sources) => Some(ingest::run::Ingest::new(sources, repos, server.sink())?),
+            None => None,
+        };
+        if args.sync_and_quit {
+            let ingest = ingest.context("--sync-and-quit needs --config")?;
+            let outcomes = ingest.sync_once().await;
+            let failed = report_outcomes(&outcomes);
+            server.shutdown().await?;
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} sources failed to sync", outcomes.len());
+            }
+            return Ok(());
+        }
+        let syncers = ingest.map(ingest::run::Ingest::spawn);
         shutdown_signal().await;
         tracing::info!("shutting down: finishing queued appends");
-        server.shutdown().await
+        let result = server.shutdown().await;
+        if let Some(mut syncers) = syncers {
+            syncers.abort_all();
+            while syncers.join_next().await.is_some() {}
+        }
+        result
     })
+}
+
+/// Prints one line per source of a `--sync-and-quit` pass; returns how
+/// many failed.
+fn report_outcomes(outcomes: &[ingest::run::Outcome]) -> usize {
+    let mut failed = 0;
+    for o in outcomes {
+        match &o.result {
+            Ok(n) => eprintln!("synced {}: {n} appended", o.source),
+            Err(e) => {
+                failed += 1;
+                eprintln!("sync of {} failed: {e}", o.source);
+            }
+        }
+    }
+    failed
 }
 
 /// `almanac up`: maintnerd on loopback over a local log directory, with an
@@ -218,12 +289,45 @@ pub fn up(args: UpArgs) -> Result<()> {
             None,
         )?;
     }
+    let mut sources = match &args.config {
+        Some(path) => ingest::config::Config::load(path)?,
+        None => ingest::config::Config::default(),
+    };
+    for path in &args.git {
+        let path =
+            std::fs::canonicalize(path).with_context(|| format!("--git {}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".git").to_string())
+            .filter(|n| !n.is_empty())
+            .with_context(|| format!("--git {}: no directory name", path.display()))?;
+        sources.git.push(ingest::config::GitSource {
+            name,
+            url: path.display().to_string(),
+        });
+        // A local repository is cheap to look at: follow it closely.
+        sources.poll.git = sources.poll.git.min(5);
+    }
+    let repos = args.data.join("repos");
     let mut config = Config::new(args.data.clone(), args.listen);
     config.append_token = Some(token);
     let rate = args.sample_rate;
     runtime()?.block_on(async move {
         let server = Server::start(config).await?;
         let addr = server.addr();
+        let syncers = if sources.is_empty() {
+            None
+        } else {
+            let tracked: Vec<String> = sources
+                .git
+                .iter()
+                .map(|g| format!("git {}", g.name))
+                .chain(sources.github.iter().map(|g| format!("github {}", g.repo)))
+                .chain(sources.gerrit.iter().map(|g| format!("gerrit {}", g.project)))
+                .collect();
+            eprintln!("syncing {}", tracked.join(", "));
+            Some(ingest::run::Ingest::new(sources, repos, server.sink())?.spawn())
+        };
         if let Some(path) = &args.addr_file {
             write_addr_file(path, addr)?;
         }
@@ -273,6 +377,10 @@ pub fn up(args: UpArgs) -> Result<()> {
         shutdown_signal().await;
         if let Some(s) = sampler {
             s.abort();
+        }
+        if let Some(mut syncers) = syncers {
+            syncers.abort_all();
+            while syncers.join_next().await.is_some() {}
         }
         tracing::info!("shutting down");
         server.shutdown().await

@@ -4,6 +4,7 @@ pub mod corpus;
 pub mod demo;
 pub mod log;
 pub mod maint;
+pub mod pubsub;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,9 @@ pub enum Command {
     Maintwatch(maint::MaintwatchArgs),
     /// Query the maintner gRPC API, as Go's maintq does.
     Maintq(maint::MaintqArgs),
+    /// Receive GitHub webhooks and Gerrit events and serve them as the
+    /// feed maintnerd follows (Go's pubsubhelper).
+    Pubsubhelper(pubsub::PubsubhelperArgs),
     /// Write a deterministic log shaped like Go's real history.
     GenHistory {
         /// The shape: `small` (a few MB) or `go` (about 3 GB).
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => maint::up(args),
         Command::Maintwatch(args) => maint::maintwatch(args),
         Command::Maintq(args) => maint::maintq(args),
+        Command::Pubsubhelper(args) => pubsub::run(args),
         Command::GenHistory {
             profile,
             seed,

@@ -177,6 +177,13 @@ pub async fn sync_project(
                 }
                 stats.commits += mutations.len() as u64;
                 handle.block_on(sink.append(mutations))?;
+                tracing::info!(
+                    project = %source.project,
+                    commits = stats.commits,
+                    refs = stats.refs,
+                    of_refs = changed.len(),
+                    "gerrit sync progress"
+                );
             }
             let refs: Vec<GitRef> = batch
                 .iter()

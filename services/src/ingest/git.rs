@@ -592,6 +592,12 @@ pub async fn sync_repo(
             }
             stats.commits += batch.len() as u64;
             handle.block_on(sink.append(batch))?;
+            tracing::info!(
+                repo = %source.name,
+                appended = stats.commits,
+                of = todo.len(),
+                "git sync progress"
+            );
         }
         let known_refs = sink.read(|c| {
             c.git_repo(&source.name)

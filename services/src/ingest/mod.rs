@@ -11,6 +11,7 @@
 //! - [`github`]: GitHub repositories (octocrab): labels, milestones,
 //!   issues, comments, events and reviews, with ETags and rate limits.
 //! - [`pubsub`]: follows a pubsubhelper's `/waitevent` and wakes syncers.
+//! - [`run`]: runs the syncers once (`--sync-and-quit`) or forever.
 //!
 //! Every syncer diffs against the corpus that maintnerd folds from its own
 //! log, and appends through a [`Sink`], which returns only once the appended
@@ -21,8 +22,9 @@
 pub mod config;
 pub mod gerrit;
 pub mod git;
-// pub mod github;
-// pub mod pubsub;
+pub mod github;
+pub mod pubsub;
+pub mod run;
 
 use std::sync::Arc;
 

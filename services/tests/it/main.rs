@@ -3,10 +3,14 @@
 mod cli_log;
 mod corpus_cli;
 mod crash;
+mod fake_github;
 mod gerrit_sync;
 mod git_sync;
+mod github_sync;
+mod ingest_crash;
 mod maint_cli;
 mod maintnerd;
 mod maintnerd_faults;
+mod pubsub;
 mod support;
 mod tidy;
