@@ -66,11 +66,14 @@ fn maintpb_matches_go_field_for_field() {
         .cloned()
         .collect();
     assert_eq!(go_range, expected);
-    // Our additions are exactly the four farm fields of Mutation.
+    // Our additions are exactly the four farm fields of Mutation and the
+    // plain repository's refs in GitMutation.
     let additions: Vec<&String> = ours.iter().filter(|l| !expected.contains(l)).collect();
     assert_eq!(
         additions,
         [
+            "GitMutation.deleted_refs = 101 repeated string",
+            "GitMutation.refs = 100 repeated .maintpb.GitRef",
             "Mutation.build = 101 .almanac.farm.v1.BuildEvent",
             "Mutation.farm_input = 100 .almanac.farm.v1.FarmInput",
             "Mutation.machine = 102 .almanac.farm.v1.MachineEvent",
@@ -216,6 +219,7 @@ committer 12 +0000 is in the message, not the header\n";
         git: Some(GitMutation {
             repo: None,
             commit: Some(commit),
+            ..Default::default()
         }),
         ..Default::default()
     };

@@ -26,9 +26,11 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use almanac_services::ingest::config::GitHubSource;
+use almanac_services::ingest;
+use almanac_services::ingest::config::{GitHubSource, Secret};
 use almanac_services::ingest::github::{ClientOptions, GitHubClient, sync_repo};
 use almanac_services::maintnerd::{Config, Server};
+use almanac_services::pubsubhelper;
 
 use fake_github::{FakeGitHub, FakeRepo};
 
@@ -167,6 +169,120 @@ fn generate(n: i64) -> FakeRepo {
     repo
 }
 
+/// Webhook to appended: maintnerd's syncers run as in production (a 1-hour
+/// poll, so only wake-ups explain a fast sync), following an in-process
+/// pubsubhelper. Each round renames an issue on the fake, posts a signed
+/// `issues` webhook for it, and times until the corpus shows the new title
+/// (appended, durable and folded).
+fn webhook_latency(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    fake: &FakeGitHub,
+    source: &GitHubSource,
+    dir: &std::path::Path,
+    n: i64,
+) {
+    const SECRET: &str = "bench-webhook-secret";
+    const ROUNDS: usize = 30;
+    let mut helper_config = pubsubhelper::Config::new("127.0.0.1:0".parse().expect("addr"));
+    helper_config.webhook_secret = Some(Secret::new(SECRET.into()));
+    let helper = rt
+        .block_on(pubsubhelper::Server::start(helper_config))
+        .expect("pubsubhelper");
+    let mut sources = ingest::config::Config::default();
+    sources.github.push(source.clone());
+    sources.pubsub = Some(ingest::config::PubsubSource {
+        url: format!("http://{}", helper.addr()),
+    });
+    sources.poll.github = 3_600;
+    let sink = server.sink();
+    let tasks = rt.block_on(async {
+        ingest::run::Ingest::new(sources, dir.join("repos"), sink.clone())
+            .expect("ingest")
+            .spawn()
+    });
+    let mut latencies = Vec::new();
+    for round in 0..=ROUNDS {
+        let number = 1 + (round as i64 * 37) % n.max(1);
+        let number = if number % 997 == 0 {
+            number + 1
+        } else {
+            number
+        };
+        let title = format!("renamed in round {round}");
+        let updated = rfc3339(EPOCH + n * 60 + 10 * 86_400 + round as i64 * 60);
+        fake.edit(|repo| {
+            for issue in &mut repo.issues {
+                if issue["number"].as_i64() == Some(number) {
+                    issue["title"] = Value::from(title.clone());
+                    issue["updated_at"] = Value::from(updated.clone());
+                }
+            }
+        });
+        let body = json!({
+            "action": "edited",
+            "issue": {"number": number},
+            "repository": {"full_name": format!("{OWNER}/{REPO}")},
+        })
+        .to_string();
+        let started = Instant::now();
+        post_webhook(helper.addr(), SECRET, &body);
+        rt.block_on(async {
+            loop {
+                let mut changed = server.log().watch();
+                changed.borrow_and_update();
+                let end = server.log().end();
+                sink.wait_folded(end).await.expect("corpus");
+                let shows = sink
+                    .read(|c| {
+                        c.github()
+                            .repo(OWNER, REPO)
+                            .and_then(|r| r.issue(number as i32))
+                            .is_some_and(|i| i.title() == title)
+                    })
+                    .expect("corpus");
+                if shows {
+                    break;
+                }
+                changed.changed().await.expect("log open");
+            }
+        });
+        // Round 0 warms up (the syncer's first pass may still be running).
+        if round > 0 {
+            latencies.push(started.elapsed());
+        }
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "webhook to appended and folded ({} rounds, poll 1 h): p50 {:.1?} p90 {:.1?} max {:.1?}",
+        latencies.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(1.0)
+    );
+    drop(tasks);
+    rt.block_on(helper.shutdown())
+        .expect("pubsubhelper shutdown");
+}
+
+/// POSTs a signed GitHub `issues` delivery and checks it was accepted.
+fn post_webhook(addr: std::net::SocketAddr, secret: &str, body: &str) {
+    use std::io::{Read as _, Write as _};
+    let sig = pubsubhelper::signature(secret.as_bytes(), body.as_bytes());
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let request = format!(
+        "POST /github-webhook HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nX-GitHub-Event: issues\r\n\
+         X-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 fn main() {
     let n: i64 = std::env::var("ALMANAC_GH_ISSUES")
         .ok()
@@ -242,7 +358,9 @@ fn main() {
         second.mutations, 0,
         "an unchanged repository appends nothing"
     );
-    println!("peak RSS: {:.0} MiB", common::peak_rss_mib());
 
+    webhook_latency(&rt, &server, &fake, &source, dir.path(), n);
+
+    println!("peak RSS: {:.0} MiB", common::peak_rss_mib());
     rt.block_on(server.shutdown()).expect("shutdown");
 }

@@ -58,6 +58,7 @@ pub(crate) fn three_mutations() -> Vec<Vec<u8>> {
                     .into(),
                 diff_tree: None,
             }),
+            ..Default::default()
         }),
         ..Default::default()
     };

@@ -97,6 +97,7 @@ fn run(corpus: &mut Corpus, case: &Case) -> String {
                 git: Some(GitMutation {
                     repo: None,
                     commit: Some(raw_commit(sha1, &case.input)),
+                    ..Default::default()
                 }),
                 ..Default::default()
             });

@@ -138,6 +138,21 @@ impl Ingest {
     pub fn spawn(self) -> tokio::task::JoinSet<()> {
         let mut tasks = tokio::task::JoinSet::new();
         let wakeups = Arc::new(Wakeups::default());
+        // Topics exist before the follower runs, so no early event is
+        // dropped as unknown.
+        let loops: Vec<_> = self
+            .sources
+            .into_iter()
+            .map(|source| {
+                let interval = match &source {
+                    Source::Git(_) => self.config.poll.git(),
+                    Source::GitHub(..) => self.config.poll.github(),
+                    Source::Gerrit(_) => self.config.poll.gerrit(),
+                };
+                let wake = source.topic().map(|t| wakeups.topic(&t));
+                (source, interval, wake)
+            })
+            .collect();
         if let Some(pubsub) = &self.config.pubsub {
             let (url, wakeups, sink) = (pubsub.url.clone(), wakeups.clone(), self.sink.clone());
             tasks.spawn(async move {
@@ -151,13 +166,7 @@ impl Ingest {
                 .await;
             });
         }
-        for source in self.sources {
-            let interval = match &source {
-                Source::Git(_) => self.config.poll.git(),
-                Source::GitHub(..) => self.config.poll.github(),
-                Source::Gerrit(_) => self.config.poll.gerrit(),
-            };
-            let wake = source.topic().map(|t| wakeups.topic(&t));
+        for (source, interval, wake) in loops {
             let (sink, repos) = (self.sink.clone(), self.repos.clone());
             tasks.spawn(source_loop(source, sink, repos, interval, wake));
         }

@@ -23,8 +23,8 @@ use almanac_services::maintnerd::{Config, Server};
 
 use crate::fake_github::{FakeGitHub, FakeRepo};
 
-const OWNER: &str = "gopher";
-const REPO: &str = "fake";
+pub(crate) const OWNER: &str = "gopher";
+pub(crate) const REPO: &str = "fake";
 /// `FAKE_DATE` as Unix seconds.
 const FAKE_DATE_UNIX: i64 = 1_668_499_951;
 
@@ -122,7 +122,7 @@ const GO1_12: i64 = 3729394;
 const UNPLANNED: i64 = 1383003;
 
 /// Issues 1, 2, 3 (a pull request) and 5; number 4 does not exist.
-fn fake_repo() -> FakeRepo {
+pub(crate) fn fake_repo() -> FakeRepo {
     let bcmills = || user("bcmills", 5200974);
     let rsc = || user("rsc", 104030);
     let labels = BTreeMap::from([

@@ -14,3 +14,4 @@ mod maintnerd_faults;
 mod pubsub;
 mod support;
 mod tidy;
+mod up_ingest;

@@ -262,6 +262,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                                 .collect(),
                         }),
                     }),
+                    ..Default::default()
                 }),
         ),
         proptest::option::of(

@@ -240,7 +240,7 @@ pub fn diff_issue(
     changed |= m.user.is_some();
 
     let body = api.body.as_deref().unwrap_or("");
-    if !have.is_some_and(|h| h.body() == body) {
+    if have.is_none_or(|h| h.body() != body) {
         m.body_change = Some(StringChange {
             val: body.to_owned(),
         });
@@ -249,7 +249,7 @@ pub fn diff_issue(
 
     // A title can only be set, never cleared (Go ignores an empty one).
     let title = api.title.as_deref().unwrap_or("");
-    if !have.is_some_and(|h| h.title() == title) && !title.is_empty() {
+    if have.is_none_or(|h| h.title() != title) && !title.is_empty() {
         m.title = title.to_owned();
         changed = true;
     }
@@ -258,7 +258,7 @@ pub fn diff_issue(
     changed |= assignee_diff(&mut m, have, api.assignees());
 
     let closed = api.is_closed();
-    if !have.is_some_and(|h| h.closed() == closed) {
+    if have.is_none_or(|h| h.closed() != closed) {
         m.closed = Some(BoolChange { val: closed });
         changed = true;
     }
