@@ -91,6 +91,11 @@ pub struct UpArgs {
     /// its `GitRepo.go_repo`. Polled every 5 s.
     #[arg(long = "git", value_name = "PATH")]
     pub git: Vec<PathBuf>,
+    /// Where the in-process pubsubhelper listens when GitHub or Gerrit
+    /// sources are tracked [default: 127.0.0.1:8021, or an ephemeral port
+    /// when --listen's port is 0]. Its webhook secret is DATA/webhook-secret.
+    #[arg(long)]
+    pub pubsub_listen: Option<SocketAddr>,
 }
 
 /// `almanac maintwatch`.
@@ -165,14 +170,14 @@ pub enum Query {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -312,9 +317,52 @@ pub fn up(args: UpArgs) -> Result<()> {
     let mut config = Config::new(args.data.clone(), args.listen);
     config.append_token = Some(token);
     let rate = args.sample_rate;
+    // Webhooks wake the GitHub and Gerrit syncers within a second; without
+    // them they poll (15 and 5 minutes).
+    let webhooks =
+        (!sources.github.is_empty() || !sources.gerrit.is_empty()) && sources.pubsub.is_none();
+    let webhook_secret = if webhooks {
+        let path = args.data.join("webhook-secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => {
+                let t = maintnerd::random_token()?;
+                write_private(&path, &t)?;
+                t
+            }
+        };
+        Some((path, ingest::config::Secret::new(secret)))
+    } else {
+        None
+    };
+    let pubsub_listen = match args.pubsub_listen {
+        Some(addr) => addr,
+        None if args.listen.port() == 0 => SocketAddr::new(args.listen.ip(), 0),
+        None => crate::cli::pubsub::DEFAULT_LISTEN
+            .parse()
+            .context("default pubsub address")?,
+    };
     runtime()?.block_on(async move {
         let server = Server::start(config).await?;
         let addr = server.addr();
+        let helper = match webhook_secret {
+            Some((path, secret)) => {
+                let mut helper_config = crate::pubsubhelper::Config::new(pubsub_listen);
+                helper_config.webhook_secret = Some(secret.clone());
+                helper_config.gerrit_secret = Some(secret);
+                let helper = crate::pubsubhelper::Server::start(helper_config).await?;
+                sources.pubsub = Some(ingest::config::PubsubSource {
+                    url: format!("http://{}", helper.addr()),
+                });
+                eprintln!(
+                    "  webhooks:              POST http://{}/github-webhook (and /gerrit-event), secret in {}",
+                    helper.addr(),
+                    path.display()
+                );
+                Some(helper)
+            }
+            None => None,
+        };
         let syncers = if sources.is_empty() {
             None
         } else {
@@ -383,13 +431,16 @@ pub fn up(args: UpArgs) -> Result<()> {
             while syncers.join_next().await.is_some() {}
         }
         tracing::info!("shutting down");
+        if let Some(helper) = helper {
+            helper.shutdown().await?;
+        }
         server.shutdown().await
     })
 }
 
 /// Writes the address through a temporary file, so a reader never sees
 /// half of it.
-fn write_addr_file(path: &Path, addr: SocketAddr) -> Result<()> {
+pub(super) fn write_addr_file(path: &Path, addr: SocketAddr) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, addr.to_string())
         .and_then(|()| std::fs::rename(&tmp, path))

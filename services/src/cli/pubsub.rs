@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use clap::Args;
 
+use super::maint::{runtime, shutdown_signal, write_addr_file};
 use crate::ingest::config::Secret;
 use crate::pubsubhelper::{Config, Server};
 
@@ -59,7 +60,7 @@ pub fn run(args: PubsubhelperArgs) -> Result<()> {
 }
 
 /// A secret from a file, trimmed; an empty file is an error, not "no secret".
-fn read_secret(path: Option<&Path>) -> Result<Option<Secret>> {
+pub(super) fn read_secret(path: Option<&Path>) -> Result<Option<Secret>> {
     let Some(path) = path else {
         return Ok(None);
     };
@@ -68,35 +69,4 @@ fn read_secret(path: Option<&Path>) -> Result<Option<Secret>> {
     let secret = text.trim();
     anyhow::ensure!(!secret.is_empty(), "{} is empty", path.display());
     Ok(Some(Secret::new(secret.to_owned())))
-}
-
-// The three helpers below are the same as `cli::maint`'s private ones.
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-}
-
-fn write_addr_file(path: &Path, addr: SocketAddr) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, addr.to_string())
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing {}", path.display()))
 }

@@ -122,10 +122,12 @@ pub async fn sync_project(
                     changed.push((r.clone(), kind));
                 }
             }
+            let names: std::collections::HashSet<&str> =
+                listed.iter().map(|r| r.name.as_str()).collect();
             let deleted = project
                 .map(|p| {
                     p.refs()
-                        .filter(|(n, _)| !listed.iter().any(|r| r.name == *n))
+                        .filter(|(n, _)| !names.contains(n))
                         .map(|(n, _)| n.to_string())
                         .collect()
                 })
@@ -157,12 +159,27 @@ pub async fn sync_project(
                 .iter()
                 .filter_map(|(r, _)| git::commit_of(&repo, r))
                 .collect();
+            // Known to this project: a commit logged by another project or
+            // a plain repository is logged again here, as Go does, because
+            // a project's CLs read only the project's own commits.
+            let mut read_failed = None;
             let mut known = |id: &ObjectId| {
                 let hex = id.to_string();
-                sink.read(|c| c.git_commit(&hex).is_some_and(|c| !c.is_placeholder()))
-                    .unwrap_or(false)
+                sink.read(|c| {
+                    c.gerrit()
+                        .project(server, name)
+                        .and_then(|p| p.commit(&hex))
+                        .is_some_and(|c| !c.is_placeholder())
+                })
+                .unwrap_or_else(|e| {
+                    read_failed = Some(e);
+                    true
+                })
             };
             let todo = git::new_commits(&repo, &tips, &mut known)?;
+            if let Some(e) = read_failed {
+                return Err(e);
+            }
             for chunk in todo.chunks(BATCH) {
                 let mut mutations = Vec::with_capacity(chunk.len());
                 for id in chunk {
@@ -196,6 +213,10 @@ pub async fn sync_project(
                 })
                 .collect();
             stats.refs += refs.len() as u64;
+            if refs.is_empty() {
+                // Refs to trees or blobs: nothing the fold would keep.
+                continue;
+            }
             handle.block_on(sink.append(vec![Mutation {
                 gerrit: Some(GerritMutation {
                     project: source.project.clone(),

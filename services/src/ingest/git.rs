@@ -28,6 +28,9 @@ use gix::ObjectId;
 use super::config::GitSource;
 use super::{Sink, SyncError};
 
+/// How long a fetch may run before it is interrupted (Go's limit).
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Commits appended per group commit.
 const APPEND_BATCH: usize = 250;
 
@@ -74,6 +77,19 @@ fn git_err(context: &str, e: impl std::fmt::Display) -> SyncError {
     SyncError::Git(format!("{context}: {e}"))
 }
 
+/// A URL fit for logs and errors: any `user:password@` is replaced, so
+/// credentials written into a configured URL are never printed.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// Opens a repository, bare or not, ignoring the user's and system's git
 /// configuration so that a pass reads the same everywhere.
 pub fn open(path: &Path) -> Result<gix::Repository, SyncError> {
@@ -103,7 +119,7 @@ pub fn fetch(dir: &Path, url: &str, refspecs: &[String]) -> Result<Vec<ListedRef
     };
     let remote = repo
         .remote_at(url)
-        .map_err(|e| git_err(&format!("remote {url}"), e))?
+        .map_err(|e| git_err(&format!("remote {}", redact_url(url)), e))?
         .with_refspecs(
             refspecs.iter().map(String::as_str),
             gix::remote::Direction::Fetch,
@@ -111,15 +127,27 @@ pub fn fetch(dir: &Path, url: &str, refspecs: &[String]) -> Result<Vec<ListedRef
         .map_err(|e| git_err("refspecs", e))?;
     let connection = remote
         .connect(gix::remote::Direction::Fetch)
-        .map_err(|e| git_err(&format!("connecting to {url}"), e))?;
+        .map_err(|e| git_err(&format!("connecting to {}", redact_url(url)), e))?;
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
-        .map_err(|e| git_err(&format!("listing refs of {url}"), e))?;
+        .map_err(|e| git_err(&format!("listing refs of {}", redact_url(url)), e))?;
     let listed = advertised(&prepare.ref_map().remote_refs);
-    let interrupt = AtomicBool::new(false);
-    prepare
-        .receive(gix::progress::Discard, &interrupt)
-        .map_err(|e| git_err(&format!("fetching from {url}"), e))?;
+    // Go stops a fetch after 10 minutes; a watchdog thread raises gix's
+    // interrupt flag then, and leaves as soon as the fetch ends.
+    let interrupt = std::sync::Arc::new(AtomicBool::new(false));
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let flag = interrupt.clone();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            finished.recv_timeout(FETCH_TIMEOUT)
+        {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let received = prepare.receive(gix::progress::Discard, &interrupt);
+    drop(done);
+    let _ = watchdog.join();
+    received.map_err(|e| git_err(&format!("fetching from {}", redact_url(url)), e))?;
     Ok(listed)
 }
 
@@ -130,19 +158,19 @@ pub fn ls_remote(dir: &Path, url: &str) -> Result<Vec<ListedRef>, SyncError> {
     let repo = open_or_init_bare(dir)?;
     let remote = repo
         .remote_at(url)
-        .map_err(|e| git_err(&format!("remote {url}"), e))?
+        .map_err(|e| git_err(&format!("remote {}", redact_url(url)), e))?
         .with_refspecs(["+refs/*:refs/*"], gix::remote::Direction::Fetch)
         .map_err(|e| git_err("refspecs", e))?;
     let connection = remote
         .connect(gix::remote::Direction::Fetch)
-        .map_err(|e| git_err(&format!("connecting to {url}"), e))?;
+        .map_err(|e| git_err(&format!("connecting to {}", redact_url(url)), e))?;
     let options = gix::remote::ref_map::Options {
         prefix_from_spec_as_filter_on_remote: false,
         ..Default::default()
     };
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, options)
-        .map_err(|e| git_err(&format!("listing refs of {url}"), e))?;
+        .map_err(|e| git_err(&format!("listing refs of {}", redact_url(url)), e))?;
     Ok(advertised(&prepare.ref_map().remote_refs))
 }
 
@@ -463,7 +491,10 @@ fn is_binary(data: &[u8]) -> bool {
 /// over-counts a few lines on real files); past a size where a minimal
 /// search could take seconds, the heuristic one is used.
 fn line_counts(old: &[u8], new: &[u8]) -> (i64, i64) {
-    const MINIMAL_UP_TO: usize = 4 << 20;
+    // Content anyone can upload (a Gerrit patch set) must not make one
+    // commit cost seconds: the minimal search is quadratic in the worst
+    // case, so past this size the capped heuristic search runs instead.
+    const MINIMAL_UP_TO: usize = 256 << 10;
     let input = imara_diff::InternedInput::new(old, new);
     let algorithm = if old.len() + new.len() <= MINIMAL_UP_TO {
         imara_diff::Algorithm::MyersMinimal
@@ -568,12 +599,19 @@ pub async fn sync_repo(
             (repo, listed)
         };
         let tips: Vec<ObjectId> = listed.iter().filter_map(|r| commit_of(&repo, r)).collect();
+        let mut read_failed = None;
         let mut known = |id: &ObjectId| {
             let hex = id.to_string();
             sink.read(|c| c.git_commit(&hex).is_some_and(|c| !c.is_placeholder()))
-                .unwrap_or(false)
+                .unwrap_or_else(|e| {
+                    read_failed = Some(e);
+                    true
+                })
         };
         let todo = new_commits(&repo, &tips, &mut known)?;
+        if let Some(e) = read_failed {
+            return Err(e);
+        }
         let mut stats = PassStats::default();
         let repo_name = GitRepo {
             go_repo: source.name.clone(),
@@ -647,6 +685,19 @@ mod tests {
         assert_eq!(quote_path("caf\u{e9}".as_bytes()), "\"caf\\303\\251\"");
         assert_eq!(quote_path(b"tab\there"), "\"tab\\there\"");
         assert_eq!(quote_path(b"q\"uote"), "\"q\\\"uote\"");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("https://me:s3cret@example.com/repo.git"),
+            "https://<redacted>@example.com/repo.git"
+        );
+        assert_eq!(
+            redact_url("https://example.com/a@b"),
+            "https://example.com/a@b"
+        );
+        assert_eq!(redact_url("/srv/git/go"), "/srv/git/go");
     }
 
     #[test]

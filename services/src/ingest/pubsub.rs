@@ -268,7 +268,12 @@ where
     let work = async {
         let resp = sender.send_request(req).await?;
         let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
+        // An event is a few hundred bytes; never hold more than this.
+        let body = http_body_util::Limited::new(resp.into_body(), 1 << 20)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the event: {e}"))?
+            .to_bytes();
         anyhow::Ok((status, body))
     };
     let mut work = std::pin::pin!(work);

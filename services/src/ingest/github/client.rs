@@ -23,6 +23,10 @@ use almanac_projections::corpus::time::Time;
 use super::super::SyncError;
 use super::super::config::{GitHubSource, Secret};
 
+/// The largest response body read from GitHub (a page of 100 issues with
+/// long bodies is a few megabytes).
+const MAX_BODY: usize = 64 << 20;
+
 /// The `User-Agent` of every request. (octocrab appends its own
 /// `User-Agent: octocrab` after it; GitHub and most servers read the first.)
 pub const USER_AGENT_VALUE: &str = "almanac-maintnerd";
@@ -284,8 +288,9 @@ impl GitHubClient {
                 continue;
             }
 
-            let body = res
-                .into_body()
+            // A page of 100 issues is well under a megabyte; a body past
+            // this bound is refused rather than held.
+            let body = http_body_util::Limited::new(res.into_body(), MAX_BODY)
                 .collect()
                 .await
                 .map_err(|e| SyncError::GitHub(format!("GET {path}: reading the body: {e}")))?

@@ -225,11 +225,12 @@ pub fn diff_issue(
     };
     let mut changed = false;
 
-    changed |= time_diff(
-        &mut m.created,
-        have.map_or(Time::ZERO, |h| h.created()),
-        api.created_at,
-    );
+    // The fold reads `created` only when it creates the issue, so it is
+    // sent only then; sending it later would change nothing and repeat
+    // every pass.
+    if have.is_none() {
+        changed |= time_diff(&mut m.created, Time::ZERO, api.created_at);
+    }
     changed |= time_diff(
         &mut m.updated,
         have.map_or(Time::ZERO, |h| h.updated()),

@@ -30,8 +30,9 @@
 //! (Go HEAD does this for comments); a single-issue fetch answering 301 (the
 //! issue moved to another repository) or returning another number also
 //! records `not_exist`; the stale-issue phases run one round, not until
-//! nothing is stale; a comment cursor that does not advance follows the
-//! `Link` instead of asking for the same page again.
+//! nothing is stale; comments are paged by `Link`, not by `since` (see
+//! `sync_issue_comments`); one issue whose comments, events or reviews fail
+//! is logged and retried next pass instead of failing the whole pass.
 
 pub mod client;
 pub mod diff;
@@ -143,9 +144,24 @@ fn parse_json<T: DeserializeOwned>(body: &[u8], path: &str) -> Result<T, SyncErr
         .map_err(|e| SyncError::GitHub(format!("GET {path}: unexpected JSON: {e}")))
 }
 
-/// `since` as GitHub reads it (RFC 3339, `:` escaped).
-fn since_param(t: Time) -> String {
-    t.to_string().replace(':', "%3A")
+/// A per-issue failure in the comments, events or reviews phase is logged
+/// and skipped (that issue's sync status is not written, so the next pass
+/// retries it); only failures of the log itself end the pass, so one odd
+/// issue never starves the rest.
+fn skip_issue_failure(
+    result: Result<(), SyncError>,
+    repo: &str,
+    number: i32,
+    phase: &str,
+) -> Result<(), SyncError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e @ (SyncError::Append(_) | SyncError::NoCorpus | SyncError::ShuttingDown)) => Err(e),
+        Err(e) => {
+            tracing::warn!(repo, number, phase, error = %e, "skipping this issue until the next pass");
+            Ok(())
+        }
+    }
 }
 
 impl Pass<'_> {
@@ -241,7 +257,15 @@ impl Pass<'_> {
                 fresh
                     .iter()
                     .filter_map(|api| {
-                        diff::diff_issue(owner, repo, have.and_then(|r| r.issue(api.number)), api)
+                        diff::diff_issue(
+                            owner,
+                            repo,
+                            // An issue marked gone that is listed again is
+                            // diffed as new, which revives it.
+                            have.and_then(|r| r.issue(api.number))
+                                .filter(|i| !i.not_exist()),
+                            api,
+                        )
                     })
                     .map(issue_mutation)
                     .collect()
@@ -398,21 +422,25 @@ impl Pass<'_> {
             "comment sync"
         );
         for number in stale {
-            self.sync_issue_comments(number).await?;
+            let result = self.sync_issue_comments(number).await;
+            skip_issue_failure(result, self.repo, number, "comments")?;
         }
         self.flush().await
     }
 
-    /// Pages through comments by `since` (Go's cursor starts at zero: it
-    /// never records how far it got), one mutation per page with changes;
-    /// the last page's carries `comment_status`.
+    /// Pages through comments by `Link: rel="next"`, one mutation per page
+    /// with changes; the last page's carries `comment_status`. Go pages by
+    /// `since` = the page's last `updated_at`, but this endpoint lists
+    /// comments by id whatever `sort` says, so a comment created before an
+    /// older comment's edit would fall outside every later page and never be
+    /// logged; following `Link` sees every comment (each page is diffed
+    /// against the corpus, so nothing known is sent twice).
     async fn sync_issue_comments(&mut self, number: i32) -> Result<(), SyncError> {
         let (owner, repo) = (self.owner, self.repo);
         let base = format!(
             "/repos/{owner}/{repo}/issues/{number}/comments?sort=updated&direction=asc&per_page={PER_PAGE}"
         );
-        let mut since: Option<Time> = None;
-        let mut path = base.clone();
+        let mut path = base;
         loop {
             let fetched = self.client.get(&path, CachePolicy::Bypass).await?;
             if fetched.is_gone() {
@@ -425,10 +453,6 @@ impl Pass<'_> {
                 let have = c.github().repo(owner, repo).and_then(|r| r.issue(number));
                 diff::diff_comments(have, &comments)
             })?;
-            let advanced = page.cursor.is_some() && page.cursor > since;
-            if advanced {
-                since = page.cursor;
-            }
             let mut m = GithubIssueMutation {
                 comment: page.changes,
                 ..self.issue_base(number)
@@ -442,10 +466,7 @@ impl Pass<'_> {
             }
             // The next page is diffed against this one.
             self.flush().await?;
-            path = match since {
-                Some(t) if advanced => format!("{base}&since={}", since_param(t)),
-                _ => link,
-            };
+            path = link;
         }
     }
 
@@ -460,7 +481,8 @@ impl Pass<'_> {
             "event sync"
         );
         for number in stale {
-            self.sync_issue_events(number).await?;
+            let result = self.sync_issue_events(number).await;
+            skip_issue_failure(result, self.repo, number, "events")?;
         }
         self.flush().await
     }
@@ -518,7 +540,8 @@ impl Pass<'_> {
             "review sync"
         );
         for number in stale {
-            self.sync_pull_reviews(number).await?;
+            let result = self.sync_pull_reviews(number).await;
+            skip_issue_failure(result, self.repo, number, "reviews")?;
         }
         self.flush().await
     }
