@@ -1,6 +1,8 @@
 //! The ingest configuration: a TOML file naming the tracked sources.
 //!
 //! ```toml
+//! github_rate = 10             # optional; GitHub requests/s over all repos (0: unlimited)
+//!
 //! [[git]]                      # a plain git repository; name is GitRepo.go_repo
 //! name = "go"
 //! url = "/srv/git/go"          # a local path or a URL
@@ -32,7 +34,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -45,6 +47,27 @@ pub struct Config {
     pub pubsub: Option<PubsubSource>,
     #[serde(default)]
     pub poll: Poll,
+    /// GitHub requests per second, over every `[[github]]` repository
+    /// together (Go's `-github-rate`); 0 is unlimited.
+    #[serde(default = "default_github_rate")]
+    pub github_rate: f64,
+}
+
+fn default_github_rate() -> f64 {
+    10.0
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            git: Vec::new(),
+            github: Vec::new(),
+            gerrit: Vec::new(),
+            pubsub: None,
+            poll: Poll::default(),
+            github_rate: default_github_rate(),
+        }
+    }
 }
 
 /// A plain git repository, logged as `GitMutation`s under `name`.

@@ -88,9 +88,15 @@ impl Ingest {
     /// Prepares a syncer per source; git mirrors live under `repos`.
     pub fn new(config: Config, repos: PathBuf, sink: Sink) -> Result<Ingest, SyncError> {
         let mut sources: Vec<Source> = config.git.iter().cloned().map(Source::Git).collect();
+        // One limiter for every repository, as Go's is global.
+        let limiter = (config.github_rate > 0.0)
+            .then(|| Arc::new(github::client::RateLimiter::new(config.github_rate)));
         for gh in &config.github {
-            let client =
-                github::GitHubClient::new(&gh.api_url, gh.token.as_ref(), Default::default())?;
+            let options = github::client::ClientOptions {
+                limiter: limiter.clone(),
+                ..Default::default()
+            };
+            let client = github::GitHubClient::new(&gh.api_url, gh.token.as_ref(), options)?;
             sources.push(Source::GitHub(gh.clone(), Arc::new(client)));
         }
         sources.extend(config.gerrit.iter().cloned().map(Source::Gerrit));

@@ -47,6 +47,52 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Read timeout (Go gives each events request one minute).
     pub read_timeout: Duration,
+    /// Shared by every repository's client so that together they stay
+    /// under one request rate (Go's `-github-rate`); `None` is unlimited.
+    pub limiter: Option<std::sync::Arc<RateLimiter>>,
+}
+
+/// A token bucket: at most `per_second` requests a second on average, with
+/// bursts of up to `per_second` (Go's `rate.NewLimiter(qps, qps)`).
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    burst: u32,
+    /// The time of the last slot handed out (none yet: the bucket starts
+    /// full).
+    last_slot: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl RateLimiter {
+    /// `per_second` requests a second; must be positive.
+    pub fn new(per_second: f64) -> RateLimiter {
+        let per_second = per_second.max(0.001);
+        RateLimiter {
+            interval: Duration::from_secs_f64(1.0 / per_second),
+            burst: per_second.ceil().max(1.0) as u32,
+            last_slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits for a slot.
+    pub async fn acquire(&self) {
+        let wait_until = {
+            let mut last = self.last_slot.lock().await;
+            let now = tokio::time::Instant::now();
+            // Unused capacity accrues up to `burst` slots: a slot may be
+            // as early as `burst - 1` intervals in the past.
+            let earliest = now
+                .checked_sub(self.interval * self.burst.saturating_sub(1))
+                .unwrap_or(now);
+            let slot = match *last {
+                Some(prev) => (prev + self.interval).max(earliest),
+                None => earliest,
+            };
+            *last = Some(slot);
+            slot
+        };
+        tokio::time::sleep_until(wait_until).await;
+    }
 }
 
 impl Default for ClientOptions {
@@ -58,6 +104,7 @@ impl Default for ClientOptions {
             rate_limit_retries: 10,
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            limiter: None,
         }
     }
 }
@@ -228,6 +275,9 @@ impl GitHubClient {
             );
             if let Some(c) = &cached {
                 headers.insert(IF_NONE_MATCH, c.etag.clone());
+            }
+            if let Some(limiter) = &self.options.limiter {
+                limiter.acquire().await;
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let res = match self.octo._get_with_headers(path, Some(headers)).await {

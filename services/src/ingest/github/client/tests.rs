@@ -90,3 +90,28 @@ fn rate_limits_are_recognised_and_waited_out() {
     assert_eq!(rate_limit_wait(403, &refused, now), None);
     assert_eq!(rate_limit_wait(200, &primary, now), None);
 }
+
+#[test]
+fn the_shared_limiter_allows_a_burst_then_paces() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let limiter = RateLimiter::new(10.0);
+    rt.block_on(async {
+        // A full burst does not wait for the pace...
+        let started = tokio::time::Instant::now();
+        for _ in 0..10 {
+            limiter.acquire().await;
+        }
+        let burst = started.elapsed();
+        // ...the five after it go 100 ms apart: the last no sooner than
+        // 500 ms after the burst began (sleeps never end early).
+        for _ in 0..5 {
+            limiter.acquire().await;
+        }
+        let paced = started.elapsed();
+        assert!(paced >= Duration::from_millis(490), "{paced:?}");
+        assert!(burst < paced);
+    });
+}
