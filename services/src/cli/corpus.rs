@@ -119,6 +119,7 @@ fn stats_network(
     let elapsed = started.elapsed();
     let mut out = io::stdout().lock();
     write!(out, "{}", corpus.counts())?;
+    write_git_repos(&mut out, &corpus)?;
     writeln!(
         out,
         "synced {} from {url} and loaded {} bytes in {:.2?}",
@@ -176,6 +177,7 @@ fn stats(dir: Option<PathBuf>, skip_undecodable: bool, checkpoint: Option<&Path>
     let bytes = corpus.position().0;
     let mut out = io::stdout().lock();
     write!(out, "{}", corpus.counts())?;
+    write_git_repos(&mut out, &corpus)?;
     let mem = corpus.memory_use();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     writeln!(
@@ -281,5 +283,18 @@ pub fn gen_history(profile: ProfileName, seed: u64, out: &Path, target: Option<u
         out.display(),
         started.elapsed()
     )?;
+    Ok(())
+}
+
+/// The plain git repositories (almanac's `GitMutation.refs`), after Go's
+/// counts, which have no line for them.
+fn write_git_repos(out: &mut impl io::Write, corpus: &Corpus) -> io::Result<()> {
+    let repos: Vec<String> = corpus
+        .git_repos()
+        .map(|r| format!("{} ({} refs)", r.name(), r.refs().count()))
+        .collect();
+    if !repos.is_empty() {
+        writeln!(out, "{:<20}{}", "git repos:", repos.join(", "))?;
+    }
     Ok(())
 }

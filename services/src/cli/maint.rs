@@ -345,6 +345,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     runtime()?.block_on(async move {
         let server = Server::start(config).await?;
         let addr = server.addr();
+        let mut extra = String::new();
         let helper = match webhook_secret {
             Some((path, secret)) => {
                 let mut helper_config = crate::pubsubhelper::Config::new(pubsub_listen);
@@ -354,11 +355,11 @@ pub fn up(args: UpArgs) -> Result<()> {
                 sources.pubsub = Some(ingest::config::PubsubSource {
                     url: format!("http://{}", helper.addr()),
                 });
-                eprintln!(
-                    "  webhooks:              POST http://{}/github-webhook (and /gerrit-event), secret in {}",
+                extra.push_str(&format!(
+                    "  webhooks:              POST http://{}/github-webhook (and /gerrit-event), secret in {}\n",
                     helper.addr(),
                     path.display()
-                );
+                ));
                 Some(helper)
             }
             None => None,
@@ -373,7 +374,10 @@ pub fn up(args: UpArgs) -> Result<()> {
                 .chain(sources.github.iter().map(|g| format!("github {}", g.repo)))
                 .chain(sources.gerrit.iter().map(|g| format!("gerrit {}", g.project)))
                 .collect();
-            eprintln!("syncing {}", tracked.join(", "));
+            extra.push_str(&format!(
+                "  syncing:               {} (curl http://{addr}/metrics | grep ingest)\n",
+                tracked.join(", ")
+            ));
             Some(ingest::run::Ingest::new(sources, repos, server.sink())?.spawn())
         };
         if let Some(path) = &args.addr_file {
@@ -405,6 +409,7 @@ pub fn up(args: UpArgs) -> Result<()> {
                 "  sample activity:       {rate} mutations/s (--sample-rate 0 to stop)\n"
             ));
         }
+        out.push_str(&extra);
         eprint!("{out}");
         let sampler = (rate > 0.0).then(|| {
             let log = server.log().clone();

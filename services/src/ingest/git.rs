@@ -485,27 +485,460 @@ fn is_binary(data: &[u8]) -> bool {
     data[..data.len().min(8000)].contains(&0)
 }
 
-/// Lines added and deleted, as git's Myers diff counts them. git's xdiff
-/// finds a minimal edit script except in huge, pathological inputs, so the
-/// minimal variant matches it (imara's heuristic Myers gives up sooner and
-/// over-counts a few lines on real files); past a size where a minimal
-/// search could take seconds, the heuristic one is used.
+/// Lines added and deleted, counted as `git diff --numstat` counts them:
+/// this is git's default (Myers) line diff, xdiff's, decision for
+/// decision, because its counts are not the minimal edit script's and Go's
+/// maintner logs what git prints.
+///
+/// Three stages, as xdiff has them:
+/// 1. Lines become equivalence classes (whole lines, newline included); the
+///    common head and tail are trimmed.
+/// 2. Cleanup: a line with no match in the other file is changed outright;
+///    a line matching many (about the square root of the file's length)
+///    is changed too when it sits among unmatched lines ([`keep_lines`]).
+///    A minimal diff would match such a `}`; git counts it removed and
+///    re-added.
+/// 3. Divide and conquer over what is left with Myers' middle snake
+///    ([`middle_snake`]), including xdiff's heuristics that cut an
+///    expensive search short (git runs without `--minimal`).
 fn line_counts(old: &[u8], new: &[u8]) -> (i64, i64) {
-    // Content anyone can upload (a Gerrit patch set) must not make one
-    // commit cost seconds: the minimal search is quadratic in the worst
-    // case, so past this size the capped heuristic search runs instead.
-    const MINIMAL_UP_TO: usize = 256 << 10;
-    let input = imara_diff::InternedInput::new(old, new);
-    let algorithm = if old.len() + new.len() <= MINIMAL_UP_TO {
-        imara_diff::Algorithm::MyersMinimal
-    } else {
-        imara_diff::Algorithm::Myers
+    let before = split_lines(old);
+    let after = split_lines(new);
+    let mut classes: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
+    let mut ha: Vec<u32> = Vec::with_capacity(before.len());
+    for line in &before {
+        let next = classes.len() as u32;
+        ha.push(*classes.entry(line).or_insert(next));
+    }
+    let mut hb: Vec<u32> = Vec::with_capacity(after.len());
+    for line in &after {
+        let next = classes.len() as u32;
+        hb.push(*classes.entry(line).or_insert(next));
+    }
+    let class_count = classes.len();
+    let mut in_before = vec![0usize; class_count];
+    let mut in_after = vec![0usize; class_count];
+    for &c in &ha {
+        in_before[c as usize] += 1;
+    }
+    for &c in &hb {
+        in_after[c as usize] += 1;
+    }
+
+    // Trim the common head, then the common tail (never overlapping it).
+    let (n1, n2) = (ha.len(), hb.len());
+    let limit = n1.min(n2);
+    let mut head = 0;
+    while head < limit && ha[head] == hb[head] {
+        head += 1;
+    }
+    let mut tail = 0;
+    while tail < limit - head && ha[n1 - 1 - tail] == hb[n2 - 1 - tail] {
+        tail += 1;
+    }
+    let (kept1, discarded1) = keep_lines(&ha, head..n1 - tail, &in_after, n1);
+    let (kept2, discarded2) = keep_lines(&hb, head..n2 - tail, &in_before, n2);
+    let (deleted, added) = myers_counts(&kept1, &kept2);
+    ((discarded2 + added) as i64, (discarded1 + deleted) as i64)
+}
+
+/// xdiff's search limits: the cost past which the heuristics may cut the
+/// search (at least [`MAX_COST_MIN`]), the cost before they start, the
+/// snake length that counts as a good one, and the heuristic's factor.
+const MAX_COST_MIN: i64 = 256;
+const HEURISTIC_MIN_COST: i64 = 256;
+const SNAKE_COUNT: i64 = 20;
+const HEURISTIC_FACTOR: i64 = 4;
+
+/// Where a box is split, and whether each half must be searched minimally.
+struct Split {
+    i1: i64,
+    i2: i64,
+    minimal_low: bool,
+    minimal_high: bool,
+}
+
+/// The diagonal vectors of the forward and backward searches, indexed by
+/// diagonal `d = i1 - i2` (offset so that every diagonal of the whole
+/// problem fits).
+struct Diagonals {
+    forward: Vec<i64>,
+    backward: Vec<i64>,
+    offset: i64,
+}
+
+impl Diagonals {
+    fn f(&mut self, d: i64) -> &mut i64 {
+        &mut self.forward[(d + self.offset) as usize]
+    }
+    fn b(&mut self, d: i64) -> &mut i64 {
+        &mut self.backward[(d + self.offset) as usize]
+    }
+}
+
+/// Lines deleted from `a` and added in `b` by xdiff's divide and conquer
+/// (`xdl_recs_cmp`), without `--minimal`. Boxes are kept on an explicit
+/// stack: their order does not change any decision, and deep histories of
+/// splits must not exhaust a thread's stack.
+fn myers_counts(a: &[u32], b: &[u32]) -> (usize, usize) {
+    let (n1, n2) = (a.len() as i64, b.len() as i64);
+    let diagonals = n1 + n2 + 3;
+    let mut kv = Diagonals {
+        forward: vec![0; (diagonals + 2) as usize],
+        backward: vec![0; (diagonals + 2) as usize],
+        offset: n2 + 1,
     };
-    let diff = imara_diff::Diff::compute(algorithm, &input);
-    (
-        i64::from(diff.count_additions()),
-        i64::from(diff.count_removals()),
-    )
+    let max_cost = (bogo_sqrt(diagonals as usize) as i64).max(MAX_COST_MIN);
+    let (mut deleted, mut added) = (0usize, 0usize);
+    let mut boxes = vec![(0i64, n1, 0i64, n2, false)];
+    while let Some((mut off1, mut lim1, mut off2, mut lim2, minimal)) = boxes.pop() {
+        while off1 < lim1 && off2 < lim2 && a[off1 as usize] == b[off2 as usize] {
+            off1 += 1;
+            off2 += 1;
+        }
+        while off1 < lim1 && off2 < lim2 && a[(lim1 - 1) as usize] == b[(lim2 - 1) as usize] {
+            lim1 -= 1;
+            lim2 -= 1;
+        }
+        if off1 == lim1 {
+            added += (lim2 - off2) as usize;
+        } else if off2 == lim2 {
+            deleted += (lim1 - off1) as usize;
+        } else {
+            let split = middle_snake(a, b, (off1, lim1, off2, lim2), &mut kv, minimal, max_cost);
+            boxes.push((off1, split.i1, off2, split.i2, split.minimal_low));
+            boxes.push((split.i1, lim1, split.i2, lim2, split.minimal_high));
+        }
+    }
+    (deleted, added)
+}
+
+/// Myers' middle snake of the box `(off1, lim1, off2, lim2)` with xdiff's
+/// heuristics (`xdl_split`): forward and backward searches meet on a
+/// diagonal; past [`HEURISTIC_MIN_COST`] a long enough snake far along a
+/// diagonal is taken; past `max_cost` the furthest-reaching point is.
+fn middle_snake(
+    a: &[u32],
+    b: &[u32],
+    (off1, lim1, off2, lim2): (i64, i64, i64, i64),
+    kv: &mut Diagonals,
+    minimal: bool,
+    max_cost: i64,
+) -> Split {
+    let eq = |i1: i64, i2: i64| a[i1 as usize] == b[i2 as usize];
+    let (dmin, dmax) = (off1 - lim2, lim1 - off2);
+    let (fmid, bmid) = (off1 - off2, lim1 - lim2);
+    let odd = (fmid - bmid) & 1 != 0;
+    let (mut fmin, mut fmax) = (fmid, fmid);
+    let (mut bmin, mut bmax) = (bmid, bmid);
+    *kv.f(fmid) = off1;
+    *kv.b(bmid) = lim1;
+    let mut cost = 1i64;
+    loop {
+        let mut got_snake = false;
+
+        // Forward: widen the diagonal range by one each way, or narrow it
+        // where it would leave the box.
+        if fmin > dmin {
+            fmin -= 1;
+            *kv.f(fmin - 1) = -1;
+        } else {
+            fmin += 1;
+        }
+        if fmax < dmax {
+            fmax += 1;
+            *kv.f(fmax + 1) = -1;
+        } else {
+            fmax -= 1;
+        }
+        let mut d = fmax;
+        while d >= fmin {
+            let mut i1 = if *kv.f(d - 1) >= *kv.f(d + 1) {
+                *kv.f(d - 1) + 1
+            } else {
+                *kv.f(d + 1)
+            };
+            let start = i1;
+            let mut i2 = i1 - d;
+            while i1 < lim1 && i2 < lim2 && eq(i1, i2) {
+                i1 += 1;
+                i2 += 1;
+            }
+            if i1 - start > SNAKE_COUNT {
+                got_snake = true;
+            }
+            *kv.f(d) = i1;
+            if odd && bmin <= d && d <= bmax && *kv.b(d) <= i1 {
+                return Split {
+                    i1,
+                    i2,
+                    minimal_low: true,
+                    minimal_high: true,
+                };
+            }
+            d -= 2;
+        }
+
+        // Backward, likewise.
+        if bmin > dmin {
+            bmin -= 1;
+            *kv.b(bmin - 1) = i64::MAX;
+        } else {
+            bmin += 1;
+        }
+        if bmax < dmax {
+            bmax += 1;
+            *kv.b(bmax + 1) = i64::MAX;
+        } else {
+            bmax -= 1;
+        }
+        let mut d = bmax;
+        while d >= bmin {
+            let mut i1 = if *kv.b(d - 1) < *kv.b(d + 1) {
+                *kv.b(d - 1)
+            } else {
+                *kv.b(d + 1) - 1
+            };
+            let start = i1;
+            let mut i2 = i1 - d;
+            while i1 > off1 && i2 > off2 && eq(i1 - 1, i2 - 1) {
+                i1 -= 1;
+                i2 -= 1;
+            }
+            if start - i1 > SNAKE_COUNT {
+                got_snake = true;
+            }
+            *kv.b(d) = i1;
+            if !odd && fmin <= d && d <= fmax && i1 <= *kv.f(d) {
+                return Split {
+                    i1,
+                    i2,
+                    minimal_low: true,
+                    minimal_high: true,
+                };
+            }
+            d -= 2;
+        }
+
+        if !minimal {
+            if got_snake && cost > HEURISTIC_MIN_COST {
+                // A diagonal that got far from the corner, with a snake of
+                // SNAKE_COUNT equal lines just before its end.
+                let mut best = 0;
+                let mut found = None;
+                let mut d = fmax;
+                while d >= fmin {
+                    let dd = (d - fmid).abs();
+                    let i1 = *kv.f(d);
+                    let i2 = i1 - d;
+                    let v = (i1 - off1) + (i2 - off2) - dd;
+                    if v > HEURISTIC_FACTOR * cost
+                        && v > best
+                        && off1 + SNAKE_COUNT <= i1
+                        && i1 < lim1
+                        && off2 + SNAKE_COUNT <= i2
+                        && i2 < lim2
+                        && (1..=SNAKE_COUNT).all(|k| eq(i1 - k, i2 - k))
+                    {
+                        best = v;
+                        found = Some((i1, i2));
+                    }
+                    d -= 2;
+                }
+                if let Some((i1, i2)) = found {
+                    return Split {
+                        i1,
+                        i2,
+                        minimal_low: true,
+                        minimal_high: false,
+                    };
+                }
+                let mut best = 0;
+                let mut found = None;
+                let mut d = bmax;
+                while d >= bmin {
+                    let dd = (d - bmid).abs();
+                    let i1 = *kv.b(d);
+                    let i2 = i1 - d;
+                    let v = (lim1 - i1) + (lim2 - i2) - dd;
+                    if v > HEURISTIC_FACTOR * cost
+                        && v > best
+                        && off1 < i1
+                        && i1 <= lim1 - SNAKE_COUNT
+                        && off2 < i2
+                        && i2 <= lim2 - SNAKE_COUNT
+                        && (0..SNAKE_COUNT).all(|k| eq(i1 + k, i2 + k))
+                    {
+                        best = v;
+                        found = Some((i1, i2));
+                    }
+                    d -= 2;
+                }
+                if let Some((i1, i2)) = found {
+                    return Split {
+                        i1,
+                        i2,
+                        minimal_low: false,
+                        minimal_high: true,
+                    };
+                }
+            }
+
+            // Enough: take the furthest-reaching point of either search.
+            if cost >= max_cost {
+                let (mut fbest, mut fbest1) = (-1i64, -1i64);
+                let mut d = fmax;
+                while d >= fmin {
+                    let mut i1 = (*kv.f(d)).min(lim1);
+                    let mut i2 = i1 - d;
+                    if lim2 < i2 {
+                        i1 = lim2 + d;
+                        i2 = lim2;
+                    }
+                    if fbest < i1 + i2 {
+                        fbest = i1 + i2;
+                        fbest1 = i1;
+                    }
+                    d -= 2;
+                }
+                let (mut bbest, mut bbest1) = (i64::MAX, i64::MAX);
+                let mut d = bmax;
+                while d >= bmin {
+                    let mut i1 = off1.max(*kv.b(d));
+                    let mut i2 = i1 - d;
+                    if i2 < off2 {
+                        i1 = off2 + d;
+                        i2 = off2;
+                    }
+                    if i1 + i2 < bbest {
+                        bbest = i1 + i2;
+                        bbest1 = i1;
+                    }
+                    d -= 2;
+                }
+                return if (lim1 + lim2) - bbest < fbest - (off1 + off2) {
+                    Split {
+                        i1: fbest1,
+                        i2: fbest - fbest1,
+                        minimal_low: true,
+                        minimal_high: false,
+                    }
+                } else {
+                    Split {
+                        i1: bbest1,
+                        i2: bbest - bbest1,
+                        minimal_low: false,
+                        minimal_high: true,
+                    }
+                };
+            }
+        }
+        cost += 1;
+    }
+}
+
+/// xdiff's constants: how far the frequent-line scan looks, the ratio that
+/// decides a frequent line is discarded, and the cap on "frequent".
+const SIMSCAN_WINDOW: usize = 100;
+const KPDIS_RUN: usize = 4;
+const MAX_EQLIMIT: usize = 1024;
+
+/// Lines as git splits them: each ends after its `\n`, the last one may
+/// lack it.
+fn split_lines(data: &[u8]) -> Vec<&[u8]> {
+    let mut lines = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let end = memchr_newline(rest).map_or(rest.len(), |i| i + 1);
+        lines.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    lines
+}
+
+fn memchr_newline(data: &[u8]) -> Option<usize> {
+    data.iter().position(|&b| b == b'\n')
+}
+
+/// git's square-root estimate (`xdl_bogosqrt`).
+fn bogo_sqrt(mut n: usize) -> usize {
+    let mut root = 1;
+    while n > 0 {
+        root <<= 1;
+        n >>= 2;
+    }
+    root
+}
+
+/// xdiff's record cleanup for one file: of the lines in `range`, which go
+/// into the diff (their classes, in order) and how many are discarded as
+/// changed. `in_other` counts each class's lines in the other file; `total`
+/// is this file's line count.
+fn keep_lines(
+    classes: &[u32],
+    range: std::ops::Range<usize>,
+    in_other: &[usize],
+    total: usize,
+) -> (Vec<u32>, usize) {
+    let frequent = bogo_sqrt(total).min(MAX_EQLIMIT);
+    // 0: no match in the other file; 1: some; 2: many.
+    let kind: Vec<u8> = classes
+        .iter()
+        .map(|&c| match in_other[c as usize] {
+            0 => 0,
+            n if n >= frequent => 2,
+            _ => 1,
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(range.len());
+    let mut discarded = 0;
+    if range.is_empty() {
+        return (kept, discarded);
+    }
+    let (start, end) = (range.start, range.end - 1);
+    for i in range {
+        let keep = kind[i] == 1 || (kind[i] == 2 && !discard_frequent(&kind, i, start, end));
+        if keep {
+            kept.push(classes[i]);
+        } else {
+            discarded += 1;
+        }
+    }
+    (kept, discarded)
+}
+
+/// Whether a frequent line at `i` (`kind[i] == 2`) is discarded: only
+/// inside runs of unmatched and frequent lines on both sides, with enough
+/// unmatched lines among them (`xdl_clean_mmatch`). `start..=end` is the
+/// untrimmed range; the scan looks at most [`SIMSCAN_WINDOW`] lines away.
+fn discard_frequent(kind: &[u8], i: usize, start: usize, end: usize) -> bool {
+    let start = start.max(i.saturating_sub(SIMSCAN_WINDOW));
+    let end = end.min(i + SIMSCAN_WINDOW);
+    let (mut unmatched_before, mut frequent_before) = (0, 1);
+    for j in (start..i).rev() {
+        match kind[j] {
+            0 => unmatched_before += 1,
+            2 => frequent_before += 1,
+            _ => break,
+        }
+    }
+    if unmatched_before == 0 {
+        return false;
+    }
+    let (mut unmatched_after, mut frequent_after) = (0, 1);
+    for &k in &kind[i + 1..=end] {
+        match k {
+            0 => unmatched_after += 1,
+            2 => frequent_after += 1,
+            _ => break,
+        }
+    }
+    if unmatched_after == 0 {
+        return false;
+    }
+    let unmatched = unmatched_before + unmatched_after;
+    let frequent = frequent_before + frequent_after;
+    frequent * KPDIS_RUN < frequent + unmatched
 }
 
 /// git's `quote_c_style` under the default `core.quotePath=true`: a name

@@ -137,6 +137,42 @@ fn make_repo(dir: &Path) {
     git(dir, &["update-ref", "refs/heads/main", &latin1_hash]);
     git(dir, &["reset", "-q", "--hard", "main"]);
 
+    // Large edits of a file full of repeated lines: xdiff's cleanup
+    // discards frequent lines and its search heuristics cut the cost, so
+    // counts differ from a minimal diff's; they must still equal git's.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let original: Vec<String> = (0..6000)
+        .map(|i| match next() % 4 {
+            0 => "}\n".to_string(),
+            1 => format!("\tx{} := f({})\n", next() % 40, i % 97),
+            _ => format!("line {}\n", next() % 3000),
+        })
+        .collect();
+    std::fs::write(dir.join("big.txt"), original.concat()).expect("write");
+    commit_all(dir, "big file");
+    for round in 0..3 {
+        let mut edited = Vec::new();
+        for line in &original {
+            match next() % 10 {
+                0 => {}
+                1 => {
+                    edited.push(format!("inserted {round} {}\n", next() % 500));
+                    edited.push(line.clone());
+                }
+                2 => edited.push("}\n".to_string()),
+                _ => edited.push(line.clone()),
+            }
+        }
+        std::fs::write(dir.join("big.txt"), edited.concat()).expect("write");
+        commit_all(dir, &format!("big edit {round}"));
+    }
+
     // An annotated tag and a lightweight one.
     git(dir, &["tag", "-a", "v1.0", "-m", "release 1.0", "HEAD~2"]);
     git(dir, &["tag", "light", "feature"]);
@@ -205,20 +241,17 @@ fn for_each_ref(dir: &Path) -> BTreeMap<String, String> {
 struct Checked {
     commits: usize,
     files: usize,
-    /// Files whose added and deleted counts both differ from git's by the
-    /// same amount (their difference is always exact; see below).
+    /// Files whose added or deleted counts differ from git's.
     count_mismatches: Vec<String>,
 }
 
 /// Checks every logged commit against git, and parent-before-child order.
 ///
 /// File names, binary flags and each file's net change (added - deleted)
-/// must equal git's exactly. The added and deleted counts themselves depend
-/// on which edit script the diff algorithm picks: git's xdiff prunes
-/// frequent lines before its Myers search, and our Myers (imara-diff) does
-/// not prune the same way, so on rare large edits the two split the same
-/// net change differently (seen: 114/126 here where git says 113/125).
-/// Those are returned, not hidden, for the caller to bound.
+/// are asserted here; the counts themselves depend on which edit script
+/// the diff picks (git's xdiff discards frequent lines and cuts costly
+/// searches short, so they are not a minimal diff's), and are returned for
+/// the caller to assert, with a readable list of every difference.
 fn check_commits_against_git(dir: &Path, mutations: &[Mutation], name: &str) -> Checked {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut count = 0;
@@ -304,7 +337,7 @@ fn logs_commits_and_refs_exactly_as_git_shows_them() {
     let mutations = logged(&server);
     let checked = check_commits_against_git(&repo_dir, &mutations, "demo");
     assert_eq!(checked.commits, expected_commits);
-    assert!(checked.files >= 8, "{} files", checked.files);
+    assert!(checked.files >= 12, "{} files", checked.files);
     assert_eq!(checked.count_mismatches, Vec::<String>::new());
     // The last record carries the refs, after every commit.
     let refs_record = mutations.last().and_then(|m| m.git.as_ref()).expect("refs");
@@ -450,10 +483,8 @@ fn this_projects_history_matches_git_log() {
     let mutations = logged(&server);
     let checked = check_commits_against_git(&copy, &mutations, "almanac");
     assert_eq!(checked.commits, log.lines().count());
-    // Edit scripts may split a net change differently from git's on a
-    // few large rewrites (see check_commits_against_git); bound them.
     assert!(
-        checked.count_mismatches.len() * 100 <= checked.files,
+        checked.count_mismatches.is_empty(),
         "{} of {} files count differently from git: {:#?}",
         checked.count_mismatches.len(),
         checked.files,
