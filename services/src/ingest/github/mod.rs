@@ -95,6 +95,7 @@ pub async fn sync_repo(
         repo,
         pending: Vec::new(),
         mutations: 0,
+        last_progress: std::time::Instant::now(),
     };
     pass.sync_issues(bypass_cache).await?;
     pass.sync_comments().await?;
@@ -124,7 +125,13 @@ struct Pass<'a> {
     /// Mutations not yet appended (never more than [`BATCH`]).
     pending: Vec<Mutation>,
     mutations: u64,
+    /// When progress was last logged (a first sync of a big repository
+    /// takes many minutes at GitHub's rates).
+    last_progress: std::time::Instant,
 }
+
+/// How often a long pass logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn issue_mutation(m: GithubIssueMutation) -> Mutation {
     Mutation {
@@ -165,6 +172,23 @@ fn skip_issue_failure(
 }
 
 impl Pass<'_> {
+    /// Logs `done` (of `total`, when known) for `phase` at most every
+    /// [`PROGRESS_EVERY`].
+    fn progress(&mut self, phase: &str, done: usize, total: Option<usize>) {
+        if self.last_progress.elapsed() >= PROGRESS_EVERY {
+            self.last_progress = std::time::Instant::now();
+            tracing::info!(
+                repo = %format!("{}/{}", self.owner, self.repo),
+                phase,
+                done,
+                total = ?total,
+                requests = self.client.requests(),
+                mutations = self.mutations,
+                "GitHub sync progress"
+            );
+        }
+    }
+
     fn issue_base(&self, number: i32) -> GithubIssueMutation {
         GithubIssueMutation {
             owner: self.owner.to_owned(),
@@ -233,6 +257,7 @@ impl Pass<'_> {
             "/repos/{owner}/{repo}/issues?state=all&sort=updated&direction=desc&per_page={PER_PAGE}"
         ));
         let mut first_page = true;
+        let mut seen_pages = 0usize;
         let mut seen: HashSet<i64> = HashSet::new();
         while let Some(path) = next.take() {
             // Like Go's httpcache, only the first page is cached: later
@@ -245,6 +270,8 @@ impl Pass<'_> {
             first_page = false;
             let page = self.client.get(&path, policy).await?.expect_ok(&path)?;
             let issues: Vec<ApiIssue> = parse_json(&page.body, &path)?;
+            seen_pages += 1;
+            self.progress("issue pages", seen_pages, None);
             if issues.is_empty() {
                 tracing::debug!(owner, repo, "issues: reached the end");
                 break;
@@ -421,7 +448,9 @@ impl Pass<'_> {
             issues = stale.len(),
             "comment sync"
         );
-        for number in stale {
+        let total = stale.len();
+        for (done, number) in stale.into_iter().enumerate() {
+            self.progress("comments", done, Some(total));
             let result = self.sync_issue_comments(number).await;
             skip_issue_failure(result, self.repo, number, "comments")?;
         }
@@ -480,7 +509,9 @@ impl Pass<'_> {
             issues = stale.len(),
             "event sync"
         );
-        for number in stale {
+        let total = stale.len();
+        for (done, number) in stale.into_iter().enumerate() {
+            self.progress("events", done, Some(total));
             let result = self.sync_issue_events(number).await;
             skip_issue_failure(result, self.repo, number, "events")?;
         }
@@ -539,7 +570,9 @@ impl Pass<'_> {
             prs = stale.len(),
             "review sync"
         );
-        for number in stale {
+        let total = stale.len();
+        for (done, number) in stale.into_iter().enumerate() {
+            self.progress("reviews", done, Some(total));
             let result = self.sync_pull_reviews(number).await;
             skip_issue_failure(result, self.repo, number, "reviews")?;
         }
