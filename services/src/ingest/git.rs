@@ -93,9 +93,16 @@ pub fn redact_url(url: &str) -> String {
 /// Opens a repository, bare or not, ignoring the user's and system's git
 /// configuration so that a pass reads the same everywhere.
 pub fn open(path: &Path) -> Result<gix::Repository, SyncError> {
-    gix::open_opts(path, gix::open::Options::isolated())
-        .map_err(|e| git_err(&format!("opening {}", path.display()), e))
+    let mut repo = gix::open_opts(path, gix::open::Options::isolated())
+        .map_err(|e| git_err(&format!("opening {}", path.display()), e))?;
+    // Every tree is read twice (as a commit's, then as its child's
+    // parent's), and blobs are often deltas of recent ones.
+    repo.object_cache_size_if_unset(OBJECT_CACHE);
+    Ok(repo)
 }
+
+/// Decoded objects kept per open repository.
+const OBJECT_CACHE: usize = 64 << 20;
 
 /// A ref as the remote (or the local repository) lists it: its direct
 /// target, and the commit it peels to when that is a commit.
@@ -504,7 +511,7 @@ fn is_binary(data: &[u8]) -> bool {
 fn line_counts(old: &[u8], new: &[u8]) -> (i64, i64) {
     let before = split_lines(old);
     let after = split_lines(new);
-    let mut classes: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
+    let mut classes: rustc_hash::FxHashMap<&[u8], u32> = rustc_hash::FxHashMap::default();
     let mut ha: Vec<u32> = Vec::with_capacity(before.len());
     for line in &before {
         let next = classes.len() as u32;
