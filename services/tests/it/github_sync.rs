@@ -808,3 +808,131 @@ fn passes_append_what_changed_and_nothing_more() {
 
     rt.block_on(server.shutdown()).expect("shutdown");
 }
+
+/// A signed webhook makes the syncers fetch at once: maintnerd's syncers
+/// run as in production with a one-hour poll, following a pubsubhelper;
+/// an issue renamed on the fake shows in the corpus after one webhook, and
+/// a webhook with a bad signature wakes nothing.
+#[test]
+fn a_webhook_syncs_the_named_repository_at_once() {
+    use almanac_services::ingest::config::{Config as Sources, PubsubSource, Secret};
+    use almanac_services::ingest::run::Ingest;
+    use almanac_services::pubsubhelper;
+
+    const SECRET: &str = "webhook-test-secret";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let mut server = rt
+        .block_on(Server::start(Config::new(
+            dir.path().join("log"),
+            "127.0.0.1:0".parse().expect("addr"),
+        )))
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    rt.block_on(server.corpus_ready());
+    let fake = rt.block_on(FakeGitHub::start(fake_repo()));
+    let mut helper_config = pubsubhelper::Config::new("127.0.0.1:0".parse().expect("addr"));
+    helper_config.webhook_secret = Some(Secret::new(SECRET.into()));
+    let helper = rt
+        .block_on(pubsubhelper::Server::start(helper_config))
+        .expect("pubsubhelper");
+
+    let mut sources = Sources::default();
+    sources.github.push(GitHubSource {
+        repo: format!("{OWNER}/{REPO}"),
+        token_file: None,
+        token_env: None,
+        api_url: fake.url(),
+        token: None,
+    });
+    sources.pubsub = Some(PubsubSource {
+        url: format!("http://{}", helper.addr()),
+    });
+    sources.poll.github = 3_600;
+    let sink = server.sink();
+    let syncers = rt.block_on(async {
+        Ingest::new(sources, dir.path().join("repos"), sink.clone())
+            .expect("ingest")
+            .spawn()
+    });
+
+    let title_of = |number: i32| {
+        sink.read(|c| {
+            c.github()
+                .repo(OWNER, REPO)
+                .and_then(|r| r.issue(number))
+                .map(|i| i.title().to_string())
+        })
+        .expect("corpus")
+    };
+    // Waits (on appends, not on time) until the corpus shows `want`.
+    let wait_for_title = |number: i32, want: &str| {
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let mut appended = server.log().watch();
+                appended.borrow_and_update();
+                sink.wait_folded(server.log().end()).await.expect("fold");
+                if title_of(number).as_deref() == Some(want) {
+                    return;
+                }
+                tokio::time::timeout_at(deadline, appended.changed())
+                    .await
+                    .unwrap_or_else(|_| panic!("issue {number} never became {want:?}"))
+                    .expect("log open");
+            }
+        })
+    };
+    // The first pass runs at start.
+    let original = fake_repo().issues[0]["title"]
+        .as_str()
+        .expect("title")
+        .to_string();
+    let number = fake_repo().issues[0]["number"].as_i64().expect("number") as i32;
+    wait_for_title(number, &original);
+
+    // Renamed on GitHub; the syncer sleeps for an hour unless woken.
+    fake.edit(|repo| {
+        for issue in &mut repo.issues {
+            if issue["number"].as_i64() == Some(i64::from(number)) {
+                issue["title"] = Value::from("renamed by a webhook");
+                issue["updated_at"] = Value::from("2022-11-20T00:00:00Z");
+            }
+        }
+    });
+    let body = json!({
+        "action": "edited",
+        "issue": {"number": number},
+        "repository": {"full_name": format!("{OWNER}/{REPO}")},
+    })
+    .to_string();
+    let refused = post_webhook(helper.addr(), "sha256=00", &body);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let signature = almanac_services::pubsubhelper::signature(SECRET.as_bytes(), body.as_bytes());
+    let accepted = post_webhook(helper.addr(), &signature, &body);
+    assert!(accepted.starts_with("HTTP/1.1 200"), "{accepted}");
+    wait_for_title(number, "renamed by a webhook");
+
+    drop(syncers);
+    rt.block_on(helper.shutdown())
+        .expect("pubsubhelper shutdown");
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
+
+/// POSTs a GitHub `issues` delivery with `signature`; returns the raw
+/// response.
+fn post_webhook(addr: std::net::SocketAddr, signature: &str, body: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let request = format!(
+        "POST /github-webhook HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nX-GitHub-Event: issues\r\n\
+         X-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read");
+    answer
+}
