@@ -8,10 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use prost::Message as _;
-
+use crate::support::{logged, runtime};
 use almanac_projections::corpus::gerrit::ClStatus;
-use almanac_proto::pb::maintpb::Mutation;
 use almanac_services::ingest::config::GerritSource;
 use almanac_services::ingest::gerrit;
 use almanac_services::maintnerd::{Config, Server};
@@ -204,26 +202,6 @@ fn make_cl(dir: &Path, base: &str, number: i32, patch_sets: i32, merged: bool) -
         hashtags: "wait-release",
         votes,
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn logged(server: &Server) -> Vec<Mutation> {
-    let snapshot = server.log().snapshot();
-    let mut reader = snapshot
-        .read_from(almanac_log::Position(0))
-        .expect("reader");
-    let mut out = Vec::new();
-    while let Some(record) = reader.next_record().expect("read") {
-        out.push(Mutation::decode(record.payload.as_ref()).expect("decode"));
-    }
-    out
 }
 
 #[test]

@@ -10,20 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use prost::Message as _;
-
+use crate::support::{logged, runtime};
 use almanac_proto::pb::maintpb::{GitDiffTreeFile, Mutation};
 use almanac_services::ingest::config::GitSource;
 use almanac_services::ingest::git;
 use almanac_services::maintnerd::{Config, Server};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Runs git in `dir` with a fixed identity and clock, returning stdout.
 fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
@@ -205,19 +196,6 @@ fn go_numstat(dir: &Path, hash: &str) -> Vec<GitDiffTreeFile> {
     }
     files.sort_by(|a, b| a.file.cmp(&b.file));
     files
-}
-
-/// Every record of the log, decoded.
-fn logged(server: &Server) -> Vec<Mutation> {
-    let snapshot = server.log().snapshot();
-    let mut out = Vec::new();
-    let mut reader = snapshot
-        .read_from(almanac_log::Position(0))
-        .expect("reader");
-    while let Some(record) = reader.next_record().expect("read") {
-        out.push(Mutation::decode(record.payload.as_ref()).expect("decode"));
-    }
-    out
 }
 
 /// `git for-each-ref` over heads and tags: name → direct target.

@@ -9,10 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use prost::Message as _;
 use serde_json::{Value, json};
 
-use almanac_log::Position;
 use almanac_proto::pb::maintpb::{
     BoolChange, GithubIssueCommentMutation, GithubIssueEvent, GithubIssueMutation, GithubLabel,
     GithubReview, GithubUser, Mutation, StringChange,
@@ -22,19 +20,12 @@ use almanac_services::ingest::github::{ClientOptions, GitHubClient, PassStats, s
 use almanac_services::maintnerd::{Config, Server};
 
 use crate::fake_github::{FakeGitHub, FakeRepo};
+use crate::support::{logged, runtime};
 
 pub(crate) const OWNER: &str = "gopher";
 pub(crate) const REPO: &str = "fake";
 /// `FAKE_DATE` as Unix seconds.
 const FAKE_DATE_UNIX: i64 = 1_668_499_951;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn fixture(name: &str) -> Vec<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -273,16 +264,6 @@ pub(crate) fn fake_repo() -> FakeRepo {
         // Two per page, so every listing pages with `Link`.
         page_size: 2,
     }
-}
-
-/// Everything maintnerd's log holds, decoded.
-fn logged(server: &Server) -> Vec<Mutation> {
-    server
-        .log()
-        .read_from(Position(0))
-        .expect("read the log")
-        .map(|r| Mutation::decode(r.expect("a record").payload).expect("a mutation"))
-        .collect()
 }
 
 /// The key fields of a mutation on one line.

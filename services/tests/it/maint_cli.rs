@@ -20,7 +20,7 @@ use almanac_proto::pb::maintpb::{
 };
 use almanac_services::maintnerd::{Config, Server};
 
-use crate::support::{almanac, segment_files, stderr, stdout};
+use crate::support::{almanac, runtime, segment_files, stderr, stdout};
 
 const GO: &str = "go.googlesource.com/go";
 
@@ -107,14 +107,6 @@ fn write_log(dir: &Path, records: Vec<Bytes>) {
     let (log, _) = Log::open(dir, Options::default()).expect("open");
     log.append_blocking(records).expect("append");
     log.close();
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn serve(rt: &tokio::runtime::Runtime, dir: &Path) -> Server {

@@ -2,14 +2,14 @@
 //! deliveries (and every way one is refused), `/waitevent` and `/recent` as
 //! Go serves them, and maintnerd's follower waking the named repository.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::{HttpResponse, exchange, runtime};
 use almanac_services::ingest::config::Secret;
 use almanac_services::ingest::pubsub::{Wakeups, event_topic, follow};
 use almanac_services::pubsubhelper::{Config, Event, MAX_BODY, Server, Time3339, signature};
@@ -17,102 +17,6 @@ use almanac_services::pubsubhelper::{Config, Event, MAX_BODY, Server, Time3339, 
 const SECRET: &str = "webhook-secret-for-tests";
 const GERRIT_SECRET: &str = "gerrit-secret-for-tests";
 const GERRIT_URL: &str = "https://go-review.googlesource.com";
-
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-}
-
-/// One HTTP/1.1 exchange over a fresh connection. With `send_body` false
-/// only the head goes out (for `Expect: 100-continue`).
-fn exchange(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    send_body: bool,
-) -> HttpResponse {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("timeout");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if method == "POST" {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("write head");
-    if send_body {
-        s.write_all(body).expect("write body");
-    }
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked")
-    {
-        body = dechunk(&body);
-    }
-    HttpResponse {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = b.windows(2).position(|w| w == b"\r\n").expect("chunk size");
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).expect("hex").trim(), 16)
-                .expect("chunk size hex");
-        b = &b[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
-    }
-}
 
 fn get(addr: SocketAddr, path: &str) -> HttpResponse {
     exchange(addr, "GET", path, &[], b"", true)
@@ -204,14 +108,6 @@ fn config() -> Config {
     c.gerrit_secret = Some(Secret::new(GERRIT_SECRET.to_owned()));
     c.gerrit_url = Some(GERRIT_URL.to_owned());
     c
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn start(rt: &tokio::runtime::Runtime, config: Config) -> Server {
