@@ -132,6 +132,7 @@ pub fn fetch(dir: &Path, url: &str, refspecs: &[String]) -> Result<Vec<ListedRef
             gix::remote::Direction::Fetch,
         )
         .map_err(|e| git_err("refspecs", e))?;
+    ensure_crypto_provider();
     let connection = remote
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| git_err(&format!("connecting to {}", redact_url(url)), e))?;
@@ -158,6 +159,14 @@ pub fn fetch(dir: &Path, url: &str, refspecs: &[String]) -> Result<Vec<ListedRef
     Ok(listed)
 }
 
+/// gix's https transport is reqwest over rustls without a built-in
+/// crypto provider; this process uses ring everywhere, so it is installed
+/// as the process default before the first connection (a no-op once one
+/// is installed).
+fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Lists every ref of `url`, HEAD included (`git ls-remote`), fetching
 /// nothing. The mirror at `dir` is made if missing (gix needs a repository
 /// to talk from).
@@ -168,6 +177,7 @@ pub fn ls_remote(dir: &Path, url: &str) -> Result<Vec<ListedRef>, SyncError> {
         .map_err(|e| git_err(&format!("remote {}", redact_url(url)), e))?
         .with_refspecs(["+refs/*:refs/*"], gix::remote::Direction::Fetch)
         .map_err(|e| git_err("refspecs", e))?;
+    ensure_crypto_provider();
     let connection = remote
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| git_err(&format!("connecting to {}", redact_url(url)), e))?;
@@ -1125,6 +1135,17 @@ mod tests {
         assert_eq!(quote_path("caf\u{e9}".as_bytes()), "\"caf\\303\\251\"");
         assert_eq!(quote_path(b"tab\there"), "\"tab\\there\"");
         assert_eq!(quote_path(b"q\"uote"), "\"q\\\"uote\"");
+    }
+
+    #[test]
+    fn an_unreachable_https_remote_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Port 1 on loopback refuses connections.
+        let err = ls_remote(&dir.path().join("m"), "https://me:pw@127.0.0.1:1/x.git")
+            .expect_err("nothing listens there");
+        let text = err.to_string();
+        assert!(text.contains("127.0.0.1:1"), "{text}");
+        assert!(!text.contains("pw@"), "credentials leaked: {text}");
     }
 
     #[test]
