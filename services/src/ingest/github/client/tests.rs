@@ -115,3 +115,22 @@ fn the_shared_limiter_allows_a_burst_then_paces() {
         assert!(burst < paced);
     });
 }
+
+#[test]
+fn an_unreachable_https_api_is_an_error_not_a_panic() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let options = ClientOptions {
+        server_error_retries: 0,
+        ..ClientOptions::default()
+    };
+    let result = rt.block_on(async {
+        let client = GitHubClient::new("https://127.0.0.1:1", None, options)?;
+        client
+            .get("/repos/golang/go/labels", CachePolicy::Bypass)
+            .await
+    });
+    assert!(result.is_err(), "nothing listens on port 1");
+}
