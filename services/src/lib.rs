@@ -3,6 +3,8 @@
 //! Layout:
 //! - [`cli`]: the command line (`almanac log ...`), parsed with clap.
 //! - [`codec`]: mutations in protobuf JSON and text format.
+//! - [`farm`]: the build farm's configuration (host types and builders
+//!   from `env/`).
 //! - [`history`]: a deterministic generator of Go-shaped histories.
 //! - [`ingest`]: GitHub, Gerrit and git sync into the log.
 //! - [`maintnerd`]: the log's server: `/logs`, gRPC LogService and
@@ -17,6 +19,7 @@
 
 pub mod cli;
 pub mod codec;
+pub mod farm;
 pub mod history;
 pub mod ingest;
 pub mod maintnerd;

@@ -38,6 +38,13 @@ pub enum Command {
     /// Receive GitHub webhooks and Gerrit events and serve them as the
     /// feed maintnerd follows (Go's pubsubhelper).
     Pubsubhelper(pubsub::PubsubhelperArgs),
+    /// Load and check the build farm's host types and builders, and list
+    /// them (errors name the file, line and field).
+    EnvCheck {
+        /// The env directory (hosts.toml, builders.toml, setup/).
+        #[arg(default_value = "env")]
+        dir: std::path::PathBuf,
+    },
     /// Write a deterministic log shaped like Go's real history.
     GenHistory {
         /// The shape: `small` (a few MB) or `go` (about 3 GB).
@@ -65,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Maintwatch(args) => maint::maintwatch(args),
         Command::Maintq(args) => maint::maintq(args),
         Command::Pubsubhelper(args) => pubsub::run(args),
+        Command::EnvCheck { dir } => env_check(&dir),
         Command::GenHistory {
             profile,
             seed,
@@ -72,4 +80,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             target_size,
         } => corpus::gen_history(profile, seed, &out, target_size),
     }
+}
+
+/// `almanac env-check`: one line per host type and builder.
+fn env_check(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let envs = crate::farm::env::Environments::load(dir)?;
+    let mut out = std::io::stdout().lock();
+    for h in envs.hosts.values() {
+        writeln!(
+            out,
+            "host {}\tpool={}\texpected={}\tsetup={}",
+            h.name,
+            h.pool.as_str(),
+            h.expected_machines,
+            h.setup.display()
+        )?;
+    }
+    for b in envs.builders.values() {
+        writeln!(
+            out,
+            "builder {}\thost={}\trepos={}\tbranches={}\ttry_bot={}\tsteps={}",
+            b.name,
+            b.host_type,
+            b.repos.join(","),
+            b.branches.join(","),
+            b.try_bot,
+            b.steps.len()
+        )?;
+    }
+    Ok(())
 }
