@@ -1,6 +1,9 @@
 //! Every almanac daemon and tool, behind the one `almanac` binary.
 //!
 //! Layout:
+//! - [`buildlet`]: the worker server on build machines: tarballs in and
+//!   out, commands run with streamed output (Go's `cmd/buildlet`, listen
+//!   mode).
 //! - [`cli`]: the command line (`almanac log ...`), parsed with clap.
 //! - [`codec`]: mutations in protobuf JSON and text format.
 //! - [`farm`]: the build farm's configuration (host types and builders
@@ -17,6 +20,7 @@
 //! `anyhow` or process-level concerns. Libraries below it (`almanac-log`,
 //! `almanac-projections`, `almanac-proto`) stay free of them.
 
+pub mod buildlet;
 pub mod cli;
 pub mod codec;
 pub mod farm;

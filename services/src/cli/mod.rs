@@ -1,5 +1,6 @@
 //! The `almanac` command line: one binary, a subcommand per tool or daemon.
 
+pub mod buildlet;
 pub mod corpus;
 pub mod demo;
 pub mod log;
@@ -35,6 +36,9 @@ pub enum Command {
     Maintwatch(maint::MaintwatchArgs),
     /// Query the maintner gRPC API, as Go's maintq does.
     Maintq(maint::MaintqArgs),
+    /// The worker server on every build machine (Go's buildlet), in listen
+    /// mode.
+    Buildlet(buildlet::BuildletArgs),
     /// Receive GitHub webhooks and Gerrit events and serve them as the
     /// feed maintnerd follows (Go's pubsubhelper).
     Pubsubhelper(pubsub::PubsubhelperArgs),
@@ -72,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Maintwatch(args) => maint::maintwatch(args),
         Command::Maintq(args) => maint::maintq(args),
         Command::Pubsubhelper(args) => pubsub::run(args),
+        Command::Buildlet(args) => buildlet::run(args),
         Command::EnvCheck { dir } => env_check(&dir),
         Command::GenHistory {
             profile,

@@ -1,5 +1,6 @@
 //! Integration tests of the `almanac` binary, run as real processes.
 
+mod buildlet;
 mod cli_log;
 mod corpus_cli;
 mod crash;
