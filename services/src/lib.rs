@@ -6,6 +6,8 @@
 //!   mode).
 //! - [`cli`]: the command line (`almanac log ...`), parsed with clap.
 //! - [`codec`]: mutations in protobuf JSON and text format.
+//! - [`coordinator`]: the build farm's coordinator (so far: the reverse
+//!   pool and the buildlet client).
 //! - [`farm`]: the build farm's configuration (host types and builders
 //!   from `env/`).
 //! - [`history`]: a deterministic generator of Go-shaped histories.
@@ -23,6 +25,7 @@
 pub mod buildlet;
 pub mod cli;
 pub mod codec;
+pub mod coordinator;
 pub mod farm;
 pub mod history;
 pub mod ingest;

@@ -94,6 +94,7 @@
 //! bodies read by blocking code, channel-fed response bodies), [`metrics`].
 
 pub mod metrics;
+pub mod reverse;
 
 mod auth;
 mod body;
@@ -123,7 +124,7 @@ use tokio::sync::watch;
 use crate::ingest::config::Secret;
 use crate::pubsubhelper::plain;
 
-pub use auth::host_key;
+pub use auth::{host_key, keys_match};
 pub use metrics::Metrics;
 
 /// The protocol version `/status` reports: Go's `buildletVersion`.
@@ -287,7 +288,9 @@ impl Buildlet {
         self.shared.stop.send_replace(true);
     }
 
-    async fn stopped(&self) {
+    /// Resolves once the buildlet was asked to stop (`/halt` with
+    /// [`Config::halt_exits`], or shutdown).
+    pub async fn stopped(&self) {
         let mut rx = self.shared.stop.subscribe();
         let _ = rx.wait_for(|stop| *stop).await;
     }

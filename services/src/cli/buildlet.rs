@@ -60,6 +60,15 @@ pub struct BuildletArgs {
     /// that pass port 0).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Reverse mode: dial this coordinator (`host:port`), register, and
+    /// serve it over that connection instead of listening (reconnecting
+    /// with backoff whenever the connection ends).
+    #[arg(long, value_name = "COORDINATOR")]
+    pub reverse: Option<String>,
+    /// The name this machine registers under [default: the system's
+    /// hostname].
+    #[arg(long)]
+    pub hostname: Option<String>,
 }
 
 /// Runs the buildlet until SIGTERM, Ctrl-C or `/halt`.
@@ -92,9 +101,26 @@ pub fn run(args: BuildletArgs) -> Result<()> {
             "listening on a non-loopback address: whoever reaches it with the key runs code here"
         );
     }
-    let mut config = Config::new(args.listen, workdir, host_type, key);
+    let mut config = Config::new(args.listen, workdir, host_type.clone(), key.clone());
     config.exec_timeout = Duration::from_secs(args.exec_timeout);
     config.halt_exits = args.halt_exits;
+    if let Some(coordinator) = args.reverse {
+        let hostname = match args.hostname {
+            Some(h) => h,
+            None => std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "unknown".to_owned()),
+        };
+        let registration = crate::buildlet::reverse::Registration {
+            coordinator,
+            host_type,
+            hostname,
+            key,
+        };
+        return run_reverse(registration, config);
+    }
     let addr_file = args.addr_file;
     runtime()?.block_on(async move {
         let server = Server::start(config).await?;
@@ -112,5 +138,30 @@ pub fn run(args: BuildletArgs) -> Result<()> {
                 Ok(())
             }
         }
+    })
+}
+
+/// Reverse mode: register with the coordinator and serve it until a
+/// signal, or `/halt` (which the coordinator sends when it releases the
+/// machine; a supervisor starts a fresh buildlet, as Go's stage0 does).
+fn run_reverse(registration: crate::buildlet::reverse::Registration, config: Config) -> Result<()> {
+    let buildlet = crate::buildlet::Buildlet::new(&config)?;
+    runtime()?.block_on(async move {
+        let serving = tokio::spawn(crate::buildlet::reverse::run(
+            registration,
+            buildlet.clone(),
+            std::future::pending(),
+        ));
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("signalled: killing commands and stopping"),
+            () = buildlet.stopped() => {
+                tracing::info!("halted: stopping");
+                // Let the /halt answer reach the coordinator first.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        buildlet.kill_execs();
+        serving.abort();
+        Ok(())
     })
 }

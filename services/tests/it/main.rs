@@ -13,6 +13,7 @@ mod maint_cli;
 mod maintnerd;
 mod maintnerd_faults;
 mod pubsub;
+mod reverse;
 mod support;
 mod tidy;
 mod up_ingest;

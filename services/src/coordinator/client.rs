@@ -1,0 +1,248 @@
+//! A client of one buildlet, over a connection the coordinator holds: the
+//! HTTP/2 side of a reverse registration, or a listen-mode buildlet's
+//! address.
+//!
+//! Every request carries the host key (`Authorization: Bearer`), so a
+//! buildlet never serves an unauthenticated request even on a connection it
+//! opened itself. A response without its `Process-State` trailer, or any
+//! transport error, is a [`ClientError`]: a communication failure, never a
+//! build result (spec/coordinator.md §1.4).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http2::SendRequest;
+
+use crate::ingest::config::Secret;
+
+/// Why a request did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("buildlet connection: {0}")]
+    Transport(String),
+    #[error("buildlet answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("the command's output ended without its Process-State (the buildlet went away)")]
+    NoProcessState,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// What `/exec` produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecResult {
+    /// stdout and stderr, interleaved as written.
+    pub output: Vec<u8>,
+    /// `ok`, `exit status 1`, `timeout after 30s`, ...
+    pub process_state: String,
+}
+
+impl ExecResult {
+    pub fn succeeded(&self) -> bool {
+        self.process_state == "ok"
+    }
+}
+
+/// `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Status {
+    #[serde(rename = "Version")]
+    pub version: i64,
+    #[serde(rename = "HostType", default)]
+    pub host_type: String,
+}
+
+/// One buildlet, over HTTP/2.
+#[derive(Clone, Debug)]
+pub struct BuildletClient {
+    sender: SendRequest<Full<Bytes>>,
+    key: Secret,
+    /// The `:authority` requests name.
+    authority: String,
+}
+
+/// How long a request may wait for its response head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl BuildletClient {
+    pub fn new(sender: SendRequest<Full<Bytes>>, key: Secret, authority: String) -> BuildletClient {
+        BuildletClient {
+            sender,
+            key,
+            authority,
+        }
+    }
+
+    /// Whether the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<http::Response<hyper::body::Incoming>, ClientError> {
+        let uri = format!("http://{}{path_and_query}", self.authority);
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.key.expose()),
+            )
+            .header(http::header::TE, "trailers");
+        if let Some(ct) = content_type {
+            request = request.header(http::header::CONTENT_TYPE, ct);
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let mut sender = self.sender.clone();
+        let response = tokio::time::timeout(HEAD_TIMEOUT, async {
+            sender
+                .ready()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            sender
+                .send_request(request)
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))
+        })
+        .await
+        .map_err(|_| ClientError::Timeout(HEAD_TIMEOUT))??;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let body = collect(response.into_body()).await.unwrap_or_default();
+            return Err(ClientError::Status {
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_string(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// `GET /status`.
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        let response = self
+            .send(http::Method::GET, "/status", None, Bytes::new())
+            .await?;
+        let body = collect(response.into_body()).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Transport(format!("status JSON: {e}")))
+    }
+
+    /// `PUT /writetgz?dir=`: extracts a gzip tarball under `dir`.
+    pub async fn put_tar(&self, dir: &str, tgz: Bytes) -> Result<(), ClientError> {
+        let path = format!("/writetgz?dir={}", form_escape(dir));
+        let response = self.send(http::Method::PUT, &path, None, tgz).await?;
+        collect(response.into_body()).await.map(|_| ())
+    }
+
+    /// `POST /removeall`.
+    pub async fn remove_all(&self, paths: &[&str]) -> Result<(), ClientError> {
+        let form = paths
+            .iter()
+            .map(|p| format!("path={}", form_escape(p)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let response = self
+            .send(
+                http::Method::POST,
+                "/removeall",
+                Some("application/x-www-form-urlencoded"),
+                Bytes::from(form),
+            )
+            .await?;
+        collect(response.into_body()).await.map(|_| ())
+    }
+
+    /// `POST /exec` of `cmd` (relative to the work directory, or a system
+    /// command with `system`), collecting its output. `on_output` sees each
+    /// chunk as it arrives (for streaming logs).
+    pub async fn exec(
+        &self,
+        cmd: &str,
+        args: &[&str],
+        env: &[String],
+        system: bool,
+        timeout: Option<Duration>,
+        mut on_output: impl FnMut(&[u8]),
+    ) -> Result<ExecResult, ClientError> {
+        let mut form = vec![format!("cmd={}", form_escape(cmd))];
+        if system {
+            form.push("mode=sys".into());
+        }
+        form.extend(args.iter().map(|a| format!("cmdArg={}", form_escape(a))));
+        form.extend(env.iter().map(|e| format!("env={}", form_escape(e))));
+        if let Some(t) = timeout {
+            form.push(format!("timeout={}", t.as_secs().max(1)));
+        }
+        let response = self
+            .send(
+                http::Method::POST,
+                "/exec",
+                Some("application/x-www-form-urlencoded"),
+                Bytes::from(form.join("&")),
+            )
+            .await?;
+        let mut body = response.into_body();
+        let mut output = Vec::new();
+        let mut process_state = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Transport(e.to_string()))?;
+            match frame.into_data() {
+                Ok(data) => {
+                    on_output(&data);
+                    output.extend_from_slice(&data);
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        process_state = trailers
+                            .get("process-state")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                    }
+                }
+            }
+        }
+        let process_state = process_state.ok_or(ClientError::NoProcessState)?;
+        Ok(ExecResult {
+            output,
+            process_state,
+        })
+    }
+
+    /// `POST /halt`: the buildlet kills what runs and (usually) exits.
+    pub async fn halt(&self) -> Result<(), ClientError> {
+        let response = self
+            .send(http::Method::POST, "/halt", None, Bytes::new())
+            .await?;
+        collect(response.into_body()).await.map(|_| ())
+    }
+}
+
+async fn collect(body: hyper::body::Incoming) -> Result<Bytes, ClientError> {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| ClientError::Transport(e.to_string()))
+}
+
+/// `application/x-www-form-urlencoded` escaping of one value.
+fn form_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
