@@ -20,6 +20,7 @@
 //! unchanged (validate first, then mutate).
 
 pub mod corpus;
+pub mod farm;
 pub mod kinds;
 pub mod load;
 pub mod network;

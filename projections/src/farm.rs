@@ -1,0 +1,640 @@
+//! The build farm's state as a fold of its events (`almanac.farm.v1`,
+//! `Mutation` fields 101 to 103): the queue of buildlet requests per host
+//! type, the machine pool, the builds with their steps, and the results
+//! the dashboard shows. A coordinator that restarts replays the log into
+//! this and knows exactly what was waiting, running and done.
+//!
+//! The queue's order is Go's scheduler's (spec/coordinator.md §3.1):
+//! gomote sessions first, then trybots first come first served, then
+//! post-submit work newest commit first; ties by request time, then by
+//! request id so the order is total. [`Farm::next_assignments`] pairs idle
+//! machines with the head of their host type's queue; the scheduler records
+//! each pairing as a `BuildletAssigned` event, so a replay never re-runs
+//! the policy to learn what happened.
+//!
+//! Pure and deterministic: no clock, no IO. Events that name unknown
+//! builds, requests or machines are counted in [`FarmSkipped`], never
+//! applied half-way.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use almanac_log::Position;
+use almanac_proto::pb::farm::{
+    BuildEvent, BuildKind, BuildOutcome, MachineEvent, PriorityClass, ResultEvent, ResultKey,
+    build_event, machine_event, result_event,
+};
+use almanac_proto::pb::maintpb::Mutation;
+
+use crate::Projection;
+
+/// A time as the events carry it, in nanoseconds since the Unix epoch.
+pub type Nanos = i128;
+
+fn nanos(t: Option<&prost_types::Timestamp>) -> Nanos {
+    t.map_or(0, |t| {
+        i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
+    })
+}
+
+/// Where a request stands in its host type's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueKey {
+    class: i32,
+    /// Within a class: try by request time ascending; regular by commit
+    /// time descending (stored negated), then request time.
+    primary: Nanos,
+    secondary: Nanos,
+    request_id: String,
+}
+
+impl Ord for QueueKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.class, self.primary, self.secondary, &self.request_id).cmp(&(
+            other.class,
+            other.primary,
+            other.secondary,
+            &other.request_id,
+        ))
+    }
+}
+
+impl PartialOrd for QueueKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A request waiting for a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub request_id: String,
+    pub host_type: String,
+    pub build_id: String,
+    pub gomote_session: String,
+    pub class: PriorityClass,
+    pub request_time: Nanos,
+    pub commit_time: Nanos,
+    key: QueueKey,
+}
+
+/// A machine in the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    pub machine_id: String,
+    pub host_type: String,
+    pub hostname: String,
+    pub pool: String,
+    /// The request it was assigned to, while it is busy.
+    pub assigned_to: Option<String>,
+    /// The build it runs, once started.
+    pub running: Option<String>,
+}
+
+/// Where a build is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildState {
+    /// Requested; waiting for a machine.
+    Queued,
+    Running {
+        machine_id: String,
+    },
+    Done {
+        outcome: BuildOutcome,
+        done_msg: String,
+    },
+}
+
+/// One step of a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub step_id: String,
+    pub name: String,
+    /// None while running; Some("") on success.
+    pub error: Option<String>,
+}
+
+/// A build and its steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    pub build_id: String,
+    pub builder: String,
+    pub rev: String,
+    pub sub_name: String,
+    pub sub_rev: String,
+    pub host_type: String,
+    pub kind: BuildKind,
+    pub attempt: i32,
+    pub state: BuildState,
+    pub steps: Vec<Step>,
+    /// Log chunks appended so far.
+    pub log_chunks: u64,
+    /// The log position of its `BuildRequested`, for "recent" ordering.
+    pub requested_at: u64,
+}
+
+/// A dashboard cell's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Result {
+    pub ok: bool,
+    pub log_hash: String,
+    pub build_id: String,
+}
+
+/// Events that could not be applied, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FarmSkipped {
+    pub unknown_build: u64,
+    pub unknown_request: u64,
+    pub unknown_machine: u64,
+    /// A second `BuildRequested` for an id already known.
+    pub duplicate_build: u64,
+}
+
+/// The farm.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Farm {
+    /// Waiting requests per host type, in scheduling order.
+    queues: BTreeMap<String, BTreeMap<QueueKey, Waiting>>,
+    /// Request id to its queue key, while waiting.
+    waiting: BTreeMap<String, (String, QueueKey)>,
+    machines: BTreeMap<String, Machine>,
+    builds: BTreeMap<String, Build>,
+    /// Request id to build id, for every request ever made.
+    request_builds: BTreeMap<String, String>,
+    /// Build id to its requests still waiting (so finishing a build costs
+    /// what it had, not what the whole history had).
+    build_waiting: BTreeMap<String, Vec<String>>,
+    /// Build id to the machine assigned to it or running it.
+    build_machine: BTreeMap<String, String>,
+    results: BTreeMap<(String, String, String, String), Result>,
+    events: u64,
+    skipped: FarmSkipped,
+}
+
+fn result_key(k: Option<&ResultKey>) -> (String, String, String, String) {
+    k.map_or_else(Default::default, |k| {
+        (
+            k.builder.clone(),
+            k.package_path.clone(),
+            k.hash.clone(),
+            k.go_hash.clone(),
+        )
+    })
+}
+
+impl Farm {
+    pub fn new() -> Farm {
+        Farm::default()
+    }
+
+    /// Farm events folded.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    pub fn skipped(&self) -> &FarmSkipped {
+        &self.skipped
+    }
+
+    /// Waiting requests of `host_type`, first to be served first.
+    pub fn queue(&self, host_type: &str) -> impl Iterator<Item = &Waiting> {
+        self.queues
+            .get(host_type)
+            .into_iter()
+            .flat_map(|q| q.values())
+    }
+
+    /// Host types with waiting requests, and how many wait.
+    pub fn queue_lengths(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.queues
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(h, q)| (h.as_str(), q.len()))
+    }
+
+    /// Every machine, by id.
+    pub fn machines(&self) -> impl Iterator<Item = &Machine> {
+        self.machines.values()
+    }
+
+    pub fn machine(&self, id: &str) -> Option<&Machine> {
+        self.machines.get(id)
+    }
+
+    pub fn build(&self, id: &str) -> Option<&Build> {
+        self.builds.get(id)
+    }
+
+    /// Every build, by id.
+    pub fn builds(&self) -> impl Iterator<Item = &Build> {
+        self.builds.values()
+    }
+
+    /// Running builds.
+    pub fn active_builds(&self) -> impl Iterator<Item = &Build> {
+        self.builds
+            .values()
+            .filter(|b| matches!(b.state, BuildState::Running { .. }))
+    }
+
+    /// Finished builds, most recently requested first, at most `n`.
+    pub fn recent_builds(&self, n: usize) -> Vec<&Build> {
+        let mut done: Vec<&Build> = self
+            .builds
+            .values()
+            .filter(|b| matches!(b.state, BuildState::Done { .. }))
+            .collect();
+        done.sort_by_key(|b| std::cmp::Reverse(b.requested_at));
+        done.truncate(n);
+        done
+    }
+
+    /// The dashboard's result for a cell.
+    pub fn result(
+        &self,
+        builder: &str,
+        package_path: &str,
+        hash: &str,
+        go_hash: &str,
+    ) -> Option<&Result> {
+        self.results.get(&(
+            builder.to_string(),
+            package_path.to_string(),
+            hash.to_string(),
+            go_hash.to_string(),
+        ))
+    }
+
+    /// Whether work `(builder, rev, sub_name, sub_rev)` has a live build
+    /// (queued or running). Discovery skips such work, and work with a
+    /// recorded [`Farm::result`]; a build that ended in a communication
+    /// error is neither, so its work is requested again.
+    pub fn has_live_build(&self, builder: &str, rev: &str, sub_name: &str, sub_rev: &str) -> bool {
+        self.builds.values().any(|b| {
+            b.builder == builder
+                && b.rev == rev
+                && b.sub_name == sub_name
+                && b.sub_rev == sub_rev
+                && !matches!(b.state, BuildState::Done { .. })
+        })
+    }
+
+    /// Pairs every idle machine with the head of its host type's queue, in
+    /// queue order: the assignments the scheduler should record next.
+    /// Machines are taken in id order, so the answer is deterministic.
+    pub fn next_assignments(&self) -> Vec<(String, String)> {
+        let mut idle: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for m in self.machines.values() {
+            if m.assigned_to.is_none() {
+                idle.entry(m.host_type.as_str())
+                    .or_default()
+                    .push(m.machine_id.as_str());
+            }
+        }
+        let mut out = Vec::new();
+        for (host_type, machines) in idle {
+            let Some(queue) = self.queues.get(host_type) else {
+                continue;
+            };
+            for (waiting, machine) in queue.values().zip(machines) {
+                out.push((waiting.request_id.clone(), machine.to_string()));
+            }
+        }
+        out
+    }
+
+    fn enqueue(&mut self, w: Waiting) {
+        self.waiting
+            .insert(w.request_id.clone(), (w.host_type.clone(), w.key.clone()));
+        self.queues
+            .entry(w.host_type.clone())
+            .or_default()
+            .insert(w.key.clone(), w);
+    }
+
+    fn dequeue(&mut self, request_id: &str) -> Option<Waiting> {
+        let (host_type, key) = self.waiting.remove(request_id)?;
+        let queue = self.queues.get_mut(&host_type)?;
+        let w = queue.remove(&key);
+        if queue.is_empty() {
+            self.queues.remove(&host_type);
+        }
+        w
+    }
+
+    /// Frees the machine a build ran on (or was assigned to).
+    fn free_machine_of(&mut self, build_id: &str) {
+        if let Some(id) = self.build_machine.remove(build_id)
+            && let Some(m) = self.machines.get_mut(&id)
+        {
+            m.running = None;
+            m.assigned_to = None;
+        }
+    }
+
+    fn apply_build(&mut self, pos: Position, e: &BuildEvent) {
+        use build_event::Event;
+        let Some(event) = &e.event else { return };
+        match event {
+            Event::BuildRequested(r) => {
+                if self.builds.contains_key(&r.build_id) {
+                    self.skipped.duplicate_build += 1;
+                    return;
+                }
+                let work = r.work.clone().unwrap_or_default();
+                self.builds.insert(
+                    r.build_id.clone(),
+                    Build {
+                        build_id: r.build_id.clone(),
+                        builder: work.builder,
+                        rev: work.rev,
+                        sub_name: work.sub_name,
+                        sub_rev: work.sub_rev,
+                        host_type: r.host_type.clone(),
+                        kind: r.kind(),
+                        attempt: r.attempt,
+                        state: BuildState::Queued,
+                        steps: Vec::new(),
+                        log_chunks: 0,
+                        requested_at: pos.0,
+                    },
+                );
+            }
+            Event::BuildletRequested(r) => {
+                let priority = r.priority.unwrap_or_default();
+                let class = priority.class();
+                let request_time = nanos(priority.request_time.as_ref());
+                let commit_time = nanos(priority.commit_time.as_ref());
+                let (primary, secondary) = match class {
+                    PriorityClass::Regular => (-commit_time, request_time),
+                    _ => (request_time, 0),
+                };
+                let class_rank = match class {
+                    PriorityClass::Gomote => 0,
+                    PriorityClass::Try => 1,
+                    PriorityClass::Regular | PriorityClass::Unspecified => 2,
+                };
+                if !r.build_id.is_empty() {
+                    if !self.builds.contains_key(&r.build_id) {
+                        self.skipped.unknown_build += 1;
+                        return;
+                    }
+                    self.request_builds
+                        .insert(r.request_id.clone(), r.build_id.clone());
+                    self.build_waiting
+                        .entry(r.build_id.clone())
+                        .or_default()
+                        .push(r.request_id.clone());
+                }
+                self.enqueue(Waiting {
+                    request_id: r.request_id.clone(),
+                    host_type: r.host_type.clone(),
+                    build_id: r.build_id.clone(),
+                    gomote_session: r.gomote_session.clone(),
+                    class,
+                    request_time,
+                    commit_time,
+                    key: QueueKey {
+                        class: class_rank,
+                        primary,
+                        secondary,
+                        request_id: r.request_id.clone(),
+                    },
+                });
+            }
+            Event::BuildletRequestWithdrawn(w) => {
+                if self.dequeue(&w.request_id).is_none() {
+                    self.skipped.unknown_request += 1;
+                }
+            }
+            Event::BuildletAssigned(a) => {
+                if !self.machines.contains_key(&a.machine_id) {
+                    self.skipped.unknown_machine += 1;
+                    return;
+                }
+                if self.dequeue(&a.request_id).is_none() {
+                    self.skipped.unknown_request += 1;
+                    return;
+                }
+                if let Some(m) = self.machines.get_mut(&a.machine_id) {
+                    m.assigned_to = Some(a.request_id.clone());
+                }
+                if let Some(build_id) = self.request_builds.get(&a.request_id) {
+                    self.build_machine
+                        .insert(build_id.clone(), a.machine_id.clone());
+                }
+            }
+            Event::BuildStarted(s) => {
+                let Some(b) = self.builds.get_mut(&s.build_id) else {
+                    self.skipped.unknown_build += 1;
+                    return;
+                };
+                b.state = BuildState::Running {
+                    machine_id: s.machine_id.clone(),
+                };
+                if let Some(m) = self.machines.get_mut(&s.machine_id) {
+                    m.running = Some(s.build_id.clone());
+                }
+                self.build_machine
+                    .insert(s.build_id.clone(), s.machine_id.clone());
+            }
+            Event::StepStarted(s) => {
+                let Some(b) = self.builds.get_mut(&s.build_id) else {
+                    self.skipped.unknown_build += 1;
+                    return;
+                };
+                b.steps.push(Step {
+                    step_id: s.step_id.clone(),
+                    name: s.name.clone(),
+                    error: None,
+                });
+            }
+            Event::StepFinished(s) => {
+                let Some(b) = self.builds.get_mut(&s.build_id) else {
+                    self.skipped.unknown_build += 1;
+                    return;
+                };
+                if let Some(step) = b.steps.iter_mut().rev().find(|st| st.step_id == s.step_id) {
+                    step.error = Some(s.error.clone());
+                }
+            }
+            Event::LogChunkAppended(l) => match self.builds.get_mut(&l.build_id) {
+                Some(b) => b.log_chunks += 1,
+                None => self.skipped.unknown_build += 1,
+            },
+            Event::BuildCompleted(c) => {
+                let Some(b) = self.builds.get_mut(&c.build_id) else {
+                    self.skipped.unknown_build += 1;
+                    return;
+                };
+                b.state = BuildState::Done {
+                    outcome: c.outcome(),
+                    done_msg: c.done_msg.clone(),
+                };
+                self.free_machine_of(&c.build_id);
+                self.withdraw_requests_of(&c.build_id);
+            }
+            Event::BuildCanceled(c) => {
+                let Some(b) = self.builds.get_mut(&c.build_id) else {
+                    self.skipped.unknown_build += 1;
+                    return;
+                };
+                b.state = BuildState::Done {
+                    outcome: BuildOutcome::Canceled,
+                    done_msg: c.reason.clone(),
+                };
+                self.free_machine_of(&c.build_id);
+                self.withdraw_requests_of(&c.build_id);
+            }
+            Event::BuildSkipped(s) => {
+                let Some(b) = self.builds.get_mut(&s.build_id) else {
+                    self.skipped.unknown_build += 1;
+                    return;
+                };
+                b.state = BuildState::Done {
+                    outcome: BuildOutcome::Skipped,
+                    done_msg: s.reason.clone(),
+                };
+                self.withdraw_requests_of(&s.build_id);
+            }
+            // Recorded for the status pages and dist-test sharding, which
+            // come later; they change nothing here.
+            Event::SnapshotChecked(_)
+            | Event::BuildEventNoted(_)
+            | Event::TestPlanComputed(_)
+            | Event::TestGroupDispatched(_)
+            | Event::TestGroupCompleted(_)
+            | Event::TestGroupExecFailed(_)
+            | Event::SnapshotStored(_) => {}
+        }
+    }
+
+    /// A finished build's requests still waiting leave the queue.
+    fn withdraw_requests_of(&mut self, build_id: &str) {
+        for r in self.build_waiting.remove(build_id).unwrap_or_default() {
+            self.dequeue(&r);
+        }
+    }
+
+    fn apply_machine(&mut self, e: &MachineEvent) {
+        use machine_event::Event;
+        let Some(event) = &e.event else { return };
+        match event {
+            Event::Registered(r) => {
+                self.machines.insert(
+                    r.machine_id.clone(),
+                    Machine {
+                        machine_id: r.machine_id.clone(),
+                        host_type: r.host_type.clone(),
+                        hostname: r.hostname.clone(),
+                        pool: r.pool.clone(),
+                        assigned_to: None,
+                        running: None,
+                    },
+                );
+            }
+            Event::Ready(r) => {
+                // A provisioned (listen-mode) machine is known once ready.
+                self.machines
+                    .entry(r.machine_id.clone())
+                    .or_insert_with(|| Machine {
+                        machine_id: r.machine_id.clone(),
+                        host_type: String::new(),
+                        hostname: r.ip_port.clone(),
+                        pool: String::new(),
+                        assigned_to: None,
+                        running: None,
+                    });
+            }
+            Event::Released(r) => match self.machines.get_mut(&r.machine_id) {
+                Some(m) => {
+                    m.assigned_to = None;
+                    m.running = None;
+                }
+                None => self.skipped.unknown_machine += 1,
+            },
+            Event::Lost(l) => {
+                if self.machines.remove(&l.machine_id).is_none() {
+                    self.skipped.unknown_machine += 1;
+                }
+            }
+            Event::Destroyed(d) => {
+                self.machines.remove(&d.machine_id);
+            }
+            Event::QuotaReserved(_)
+            | Event::QuotaReleased(_)
+            | Event::QuotaObserved(_)
+            | Event::ProvisionRequested(_)
+            | Event::InstanceCreated(_)
+            | Event::ProvisionFailed(_)
+            | Event::RegistrationRejected(_)
+            | Event::HealthCheckFailed(_)
+            | Event::SeenHealthy(_)
+            | Event::Cleaned(_) => {}
+        }
+    }
+
+    fn apply_result(&mut self, e: &ResultEvent) {
+        use result_event::Event;
+        let Some(event) = &e.event else { return };
+        match event {
+            Event::ResultRecorded(r) => {
+                self.results.insert(
+                    result_key(r.key.as_ref()),
+                    Result {
+                        ok: r.ok,
+                        log_hash: r.log_hash.clone(),
+                        build_id: r.build_id.clone(),
+                    },
+                );
+            }
+            Event::ResultCleared(c) => {
+                self.results.remove(&result_key(c.key.as_ref()));
+            }
+            _ => {}
+        }
+    }
+
+    /// Builds of host types with no machine and no request can never run;
+    /// the names of host types that have waiting requests and no machine.
+    pub fn starved_host_types(&self) -> BTreeSet<&str> {
+        let with_machines: BTreeSet<&str> = self
+            .machines
+            .values()
+            .map(|m| m.host_type.as_str())
+            .collect();
+        self.queues
+            .keys()
+            .map(String::as_str)
+            .filter(|h| !with_machines.contains(h))
+            .collect()
+    }
+}
+
+impl Projection for Farm {
+    type Error = std::convert::Infallible;
+
+    fn apply(&mut self, pos: Position, m: &Mutation) -> std::result::Result<(), Self::Error> {
+        let mut any = false;
+        if let Some(e) = &m.build {
+            self.apply_build(pos, e);
+            any = true;
+        }
+        if let Some(e) = &m.machine {
+            self.apply_machine(e);
+            any = true;
+        }
+        if let Some(e) = &m.result {
+            self.apply_result(e);
+            any = true;
+        }
+        if any {
+            self.events += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,352 @@
+//! The farm fold: Go's queue order, assignments, a build's life, machine
+//! loss, communication errors, results and their clearing, and replay
+//! determinism.
+
+use almanac_log::Position;
+use almanac_proto::pb::farm::{
+    BuildCompleted, BuildEvent, BuildOutcome, BuildRequested, BuildStarted, BuilderRev,
+    BuildletAssigned, BuildletRequested, MachineEvent, MachineLost, MachineRegistered, Priority,
+    PriorityClass, ResultCleared, ResultEvent, ResultKey, ResultRecorded, StepFinished,
+    StepStarted, build_event, machine_event, result_event,
+};
+use almanac_proto::pb::maintpb::Mutation;
+use prost_types::Timestamp;
+
+use super::*;
+
+fn ts(seconds: i64) -> Option<Timestamp> {
+    Some(Timestamp { seconds, nanos: 0 })
+}
+
+fn build(e: build_event::Event) -> Mutation {
+    Mutation {
+        build: Some(BuildEvent {
+            meta: None,
+            event: Some(e),
+        }),
+        ..Default::default()
+    }
+}
+
+fn machine(e: machine_event::Event) -> Mutation {
+    Mutation {
+        machine: Some(MachineEvent {
+            meta: None,
+            event: Some(e),
+        }),
+        ..Default::default()
+    }
+}
+
+fn result(e: result_event::Event) -> Mutation {
+    Mutation {
+        result: Some(ResultEvent {
+            meta: None,
+            event: Some(e),
+        }),
+        ..Default::default()
+    }
+}
+
+fn requested(id: &str, builder: &str, rev: &str, host: &str) -> Mutation {
+    build(build_event::Event::BuildRequested(BuildRequested {
+        build_id: id.into(),
+        work: Some(BuilderRev {
+            builder: builder.into(),
+            rev: rev.into(),
+            ..Default::default()
+        }),
+        host_type: host.into(),
+        attempt: 1,
+        ..Default::default()
+    }))
+}
+
+fn wants(
+    request: &str,
+    build_id: &str,
+    host: &str,
+    class: PriorityClass,
+    request_time: i64,
+    commit_time: i64,
+) -> Mutation {
+    build(build_event::Event::BuildletRequested(BuildletRequested {
+        request_id: request.into(),
+        host_type: host.into(),
+        build_id: build_id.into(),
+        priority: Some(Priority {
+            class: class as i32,
+            request_time: ts(request_time),
+            commit_time: ts(commit_time),
+        }),
+        ..Default::default()
+    }))
+}
+
+fn registered(id: &str, host: &str) -> Mutation {
+    machine(machine_event::Event::Registered(MachineRegistered {
+        machine_id: id.into(),
+        pool: "reverse".into(),
+        host_type: host.into(),
+        hostname: format!("{id}.local"),
+        ..Default::default()
+    }))
+}
+
+fn fold(farm: &mut Farm, mutations: &[Mutation]) {
+    for (i, m) in mutations.iter().enumerate() {
+        let pos = Position(farm.events() * 1000 + i as u64);
+        farm.apply(pos, m).expect("infallible");
+    }
+}
+
+const HOST: &str = "host-linux-amd64-local";
+
+/// Five builds waiting on one host type, in every priority class.
+fn queued() -> Vec<Mutation> {
+    vec![
+        requested("B1", "linux-amd64", "old", HOST),
+        wants("R1", "B1", HOST, PriorityClass::Regular, 10, 100),
+        requested("B2", "linux-amd64", "new", HOST),
+        wants("R2", "B2", HOST, PriorityClass::Regular, 11, 200),
+        requested("B3", "linux-amd64", "try-late", HOST),
+        wants("R3", "B3", HOST, PriorityClass::Try, 50, 0),
+        requested("B4", "linux-amd64", "try-early", HOST),
+        wants("R4", "B4", HOST, PriorityClass::Try, 20, 0),
+        wants("R5", "", HOST, PriorityClass::Gomote, 90, 0),
+    ]
+}
+
+#[test]
+fn the_queue_is_gos_order() {
+    let mut farm = Farm::new();
+    fold(&mut farm, &queued());
+    let order: Vec<&str> = farm.queue(HOST).map(|w| w.request_id.as_str()).collect();
+    // Gomote, then try first come first served, then newest commit first.
+    assert_eq!(order, ["R5", "R4", "R3", "R2", "R1"]);
+    assert_eq!(farm.queue_lengths().collect::<Vec<_>>(), [(HOST, 5)]);
+    assert_eq!(
+        farm.starved_host_types().into_iter().collect::<Vec<_>>(),
+        [HOST]
+    );
+    assert!(farm.next_assignments().is_empty(), "no machine yet");
+}
+
+#[test]
+fn idle_machines_take_the_head_of_their_queue() {
+    let mut farm = Farm::new();
+    fold(&mut farm, &queued());
+    fold(
+        &mut farm,
+        &[
+            registered("M2", HOST),
+            registered("M1", HOST),
+            registered("M3", "host-other"),
+        ],
+    );
+    assert_eq!(
+        farm.next_assignments(),
+        [
+            ("R5".to_string(), "M1".to_string()),
+            ("R4".to_string(), "M2".to_string())
+        ]
+    );
+    fold(
+        &mut farm,
+        &[build(build_event::Event::BuildletAssigned(
+            BuildletAssigned {
+                request_id: "R4".into(),
+                machine_id: "M1".into(),
+                ahead_at_assign: 1,
+            },
+        ))],
+    );
+    assert_eq!(
+        farm.machine("M1").and_then(|m| m.assigned_to.as_deref()),
+        Some("R4")
+    );
+    assert_eq!(
+        farm.next_assignments(),
+        [("R5".to_string(), "M2".to_string())]
+    );
+    assert_eq!(farm.queue(HOST).count(), 4);
+}
+
+#[test]
+fn a_build_runs_its_steps_and_frees_its_machine() {
+    let mut farm = Farm::new();
+    fold(&mut farm, &queued());
+    fold(
+        &mut farm,
+        &[
+            registered("M1", HOST),
+            build(build_event::Event::BuildletAssigned(BuildletAssigned {
+                request_id: "R4".into(),
+                machine_id: "M1".into(),
+                ahead_at_assign: 1,
+            })),
+            build(build_event::Event::BuildStarted(BuildStarted {
+                build_id: "B4".into(),
+                machine_id: "M1".into(),
+            })),
+            build(build_event::Event::StepStarted(StepStarted {
+                build_id: "B4".into(),
+                step_id: "S1".into(),
+                name: "make".into(),
+                ..Default::default()
+            })),
+        ],
+    );
+    assert_eq!(
+        farm.active_builds()
+            .map(|b| b.build_id.as_str())
+            .collect::<Vec<_>>(),
+        ["B4"]
+    );
+    assert!(farm.has_live_build("linux-amd64", "try-early", "", ""));
+    fold(
+        &mut farm,
+        &[
+            build(build_event::Event::StepFinished(StepFinished {
+                build_id: "B4".into(),
+                step_id: "S1".into(),
+                error: String::new(),
+                duration: None,
+            })),
+            build(build_event::Event::BuildCompleted(BuildCompleted {
+                build_id: "B4".into(),
+                outcome: BuildOutcome::Passed as i32,
+                done_msg: "ok".into(),
+                ..Default::default()
+            })),
+        ],
+    );
+    let b4 = farm.build("B4").expect("B4");
+    assert_eq!(b4.steps[0].error.as_deref(), Some(""));
+    assert!(matches!(
+        b4.state,
+        BuildState::Done {
+            outcome: BuildOutcome::Passed,
+            ..
+        }
+    ));
+    assert!(!farm.has_live_build("linux-amd64", "try-early", "", ""));
+    let m1 = farm.machine("M1").expect("M1");
+    assert_eq!(
+        (m1.assigned_to.as_deref(), m1.running.as_deref()),
+        (None, None)
+    );
+    assert_eq!(farm.recent_builds(10).len(), 1);
+}
+
+#[test]
+fn a_lost_machine_leaves_its_build_for_the_coordinator_to_requeue() {
+    let mut farm = Farm::new();
+    fold(&mut farm, &queued());
+    fold(
+        &mut farm,
+        &[
+            registered("M1", HOST),
+            build(build_event::Event::BuildletAssigned(BuildletAssigned {
+                request_id: "R2".into(),
+                machine_id: "M1".into(),
+                ahead_at_assign: 0,
+            })),
+            build(build_event::Event::BuildStarted(BuildStarted {
+                build_id: "B2".into(),
+                machine_id: "M1".into(),
+            })),
+            machine(machine_event::Event::Lost(MachineLost {
+                machine_id: "M1".into(),
+                reason: 2,
+                detail: "connection closed".into(),
+            })),
+            // The coordinator records the communication error: not a
+            // result, and the work is live no more.
+            build(build_event::Event::BuildCompleted(BuildCompleted {
+                build_id: "B2".into(),
+                outcome: BuildOutcome::CommError as i32,
+                ..Default::default()
+            })),
+        ],
+    );
+    assert!(farm.machine("M1").is_none());
+    assert!(!farm.has_live_build("linux-amd64", "new", "", ""));
+    assert!(farm.result("linux-amd64", "", "new", "").is_none());
+}
+
+#[test]
+fn results_are_recorded_and_cleared() {
+    let key = || {
+        Some(ResultKey {
+            builder: "linux-amd64".into(),
+            hash: "abc".into(),
+            ..Default::default()
+        })
+    };
+    let mut farm = Farm::new();
+    fold(
+        &mut farm,
+        &[result(result_event::Event::ResultRecorded(
+            ResultRecorded {
+                key: key(),
+                ok: false,
+                log_hash: "L".into(),
+                run_time_ns: 1,
+                build_id: "B9".into(),
+            },
+        ))],
+    );
+    assert_eq!(
+        farm.result("linux-amd64", "", "abc", "").map(|r| r.ok),
+        Some(false)
+    );
+    fold(
+        &mut farm,
+        &[result(result_event::Event::ResultCleared(ResultCleared {
+            key: key(),
+            actor: "operator".into(),
+            reason: "retrybuilds".into(),
+        }))],
+    );
+    assert!(farm.result("linux-amd64", "", "abc", "").is_none());
+}
+
+#[test]
+fn unknown_references_are_counted_not_applied() {
+    let mut farm = Farm::new();
+    fold(
+        &mut farm,
+        &[
+            wants("R1", "B-nope", HOST, PriorityClass::Try, 1, 0),
+            build(build_event::Event::BuildletAssigned(BuildletAssigned {
+                request_id: "R1".into(),
+                machine_id: "M-nope".into(),
+                ahead_at_assign: 0,
+            })),
+            requested("B1", "linux-amd64", "x", HOST),
+            requested("B1", "linux-amd64", "x", HOST),
+        ],
+    );
+    assert_eq!(
+        farm.skipped(),
+        &FarmSkipped {
+            unknown_build: 1,
+            unknown_request: 0,
+            unknown_machine: 1,
+            duplicate_build: 1,
+        }
+    );
+    assert_eq!(farm.queue(HOST).count(), 0);
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let mut events = queued();
+    events.push(registered("M1", HOST));
+    let mut a = Farm::new();
+    fold(&mut a, &events);
+    let mut b = Farm::new();
+    fold(&mut b, &events);
+    assert_eq!(a, b);
+}
