@@ -167,6 +167,9 @@ pub struct Farm {
     build_waiting: BTreeMap<String, Vec<String>>,
     /// Build id to the machine assigned to it or running it.
     build_machine: BTreeMap<String, String>,
+    /// Idle machines per host type (kept with every machine change, so
+    /// scheduling never scans the pool).
+    idle: BTreeMap<String, BTreeSet<String>>,
     results: BTreeMap<(String, String, String, String), Result>,
     events: u64,
     skipped: FarmSkipped,
@@ -284,24 +287,45 @@ impl Farm {
     /// queue order: the assignments the scheduler should record next.
     /// Machines are taken in id order, so the answer is deterministic.
     pub fn next_assignments(&self) -> Vec<(String, String)> {
-        let mut idle: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for m in self.machines.values() {
-            if m.assigned_to.is_none() {
-                idle.entry(m.host_type.as_str())
-                    .or_default()
-                    .push(m.machine_id.as_str());
-            }
-        }
         let mut out = Vec::new();
-        for (host_type, machines) in idle {
+        for (host_type, machines) in &self.idle {
             let Some(queue) = self.queues.get(host_type) else {
                 continue;
             };
             for (waiting, machine) in queue.values().zip(machines) {
-                out.push((waiting.request_id.clone(), machine.to_string()));
+                out.push((waiting.request_id.clone(), machine.clone()));
             }
         }
         out
+    }
+
+    /// The first of [`Farm::next_assignments`], without computing the rest.
+    pub fn next_assignment(&self) -> Option<(String, String)> {
+        self.idle.iter().find_map(|(host_type, machines)| {
+            let waiting = self.queues.get(host_type)?.values().next()?;
+            let machine = machines.iter().next()?;
+            Some((waiting.request_id.clone(), machine.clone()))
+        })
+    }
+
+    /// Brings the idle index in line with `machine_id`'s state (idle when
+    /// it exists and is assigned to nothing).
+    fn sync_idle(&mut self, machine_id: &str, host_type: &str) {
+        let idle = self
+            .machines
+            .get(machine_id)
+            .is_some_and(|m| m.assigned_to.is_none());
+        if idle {
+            self.idle
+                .entry(host_type.to_string())
+                .or_default()
+                .insert(machine_id.to_string());
+        } else if let Some(set) = self.idle.get_mut(host_type) {
+            set.remove(machine_id);
+            if set.is_empty() {
+                self.idle.remove(host_type);
+            }
+        }
     }
 
     fn enqueue(&mut self, w: Waiting) {
@@ -330,6 +354,8 @@ impl Farm {
         {
             m.running = None;
             m.assigned_to = None;
+            let host_type = m.host_type.clone();
+            self.sync_idle(&id, &host_type);
         }
     }
 
@@ -419,6 +445,8 @@ impl Farm {
                 }
                 if let Some(m) = self.machines.get_mut(&a.machine_id) {
                     m.assigned_to = Some(a.request_id.clone());
+                    let host_type = m.host_type.clone();
+                    self.sync_idle(&a.machine_id, &host_type);
                 }
                 if let Some(build_id) = self.request_builds.get(&a.request_id) {
                     self.build_machine
@@ -522,6 +550,10 @@ impl Farm {
         let Some(event) = &e.event else { return };
         match event {
             Event::Registered(r) => {
+                // A reused id (never from our pools) drops its old entry.
+                if let Some(old) = self.machines.remove(&r.machine_id) {
+                    self.sync_idle(&r.machine_id, &old.host_type);
+                }
                 self.machines.insert(
                     r.machine_id.clone(),
                     Machine {
@@ -533,6 +565,7 @@ impl Farm {
                         running: None,
                     },
                 );
+                self.sync_idle(&r.machine_id, &r.host_type);
             }
             Event::Ready(r) => {
                 // A provisioned (listen-mode) machine is known once ready.
@@ -546,21 +579,31 @@ impl Farm {
                         assigned_to: None,
                         running: None,
                     });
+                if let Some(host_type) = self
+                    .machines
+                    .get(&r.machine_id)
+                    .map(|m| m.host_type.clone())
+                {
+                    self.sync_idle(&r.machine_id, &host_type);
+                }
             }
             Event::Released(r) => match self.machines.get_mut(&r.machine_id) {
                 Some(m) => {
                     m.assigned_to = None;
                     m.running = None;
+                    let host_type = m.host_type.clone();
+                    self.sync_idle(&r.machine_id, &host_type);
                 }
                 None => self.skipped.unknown_machine += 1,
             },
-            Event::Lost(l) => {
-                if self.machines.remove(&l.machine_id).is_none() {
-                    self.skipped.unknown_machine += 1;
-                }
-            }
+            Event::Lost(l) => match self.machines.remove(&l.machine_id) {
+                Some(m) => self.sync_idle(&l.machine_id, &m.host_type),
+                None => self.skipped.unknown_machine += 1,
+            },
             Event::Destroyed(d) => {
-                self.machines.remove(&d.machine_id);
+                if let Some(m) = self.machines.remove(&d.machine_id) {
+                    self.sync_idle(&d.machine_id, &m.host_type);
+                }
             }
             Event::QuotaReserved(_)
             | Event::QuotaReleased(_)
