@@ -33,6 +33,8 @@ use crate::ingest::config::Secret;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineInfo {
     pub id: u64,
+    /// Unique across coordinator runs: what the log calls it.
+    pub machine_id: String,
     pub host_type: String,
     pub hostname: String,
     pub version: String,
@@ -58,8 +60,46 @@ pub enum PoolEvent {
     /// The connection ended.
     Lost {
         id: u64,
+        machine_id: String,
         hostname: String,
     },
+}
+
+impl PoolEvent {
+    /// The event as the log records it (`almanac.farm.v1.MachineEvent`).
+    pub fn to_machine_event(&self) -> almanac_proto::pb::farm::MachineEvent {
+        use almanac_proto::pb::farm::{
+            MachineEvent, MachineLost, MachineLostReason, MachineRegistered,
+            MachineRegistrationRejected, machine_event::Event,
+        };
+        let event = match self {
+            PoolEvent::Registered(m) => Event::Registered(MachineRegistered {
+                machine_id: m.machine_id.clone(),
+                pool: "reverse".into(),
+                host_type: m.host_type.clone(),
+                hostname: m.hostname.clone(),
+                remote_addr: String::new(),
+                buildlet_version: m.version.clone(),
+                revdial_version: REVDIAL_VERSION.into(),
+            }),
+            PoolEvent::Refused(r) => Event::RegistrationRejected(MachineRegistrationRejected {
+                host_type: r.host_type.clone(),
+                hostname: r.hostname.clone(),
+                remote_addr: String::new(),
+                http_status: i32::from(r.status),
+                reason: r.reason.clone(),
+            }),
+            PoolEvent::Lost { machine_id, .. } => Event::Lost(MachineLost {
+                machine_id: machine_id.clone(),
+                reason: MachineLostReason::ConnectionClosed as i32,
+                detail: "connection ended".into(),
+            }),
+        };
+        MachineEvent {
+            meta: None,
+            event: Some(event),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -80,6 +120,9 @@ struct PoolState {
 #[derive(Debug)]
 pub struct ReversePool {
     master_key: Secret,
+    /// Prefixes machine ids, so ids from two runs of the coordinator never
+    /// collide in the log.
+    instance: String,
     state: Mutex<PoolState>,
     /// Bumped on every change, so waiters wake.
     changed: watch::Sender<u64>,
@@ -92,8 +135,12 @@ const REMEMBERED: usize = 1000;
 
 impl ReversePool {
     pub fn new(master_key: Secret) -> Arc<ReversePool> {
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         Arc::new(ReversePool {
             master_key,
+            instance: format!("rev{:x}{:x}", started.as_secs(), std::process::id()),
             state: Mutex::new(PoolState::default()),
             changed: watch::Sender::new(0),
         })
@@ -277,6 +324,7 @@ impl ReversePool {
             state.next_id += 1;
             let info = MachineInfo {
                 id: state.next_id,
+                machine_id: format!("{}-{}", self.instance, state.next_id),
                 host_type: host_type.clone(),
                 hostname: hostname.clone(),
                 version,
@@ -314,6 +362,7 @@ impl ReversePool {
                 &mut state,
                 PoolEvent::Lost {
                     id: info.id,
+                    machine_id: info.machine_id.clone(),
                     hostname: hostname.clone(),
                 },
             );

@@ -221,4 +221,28 @@ fn reverse_buildlets_register_run_commands_and_come_back() {
 
     intruder.kill().expect("kill");
     intruder.wait().expect("wait");
+
+    // What the pool saw becomes the log's machine events, and the farm
+    // fold agrees with the pool: no machine left.
+    use almanac_projections::Projection as _;
+    let mut farm = almanac_projections::farm::Farm::new();
+    let events = coordinator.pool.events();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        almanac_services::coordinator::reverse::PoolEvent::Registered(m) if m.hostname == "one"
+    )));
+    for (i, e) in events.iter().enumerate() {
+        let m = almanac_proto::pb::maintpb::Mutation {
+            machine: Some(e.to_machine_event()),
+            ..Default::default()
+        };
+        farm.apply(almanac_log::Position(i as u64), &m)
+            .expect("fold");
+    }
+    assert_eq!(farm.machines().count(), 0);
+    assert_eq!(
+        farm.skipped().unknown_machine,
+        0,
+        "every lost machine was registered first"
+    );
 }
