@@ -10,6 +10,7 @@
 //!   pool and the buildlet client).
 //! - [`farm`]: the build farm's configuration (host types and builders
 //!   from `env/`).
+//! - [`form`]: Go-compatible form encoding shared by the HTTP daemons.
 //! - [`history`]: a deterministic generator of Go-shaped histories.
 //! - [`ingest`]: GitHub, Gerrit and git sync into the log.
 //! - [`maintnerd`]: the log's server: `/logs`, gRPC LogService and
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod codec;
 pub mod coordinator;
 pub mod farm;
+pub mod form;
 pub mod history;
 pub mod ingest;
 pub mod maintnerd;

@@ -8,7 +8,7 @@ use http::header;
 use http::request::Parts;
 
 use super::MAX_FORM;
-use crate::pubsubhelper::{hex_value, plain};
+use crate::pubsubhelper::plain;
 
 /// Decoded name-value pairs, in order.
 #[derive(Debug, Default)]
@@ -91,29 +91,7 @@ pub(crate) fn parse_bool(s: &str) -> bool {
     matches!(s, "1" | "t" | "T" | "true" | "TRUE" | "True")
 }
 
-/// One form component: `+` is a space, `%XX` a byte; `None` for a broken
-/// escape or bytes that are not UTF-8.
+/// One form component (see [`crate::form::decode_component`]).
 fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let hi = hex_value(*bytes.get(i + 1)?)?;
-                let lo = hex_value(*bytes.get(i + 2)?)?;
-                out.push((hi << 4) | lo);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::form::decode_component(s)
 }

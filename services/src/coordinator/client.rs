@@ -137,7 +137,7 @@ impl BuildletClient {
 
     /// `PUT /writetgz?dir=`: extracts a gzip tarball under `dir`.
     pub async fn put_tar(&self, dir: &str, tgz: Bytes) -> Result<(), ClientError> {
-        let path = format!("/writetgz?dir={}", form_escape(dir));
+        let path = format!("/writetgz?dir={}", crate::form::escape_component(dir));
         let response = self.send(http::Method::PUT, &path, None, tgz).await?;
         collect(response.into_body()).await.map(|_| ())
     }
@@ -146,7 +146,7 @@ impl BuildletClient {
     pub async fn remove_all(&self, paths: &[&str]) -> Result<(), ClientError> {
         let form = paths
             .iter()
-            .map(|p| format!("path={}", form_escape(p)))
+            .map(|p| format!("path={}", crate::form::escape_component(p)))
             .collect::<Vec<_>>()
             .join("&");
         let response = self
@@ -172,12 +172,18 @@ impl BuildletClient {
         timeout: Option<Duration>,
         mut on_output: impl FnMut(&[u8]),
     ) -> Result<ExecResult, ClientError> {
-        let mut form = vec![format!("cmd={}", form_escape(cmd))];
+        let mut form = vec![format!("cmd={}", crate::form::escape_component(cmd))];
         if system {
             form.push("mode=sys".into());
         }
-        form.extend(args.iter().map(|a| format!("cmdArg={}", form_escape(a))));
-        form.extend(env.iter().map(|e| format!("env={}", form_escape(e))));
+        form.extend(
+            args.iter()
+                .map(|a| format!("cmdArg={}", crate::form::escape_component(a))),
+        );
+        form.extend(
+            env.iter()
+                .map(|e| format!("env={}", crate::form::escape_component(e))),
+        );
         if let Some(t) = timeout {
             form.push(format!("timeout={}", t.as_secs().max(1)));
         }
@@ -230,19 +236,4 @@ async fn collect(body: hyper::body::Incoming) -> Result<Bytes, ClientError> {
         .await
         .map(|b| b.to_bytes())
         .map_err(|e| ClientError::Transport(e.to_string()))
-}
-
-/// `application/x-www-form-urlencoded` escaping of one value.
-fn form_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

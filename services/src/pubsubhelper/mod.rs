@@ -385,48 +385,4 @@ pub(crate) fn plain(status: StatusCode, msg: &str) -> Response {
     resp
 }
 
-/// The first value of `key` in a form-encoded string (a query, or a
-/// `application/x-www-form-urlencoded` body), decoded as Go's `FormValue`
-/// decodes it (`+` is a space). An undecodable value is returned raw.
-pub(crate) fn form_value(form: &str, key: &str) -> Option<String> {
-    form.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode_form_component(k).as_deref() == Some(key))
-            .then(|| decode_form_component(v).unwrap_or_else(|| v.to_owned()))
-    })
-}
-
-fn decode_form_component(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let hi = hex_value(*bytes.get(i + 1)?)?;
-                let lo = hex_value(*bytes.get(i + 2)?)?;
-                out.push((hi << 4) | lo);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// One hex digit's value.
-pub(crate) fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
+pub(crate) use crate::form::{first_value as form_value, hex_value};
