@@ -253,6 +253,12 @@ impl Farm {
         done
     }
 
+    /// Every recorded result, keyed by (builder, package path, hash, go
+    /// hash).
+    pub fn results(&self) -> impl Iterator<Item = (&(String, String, String, String), &Result)> {
+        self.results.iter()
+    }
+
     /// The dashboard's result for a cell.
     pub fn result(
         &self,

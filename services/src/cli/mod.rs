@@ -6,6 +6,7 @@ pub mod demo;
 pub mod log;
 pub mod maint;
 pub mod pubsub;
+pub mod retrybuilds;
 
 use clap::{Parser, Subcommand};
 
@@ -36,8 +37,10 @@ pub enum Command {
     Maintwatch(maint::MaintwatchArgs),
     /// Query the maintner gRPC API, as Go's maintq does.
     Maintq(maint::MaintqArgs),
+    /// Clear dashboard results so they are built again (Go's retrybuilds).
+    Retrybuilds(retrybuilds::RetrybuildsArgs),
     /// The worker server on every build machine (Go's buildlet), in listen
-    /// mode.
+    /// or reverse mode.
     Buildlet(buildlet::BuildletArgs),
     /// Receive GitHub webhooks and Gerrit events and serve them as the
     /// feed maintnerd follows (Go's pubsubhelper).
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Maintq(args) => maint::maintq(args),
         Command::Pubsubhelper(args) => pubsub::run(args),
         Command::Buildlet(args) => buildlet::run(args),
+        Command::Retrybuilds(args) => retrybuilds::run(args),
         Command::EnvCheck { dir } => env_check(&dir),
         Command::GenHistory {
             profile,

@@ -13,6 +13,7 @@ mod maint_cli;
 mod maintnerd;
 mod maintnerd_faults;
 mod pubsub;
+mod retrybuilds;
 mod reverse;
 mod support;
 mod tidy;
