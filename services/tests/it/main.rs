@@ -15,6 +15,7 @@ mod maintnerd_faults;
 mod pubsub;
 mod retrybuilds;
 mod reverse;
+mod source_tarball;
 mod support;
 mod tidy;
 mod up_ingest;
