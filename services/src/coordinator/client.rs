@@ -74,6 +74,33 @@ impl BuildletClient {
         }
     }
 
+    /// Connects to a listen-mode buildlet at `addr` (`host:port`): one TCP
+    /// connection carrying HTTP/2 (prior knowledge, as the buildlet's
+    /// listener accepts), kept alive with pings. The connection's driver
+    /// runs on the current runtime until the connection ends.
+    pub async fn connect(addr: &str, key: Secret) -> Result<BuildletClient, ClientError> {
+        let tcp = tokio::time::timeout(HEAD_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout(HEAD_TIMEOUT))?
+            .map_err(|e| ClientError::Transport(format!("connecting to {addr}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive_interval(Duration::from_secs(20))
+                .keep_alive_timeout(Duration::from_secs(20))
+                .handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| ClientError::Transport(format!("HTTP/2 with {addr}: {e}")))?;
+        let peer = addr.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::info!(buildlet = %peer, error = %e, "buildlet connection ended");
+            }
+        });
+        Ok(BuildletClient::new(sender, key, addr.to_string()))
+    }
+
     /// Whether the connection is gone.
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()

@@ -1092,3 +1092,65 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+/// The coordinator's client drives a listen-mode buildlet process over one
+/// HTTP/2 connection: the wrong key is refused, the right one runs a
+/// command from a tarball of a commit.
+#[test]
+fn the_coordinator_client_drives_a_listen_mode_buildlet_process() {
+    use almanac_services::coordinator::client::{BuildletClient, ClientError};
+    use almanac_services::ingest::config::Secret;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, "listen-key").expect("write");
+    let addr_file = dir.path().join("addr");
+    let mut child = crate::support::almanac()
+        .args([
+            "buildlet",
+            "--listen",
+            "127.0.0.1:0",
+            "--host-type",
+            "host-linux-amd64-local",
+            "--key-file",
+            crate::support::arg(&key_file),
+            "--workdir",
+            crate::support::arg(&dir.path().join("work")),
+            "--addr-file",
+            crate::support::arg(&addr_file),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let addr = crate::support::wait_for_addr_file(&addr_file).to_string();
+    let rt = crate::support::runtime();
+    rt.block_on(async {
+        let wrong = BuildletClient::connect(&addr, Secret::new("nope".into()))
+            .await
+            .expect("connect");
+        match wrong.status().await {
+            Err(ClientError::Status { status: 403, .. }) => {}
+            other => panic!("want 403, got {other:?}"),
+        }
+        let client = BuildletClient::connect(&addr, Secret::new("listen-key".into()))
+            .await
+            .expect("connect");
+        assert_eq!(client.status().await.expect("status").version, 25);
+        let mut tar = Tar::new();
+        tar.file("build.sh", 0o755, b"#!/bin/sh\necho built \"$1\"\n");
+        client
+            .put_tar("src", bytes::Bytes::from(tar.gz()))
+            .await
+            .expect("put tar");
+        let run = client
+            .exec("src/build.sh", &["ok"], &[], false, None, |_| {})
+            .await
+            .expect("exec");
+        assert_eq!(run.output, b"built ok\n");
+        assert!(run.succeeded(), "{}", run.process_state);
+        client.halt().await.expect("halt");
+    });
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+}
