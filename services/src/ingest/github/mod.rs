@@ -99,8 +99,8 @@ pub async fn sync_repo(
     };
     pass.sync_issues(bypass_cache).await?;
     pass.sync_comments().await?;
-    pass.sync_events().await?;
-    pass.sync_reviews().await?;
+    pass.sync_listing(Listing::Events).await?;
+    pass.sync_listing(Listing::Reviews).await?;
     let stats = PassStats {
         requests: client.requests() - requests,
         not_modified: client.not_modified() - not_modified,
@@ -499,39 +499,58 @@ impl Pass<'_> {
         }
     }
 
-    // ---- Events ----------------------------------------------------------
+    // ---- Events and reviews ----------------------------------------------
 
-    async fn sync_events(&mut self) -> Result<(), SyncError> {
-        let stale = self.stale_issues(|i| i.events_synced() <= i.updated())?;
+    /// Events of every issue, then reviews of every pull request, whose
+    /// sync status is older than their last update.
+    async fn sync_listing(&mut self, kind: Listing) -> Result<(), SyncError> {
+        let stale = self.stale_issues(|i| {
+            let synced = match kind {
+                Listing::Events => i.events_synced(),
+                Listing::Reviews if i.is_pull_request() => i.reviews_synced(),
+                Listing::Reviews => return false,
+            };
+            synced <= i.updated()
+        })?;
         tracing::debug!(
             owner = self.owner,
             repo = self.repo,
             issues = stale.len(),
-            "event sync"
+            listing = kind.name(),
+            "listing sync"
         );
         let total = stale.len();
         for (done, number) in stale.into_iter().enumerate() {
-            self.progress("events", done, Some(total));
-            let result = self.sync_issue_events(number).await;
-            skip_issue_failure(result, self.repo, number, "events")?;
+            self.progress(kind.name(), done, Some(total));
+            let result = self.sync_issue_listing(kind, number).await;
+            skip_issue_failure(result, self.repo, number, kind.name())?;
         }
         self.flush().await
     }
 
-    /// Reads the events pages from the first one holding unknown events
-    /// (`1 + known/100`), following `Link`, into one mutation of the new
-    /// events plus `event_status`.
-    async fn sync_issue_events(&mut self, number: i32) -> Result<(), SyncError> {
+    /// Reads an issue's events (or a pull request's reviews) from the
+    /// first page holding unknown ones (`1 + known/100`), following `Link`,
+    /// into one mutation of the new items plus the listing's sync status.
+    /// Items never change, so known ids are skipped.
+    async fn sync_issue_listing(&mut self, kind: Listing, number: i32) -> Result<(), SyncError> {
         let (owner, repo) = (self.owner, self.repo);
         let (known, mut seen) = self.sink.read(|c| {
             let have = c.github().repo(owner, repo).and_then(|r| r.issue(number));
-            let ids = diff::known_event_ids(have);
+            let ids = match kind {
+                Listing::Events => diff::known_event_ids(have),
+                Listing::Reviews => diff::known_review_ids(have),
+            };
             (ids.len(), ids)
         })?;
         let first = 1 + known / PER_PAGE;
-        let mut path = format!(
-            "/repos/{owner}/{repo}/issues/{number}/events?per_page={PER_PAGE}&page={first}"
-        );
+        let mut path = match kind {
+            Listing::Events => format!(
+                "/repos/{owner}/{repo}/issues/{number}/events?per_page={PER_PAGE}&page={first}"
+            ),
+            Listing::Reviews => format!(
+                "/repos/{owner}/{repo}/pulls/{number}/reviews?per_page={PER_PAGE}&page={first}"
+            ),
+        };
         let mut m = self.issue_base(number);
         loop {
             let fetched = self.client.get(&path, CachePolicy::Bypass).await?;
@@ -539,18 +558,36 @@ impl Pass<'_> {
                 return self.push(self.not_exist(number)).await;
             }
             let fetched = fetched.expect_ok(&path)?;
-            m.event_status = Some(sync_status(fetched.server_date(&path)?));
-            let events = diff::parse_events(&fetched.body)
-                .map_err(|e| SyncError::GitHub(format!("GET {path}: parsing events: {e}")))?;
-            if events.is_empty() {
+            let status = Some(sync_status(fetched.server_date(&path)?));
+            let parse_error =
+                |e| SyncError::GitHub(format!("GET {path}: parsing {}: {e}", kind.name()));
+            let page_len = match kind {
+                Listing::Events => {
+                    m.event_status = status;
+                    let events = diff::parse_events(&fetched.body).map_err(parse_error)?;
+                    let len = events.len();
+                    m.event.extend(
+                        events
+                            .into_iter()
+                            .filter(|e| e.id != 0 && seen.insert(e.id)),
+                    );
+                    len
+                }
+                Listing::Reviews => {
+                    m.review_status = status;
+                    let reviews = diff::parse_reviews(&fetched.body).map_err(parse_error)?;
+                    let len = reviews.len();
+                    m.review.extend(
+                        reviews
+                            .into_iter()
+                            .filter(|r| r.id != 0 && seen.insert(r.id)),
+                    );
+                    len
+                }
+            };
+            if page_len == 0 {
                 break;
             }
-            // Events never change, so known ids are skipped.
-            m.event.extend(
-                events
-                    .into_iter()
-                    .filter(|e| e.id != 0 && seen.insert(e.id)),
-            );
             match fetched.next {
                 Some(next) => path = next,
                 None => break,
@@ -558,62 +595,20 @@ impl Pass<'_> {
         }
         self.push(issue_mutation(m)).await
     }
+}
 
-    // ---- Reviews ---------------------------------------------------------
+/// The per-issue listings whose items never change once posted.
+#[derive(Debug, Clone, Copy)]
+enum Listing {
+    Events,
+    Reviews,
+}
 
-    async fn sync_reviews(&mut self) -> Result<(), SyncError> {
-        let stale =
-            self.stale_issues(|i| i.is_pull_request() && i.reviews_synced() <= i.updated())?;
-        tracing::debug!(
-            owner = self.owner,
-            repo = self.repo,
-            prs = stale.len(),
-            "review sync"
-        );
-        let total = stale.len();
-        for (done, number) in stale.into_iter().enumerate() {
-            self.progress("reviews", done, Some(total));
-            let result = self.sync_pull_reviews(number).await;
-            skip_issue_failure(result, self.repo, number, "reviews")?;
+impl Listing {
+    fn name(self) -> &'static str {
+        match self {
+            Listing::Events => "events",
+            Listing::Reviews => "reviews",
         }
-        self.flush().await
-    }
-
-    /// As for events: new reviews plus `review_status`, in one mutation.
-    async fn sync_pull_reviews(&mut self, number: i32) -> Result<(), SyncError> {
-        let (owner, repo) = (self.owner, self.repo);
-        let (known, mut seen) = self.sink.read(|c| {
-            let have = c.github().repo(owner, repo).and_then(|r| r.issue(number));
-            let ids = diff::known_review_ids(have);
-            (ids.len(), ids)
-        })?;
-        let first = 1 + known / PER_PAGE;
-        let mut path = format!(
-            "/repos/{owner}/{repo}/pulls/{number}/reviews?per_page={PER_PAGE}&page={first}"
-        );
-        let mut m = self.issue_base(number);
-        loop {
-            let fetched = self.client.get(&path, CachePolicy::Bypass).await?;
-            if fetched.is_gone() {
-                return self.push(self.not_exist(number)).await;
-            }
-            let fetched = fetched.expect_ok(&path)?;
-            m.review_status = Some(sync_status(fetched.server_date(&path)?));
-            let reviews = diff::parse_reviews(&fetched.body)
-                .map_err(|e| SyncError::GitHub(format!("GET {path}: parsing reviews: {e}")))?;
-            if reviews.is_empty() {
-                break;
-            }
-            m.review.extend(
-                reviews
-                    .into_iter()
-                    .filter(|r| r.id != 0 && seen.insert(r.id)),
-            );
-            match fetched.next {
-                Some(next) => path = next,
-                None => break,
-            }
-        }
-        self.push(issue_mutation(m)).await
     }
 }
