@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use crate::support::{logged, runtime};
 use almanac_projections::corpus::gerrit::ClStatus;
@@ -18,35 +17,8 @@ const PROJECT: &str = "go.googlesource.com/demo";
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 fn git(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
-    use std::io::Write as _;
-    let mut child = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_COMMITTER_NAME", "Gopher")
-        .env("GIT_COMMITTER_EMAIL", "gopher@example.com")
-        .env("GIT_COMMITTER_DATE", "1500000000 +0000")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn git");
-    let input = child.stdin.take().expect("stdin");
-    if let Some(data) = stdin {
-        let mut input = input;
-        input.write_all(data).expect("stdin");
-    }
-    let out = child.wait_with_output().expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
+    let out = crate::support::git_with(dir, args, stdin);
+    String::from_utf8(out).expect("utf-8").trim().to_string()
 }
 
 /// Writes a commit object and returns its hash.

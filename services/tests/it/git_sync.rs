@@ -10,53 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{logged, runtime};
+use crate::support::{git, git_with, logged, runtime};
 use almanac_proto::pb::maintpb::{GitDiffTreeFile, Mutation};
 use almanac_services::ingest::config::GitSource;
 use almanac_services::ingest::git;
 use almanac_services::maintnerd::{Config, Server};
 
 /// Runs git in `dir` with a fixed identity and clock, returning stdout.
-fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
-    git_with(dir, args, None)
-}
-
-fn git_with(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut cmd = Command::new("git");
-    cmd.current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Gopher")
-        .env("GIT_AUTHOR_EMAIL", "gopher@example.com")
-        .env("GIT_COMMITTER_NAME", "Gopher")
-        .env("GIT_COMMITTER_EMAIL", "gopher@example.com")
-        .env("GIT_AUTHOR_DATE", "1700000000 +0530")
-        .env("GIT_COMMITTER_DATE", "1700000000 -0800")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn git");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-    } else {
-        drop(child.stdin.take());
-    }
-    let out = child.wait_with_output().expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).expect("utf-8").trim().to_string()
 }

@@ -5,31 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::path::Path;
-use std::process::Command;
 
 use almanac_services::coordinator::source::tarball;
 
-fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Gopher")
-        .env("GIT_AUTHOR_EMAIL", "gopher@example.com")
-        .env("GIT_COMMITTER_NAME", "Gopher")
-        .env("GIT_COMMITTER_EMAIL", "gopher@example.com")
-        .env("GIT_COMMITTER_DATE", "1700000000 +0000")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use crate::support::git;
 
 #[test]
 fn a_commits_tarball_is_its_tree() {

@@ -226,3 +226,47 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[size + 2..];
     }
 }
+
+/// Runs git in `dir` with a fixed identity and clock (author at +0530,
+/// committer at -0800, both at Unix time 1,700,000,000) and no user or
+/// system configuration; returns stdout, failing the test on an error.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
+    git_with(dir, args, None)
+}
+
+/// [`git`] with `stdin` fed to the command.
+pub(crate) fn git_with(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new("git");
+    cmd.current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Gopher")
+        .env("GIT_AUTHOR_EMAIL", "gopher@example.com")
+        .env("GIT_COMMITTER_NAME", "Gopher")
+        .env("GIT_COMMITTER_EMAIL", "gopher@example.com")
+        .env("GIT_AUTHOR_DATE", "1700000000 +0530")
+        .env("GIT_COMMITTER_DATE", "1700000000 -0800")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn git");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

@@ -19,26 +19,8 @@ use crate::github_sync::{OWNER, REPO, fake_repo};
 use crate::support::{almanac, arg, wait_for_addr_file};
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Gopher")
-        .env("GIT_AUTHOR_EMAIL", "gopher@example.com")
-        .env("GIT_COMMITTER_NAME", "Gopher")
-        .env("GIT_COMMITTER_EMAIL", "gopher@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
+    let out = crate::support::git(dir, args);
+    String::from_utf8(out).expect("utf-8").trim().to_string()
 }
 
 /// Records from the subscription until `done` says enough, or panics at
