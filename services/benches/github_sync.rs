@@ -173,7 +173,10 @@ fn generate(n: i64) -> FakeRepo {
 /// poll, so only wake-ups explain a fast sync), following an in-process
 /// pubsubhelper. Each round renames an issue on the fake, posts a signed
 /// `issues` webhook for it, and times until the corpus shows the new title
-/// (appended, durable and folded).
+/// (appended, durable and folded). `github_rate` is the syncers' shared
+/// request limit (10/s by default, as Go's; 0 is unlimited); rounds are
+/// numbered from `first_round` so each run renames to new titles.
+#[allow(clippy::too_many_arguments)]
 fn webhook_latency(
     rt: &tokio::runtime::Runtime,
     server: &Server,
@@ -181,6 +184,8 @@ fn webhook_latency(
     source: &GitHubSource,
     dir: &std::path::Path,
     n: i64,
+    github_rate: f64,
+    first_round: usize,
 ) {
     const SECRET: &str = "bench-webhook-secret";
     const ROUNDS: usize = 30;
@@ -195,6 +200,7 @@ fn webhook_latency(
         url: format!("http://{}", helper.addr()),
     });
     sources.poll.github = 3_600;
+    sources.github_rate = github_rate;
     let sink = server.sink();
     let tasks = rt.block_on(async {
         ingest::run::Ingest::new(sources, dir.join("repos"), sink.clone())
@@ -202,7 +208,7 @@ fn webhook_latency(
             .spawn()
     });
     let mut latencies = Vec::new();
-    for round in 0..=ROUNDS {
+    for round in first_round..=first_round + ROUNDS {
         let number = 1 + (round as i64 * 37) % n.max(1);
         let number = if number % 997 == 0 {
             number + 1
@@ -247,16 +253,21 @@ fn webhook_latency(
                 changed.changed().await.expect("log open");
             }
         });
-        // Round 0 warms up (the syncer's first pass may still be running).
-        if round > 0 {
+        // The first round warms up (the syncer's first pass may still be running).
+        if round > first_round {
             latencies.push(started.elapsed());
         }
     }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     println!(
-        "webhook to appended and folded ({} rounds, poll 1 h): p50 {:.1?} p90 {:.1?} max {:.1?}",
+        "webhook to appended and folded ({} rounds, poll 1 h, github_rate {github_rate}/s{}): p50 {:.1?} p90 {:.1?} max {:.1?}",
         latencies.len(),
+        if github_rate > 0.0 {
+            ""
+        } else {
+            " = unlimited"
+        },
         pct(0.5),
         pct(0.9),
         pct(1.0)
@@ -359,7 +370,9 @@ fn main() {
         "an unchanged repository appends nothing"
     );
 
-    webhook_latency(&rt, &server, &fake, &source, dir.path(), n);
+    // With Go's default request limit, then without one.
+    webhook_latency(&rt, &server, &fake, &source, dir.path(), n, 10.0, 0);
+    webhook_latency(&rt, &server, &fake, &source, dir.path(), n, 0.0, 100);
 
     println!("peak RSS: {:.0} MiB", common::peak_rss_mib());
     rt.block_on(server.shutdown()).expect("shutdown");
