@@ -85,6 +85,9 @@ pub struct Machine {
     pub host_type: String,
     pub hostname: String,
     pub pool: String,
+    pub version: String,
+    /// When it registered (its event's time).
+    pub registered_time: Nanos,
     /// The request it was assigned to, while it is busy.
     pub assigned_to: Option<String>,
     /// The build it runs, once started.
@@ -110,8 +113,19 @@ pub enum BuildState {
 pub struct Step {
     pub step_id: String,
     pub name: String,
+    pub detail: String,
+    pub started_time: Nanos,
     /// None while running; Some("") on success.
     pub error: Option<String>,
+    /// Set once finished.
+    pub duration_ns: Option<i128>,
+}
+
+/// A stored blob (a build log), by content hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// A build and its steps.
@@ -125,10 +139,21 @@ pub struct Build {
     pub host_type: String,
     pub kind: BuildKind,
     pub attempt: i32,
+    pub branch: String,
+    pub try_id: String,
+    pub commit_time: Nanos,
+    /// Event times (the appender's clock).
+    pub requested_time: Nanos,
+    pub started_time: Option<Nanos>,
+    pub done_time: Option<Nanos>,
     pub state: BuildState,
     pub steps: Vec<Step>,
     /// Log chunks appended so far.
     pub log_chunks: u64,
+    /// The whole log, once the build completed.
+    pub log: Option<Blob>,
+    /// The build this one retries (after a communication error).
+    pub supersedes: String,
     /// The log position of its `BuildRequested`, for "recent" ordering.
     pub requested_at: u64,
 }
@@ -149,7 +174,12 @@ pub struct FarmSkipped {
     pub unknown_machine: u64,
     /// A second `BuildRequested` for an id already known.
     pub duplicate_build: u64,
+    /// A completion, cancel or skip of a build already done.
+    pub already_done: u64,
 }
+
+/// The identity of a piece of work: builder, rev, sub name, sub rev.
+pub type WorkKey = (String, String, String, String);
 
 /// The farm.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -171,8 +201,24 @@ pub struct Farm {
     /// scheduling never scans the pool).
     idle: BTreeMap<String, BTreeSet<String>>,
     results: BTreeMap<(String, String, String, String), Result>,
+    /// Work with a build that is not done, to that build.
+    live_work: BTreeMap<WorkKey, String>,
+    /// Work to its last build that ended with a verdict (passed, failed,
+    /// skipped, canceled: anything but a communication error).
+    concluded_work: BTreeMap<WorkKey, String>,
+    /// Done builds in the order they finished.
+    done_order: Vec<String>,
     events: u64,
     skipped: FarmSkipped,
+}
+
+fn work_key(builder: &str, rev: &str, sub_name: &str, sub_rev: &str) -> WorkKey {
+    (
+        builder.to_string(),
+        rev.to_string(),
+        sub_name.to_string(),
+        sub_rev.to_string(),
+    )
 }
 
 fn result_key(k: Option<&ResultKey>) -> (String, String, String, String) {
@@ -241,16 +287,59 @@ impl Farm {
             .filter(|b| matches!(b.state, BuildState::Running { .. }))
     }
 
-    /// Finished builds, most recently requested first, at most `n`.
+    /// Finished builds, most recently finished first, at most `n`.
     pub fn recent_builds(&self, n: usize) -> Vec<&Build> {
-        let mut done: Vec<&Build> = self
-            .builds
+        self.done_order
+            .iter()
+            .rev()
+            .take(n)
+            .filter_map(|id| self.builds.get(id))
+            .collect()
+    }
+
+    /// Builds waiting for a machine (requested, not yet started), oldest
+    /// request first.
+    pub fn pending_builds(&self) -> Vec<&Build> {
+        let mut pending: Vec<&Build> = self
+            .live_work
             .values()
-            .filter(|b| matches!(b.state, BuildState::Done { .. }))
+            .filter_map(|id| self.builds.get(id))
+            .filter(|b| b.state == BuildState::Queued)
             .collect();
-        done.sort_by_key(|b| std::cmp::Reverse(b.requested_at));
-        done.truncate(n);
-        done
+        pending.sort_by_key(|b| b.requested_at);
+        pending
+    }
+
+    /// Builds not done (queued or running), by id.
+    pub fn live_builds(&self) -> impl Iterator<Item = &Build> {
+        self.live_work.values().filter_map(|id| self.builds.get(id))
+    }
+
+    /// The machine a live build was assigned to or runs on.
+    pub fn machine_of(&self, build_id: &str) -> Option<&str> {
+        self.build_machine.get(build_id).map(String::as_str)
+    }
+
+    /// Whether any of a build's buildlet requests is still waiting.
+    pub fn is_waiting(&self, build_id: &str) -> bool {
+        self.build_waiting
+            .get(build_id)
+            .is_some_and(|reqs| reqs.iter().any(|r| self.waiting.contains_key(r)))
+    }
+
+    /// The last build of this work that ended with a verdict (not a
+    /// communication error).
+    pub fn concluded_build(
+        &self,
+        builder: &str,
+        rev: &str,
+        sub_name: &str,
+        sub_rev: &str,
+    ) -> Option<&Build> {
+        let key = work_key(builder, rev, sub_name, sub_rev);
+        self.concluded_work
+            .get(&key)
+            .and_then(|id| self.builds.get(id))
     }
 
     /// Every recorded result, keyed by (builder, package path, hash, go
@@ -280,13 +369,8 @@ impl Farm {
     /// recorded [`Farm::result`]; a build that ended in a communication
     /// error is neither, so its work is requested again.
     pub fn has_live_build(&self, builder: &str, rev: &str, sub_name: &str, sub_rev: &str) -> bool {
-        self.builds.values().any(|b| {
-            b.builder == builder
-                && b.rev == rev
-                && b.sub_name == sub_name
-                && b.sub_rev == sub_rev
-                && !matches!(b.state, BuildState::Done { .. })
-        })
+        self.live_work
+            .contains_key(&work_key(builder, rev, sub_name, sub_rev))
     }
 
     /// Pairs every idle machine with the head of its host type's queue, in
@@ -368,6 +452,7 @@ impl Farm {
     fn apply_build(&mut self, pos: Position, e: &BuildEvent) {
         use build_event::Event;
         let Some(event) = &e.event else { return };
+        let time = nanos(e.meta.as_ref().and_then(|m| m.time.as_ref()));
         match event {
             Event::BuildRequested(r) => {
                 if self.builds.contains_key(&r.build_id) {
@@ -375,6 +460,10 @@ impl Farm {
                     return;
                 }
                 let work = r.work.clone().unwrap_or_default();
+                self.live_work.insert(
+                    work_key(&work.builder, &work.rev, &work.sub_name, &work.sub_rev),
+                    r.build_id.clone(),
+                );
                 self.builds.insert(
                     r.build_id.clone(),
                     Build {
@@ -386,9 +475,17 @@ impl Farm {
                         host_type: r.host_type.clone(),
                         kind: r.kind(),
                         attempt: r.attempt,
+                        branch: r.branch.clone(),
+                        try_id: r.try_id.clone(),
+                        commit_time: nanos(r.commit_time.as_ref()),
+                        requested_time: time,
+                        started_time: None,
+                        done_time: None,
                         state: BuildState::Queued,
                         steps: Vec::new(),
                         log_chunks: 0,
+                        log: None,
+                        supersedes: r.supersedes_build_id.clone(),
                         requested_at: pos.0,
                     },
                 );
@@ -464,9 +561,14 @@ impl Farm {
                     self.skipped.unknown_build += 1;
                     return;
                 };
+                if matches!(b.state, BuildState::Done { .. }) {
+                    self.skipped.already_done += 1;
+                    return;
+                }
                 b.state = BuildState::Running {
                     machine_id: s.machine_id.clone(),
                 };
+                b.started_time = Some(time);
                 if let Some(m) = self.machines.get_mut(&s.machine_id) {
                     m.running = Some(s.build_id.clone());
                 }
@@ -481,7 +583,10 @@ impl Farm {
                 b.steps.push(Step {
                     step_id: s.step_id.clone(),
                     name: s.name.clone(),
+                    detail: s.detail.clone(),
+                    started_time: time,
                     error: None,
+                    duration_ns: None,
                 });
             }
             Event::StepFinished(s) => {
@@ -491,6 +596,9 @@ impl Farm {
                 };
                 if let Some(step) = b.steps.iter_mut().rev().find(|st| st.step_id == s.step_id) {
                     step.error = Some(s.error.clone());
+                    step.duration_ns = Some(s.duration.map_or(0, |d| {
+                        i128::from(d.seconds) * 1_000_000_000 + i128::from(d.nanos)
+                    }));
                 }
             }
             Event::LogChunkAppended(l) => match self.builds.get_mut(&l.build_id) {
@@ -498,39 +606,17 @@ impl Farm {
                 None => self.skipped.unknown_build += 1,
             },
             Event::BuildCompleted(c) => {
-                let Some(b) = self.builds.get_mut(&c.build_id) else {
-                    self.skipped.unknown_build += 1;
-                    return;
-                };
-                b.state = BuildState::Done {
-                    outcome: c.outcome(),
-                    done_msg: c.done_msg.clone(),
-                };
-                self.free_machine_of(&c.build_id);
-                self.withdraw_requests_of(&c.build_id);
+                let log = c.log.as_ref().map(|l| Blob {
+                    sha256: l.sha256.clone(),
+                    size: l.size,
+                });
+                self.finish(&c.build_id, c.outcome(), &c.done_msg, log, time);
             }
             Event::BuildCanceled(c) => {
-                let Some(b) = self.builds.get_mut(&c.build_id) else {
-                    self.skipped.unknown_build += 1;
-                    return;
-                };
-                b.state = BuildState::Done {
-                    outcome: BuildOutcome::Canceled,
-                    done_msg: c.reason.clone(),
-                };
-                self.free_machine_of(&c.build_id);
-                self.withdraw_requests_of(&c.build_id);
+                self.finish(&c.build_id, BuildOutcome::Canceled, &c.reason, None, time);
             }
             Event::BuildSkipped(s) => {
-                let Some(b) = self.builds.get_mut(&s.build_id) else {
-                    self.skipped.unknown_build += 1;
-                    return;
-                };
-                b.state = BuildState::Done {
-                    outcome: BuildOutcome::Skipped,
-                    done_msg: s.reason.clone(),
-                };
-                self.withdraw_requests_of(&s.build_id);
+                self.finish(&s.build_id, BuildOutcome::Skipped, &s.reason, None, time);
             }
             // Recorded for the status pages and dist-test sharding, which
             // come later; they change nothing here.
@@ -544,6 +630,44 @@ impl Farm {
         }
     }
 
+    /// A build ends: its machine is freed, its waiting requests leave the
+    /// queue, and its work is no longer live.
+    fn finish(
+        &mut self,
+        build_id: &str,
+        outcome: BuildOutcome,
+        done_msg: &str,
+        log: Option<Blob>,
+        time: Nanos,
+    ) {
+        let Some(b) = self.builds.get_mut(build_id) else {
+            self.skipped.unknown_build += 1;
+            return;
+        };
+        if matches!(b.state, BuildState::Done { .. }) {
+            self.skipped.already_done += 1;
+            return;
+        }
+        b.state = BuildState::Done {
+            outcome,
+            done_msg: done_msg.to_string(),
+        };
+        b.done_time = Some(time);
+        if log.is_some() {
+            b.log = log;
+        }
+        let key = work_key(&b.builder, &b.rev, &b.sub_name, &b.sub_rev);
+        if self.live_work.get(&key).is_some_and(|id| id == build_id) {
+            self.live_work.remove(&key);
+        }
+        if outcome != BuildOutcome::CommError {
+            self.concluded_work.insert(key, build_id.to_string());
+        }
+        self.done_order.push(build_id.to_string());
+        self.free_machine_of(build_id);
+        self.withdraw_requests_of(build_id);
+    }
+
     /// A finished build's requests still waiting leave the queue.
     fn withdraw_requests_of(&mut self, build_id: &str) {
         for r in self.build_waiting.remove(build_id).unwrap_or_default() {
@@ -554,6 +678,7 @@ impl Farm {
     fn apply_machine(&mut self, e: &MachineEvent) {
         use machine_event::Event;
         let Some(event) = &e.event else { return };
+        let time = nanos(e.meta.as_ref().and_then(|m| m.time.as_ref()));
         match event {
             Event::Registered(r) => {
                 // A reused id (never from our pools) drops its old entry.
@@ -567,6 +692,8 @@ impl Farm {
                         host_type: r.host_type.clone(),
                         hostname: r.hostname.clone(),
                         pool: r.pool.clone(),
+                        version: r.buildlet_version.clone(),
+                        registered_time: time,
                         assigned_to: None,
                         running: None,
                     },
@@ -582,6 +709,8 @@ impl Farm {
                         host_type: String::new(),
                         hostname: r.ip_port.clone(),
                         pool: String::new(),
+                        version: r.buildlet_version.clone(),
+                        registered_time: time,
                         assigned_to: None,
                         running: None,
                     });

@@ -93,6 +93,14 @@ fn registered(id: &str, host: &str) -> Mutation {
     }))
 }
 
+fn completed(id: &str, outcome: BuildOutcome) -> Mutation {
+    build(build_event::Event::BuildCompleted(BuildCompleted {
+        build_id: id.into(),
+        outcome: outcome as i32,
+        ..Default::default()
+    }))
+}
+
 fn fold(farm: &mut Farm, mutations: &[Mutation]) {
     for (i, m) in mutations.iter().enumerate() {
         let pos = Position(farm.events() * 1000 + i as u64);
@@ -326,6 +334,8 @@ fn unknown_references_are_counted_not_applied() {
             })),
             requested("B1", "linux-amd64", "x", HOST),
             requested("B1", "linux-amd64", "x", HOST),
+            completed("B1", BuildOutcome::Failed),
+            completed("B1", BuildOutcome::Passed),
         ],
     );
     assert_eq!(
@@ -335,7 +345,16 @@ fn unknown_references_are_counted_not_applied() {
             unknown_request: 0,
             unknown_machine: 1,
             duplicate_build: 1,
+            already_done: 1,
         }
+    );
+    // The first verdict stands.
+    assert_eq!(
+        farm.build("B1").map(|b| b.state.clone()),
+        Some(BuildState::Done {
+            outcome: BuildOutcome::Failed,
+            done_msg: String::new()
+        })
     );
     assert_eq!(farm.queue(HOST).count(), 0);
 }
