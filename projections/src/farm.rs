@@ -166,6 +166,20 @@ pub struct Result {
     pub build_id: String,
 }
 
+/// A registration the coordinator refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub host_type: String,
+    pub hostname: String,
+    pub remote_addr: String,
+    pub http_status: i32,
+    pub reason: String,
+    pub time: Nanos,
+}
+
+/// How many refused registrations the fold remembers (the log has all).
+pub const REJECTIONS_KEPT: usize = 100;
+
 /// Events that could not be applied, by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FarmSkipped {
@@ -208,6 +222,9 @@ pub struct Farm {
     concluded_work: BTreeMap<WorkKey, String>,
     /// Done builds in the order they finished.
     done_order: Vec<String>,
+    /// The last [`REJECTIONS_KEPT`] refused registrations, oldest first.
+    rejections: std::collections::VecDeque<Rejection>,
+    rejections_total: u64,
     events: u64,
     skipped: FarmSkipped,
 }
@@ -244,6 +261,16 @@ impl Farm {
 
     pub fn skipped(&self) -> &FarmSkipped {
         &self.skipped
+    }
+
+    /// The most recent refused registrations, oldest first.
+    pub fn rejections(&self) -> impl Iterator<Item = &Rejection> {
+        self.rejections.iter()
+    }
+
+    /// Every refused registration ever recorded.
+    pub fn rejections_total(&self) -> u64 {
+        self.rejections_total
     }
 
     /// Waiting requests of `host_type`, first to be served first.
@@ -740,13 +767,26 @@ impl Farm {
                     self.sync_idle(&d.machine_id, &m.host_type);
                 }
             }
+            Event::RegistrationRejected(r) => {
+                if self.rejections.len() == REJECTIONS_KEPT {
+                    self.rejections.pop_front();
+                }
+                self.rejections.push_back(Rejection {
+                    host_type: r.host_type.clone(),
+                    hostname: r.hostname.clone(),
+                    remote_addr: r.remote_addr.clone(),
+                    http_status: r.http_status,
+                    reason: r.reason.clone(),
+                    time,
+                });
+                self.rejections_total += 1;
+            }
             Event::QuotaReserved(_)
             | Event::QuotaReleased(_)
             | Event::QuotaObserved(_)
             | Event::ProvisionRequested(_)
             | Event::InstanceCreated(_)
             | Event::ProvisionFailed(_)
-            | Event::RegistrationRejected(_)
             | Event::HealthCheckFailed(_)
             | Event::SeenHealthy(_)
             | Event::Cleaned(_) => {}
