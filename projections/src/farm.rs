@@ -146,6 +146,8 @@ pub struct Build {
     pub requested_time: Nanos,
     pub started_time: Option<Nanos>,
     pub done_time: Option<Nanos>,
+    /// The machine it started on (kept after it ends).
+    pub ran_on: Option<String>,
     pub state: BuildState,
     pub steps: Vec<Step>,
     /// Log chunks appended so far.
@@ -508,6 +510,7 @@ impl Farm {
                         requested_time: time,
                         started_time: None,
                         done_time: None,
+                        ran_on: None,
                         state: BuildState::Queued,
                         steps: Vec::new(),
                         log_chunks: 0,
@@ -596,6 +599,7 @@ impl Farm {
                     machine_id: s.machine_id.clone(),
                 };
                 b.started_time = Some(time);
+                b.ran_on = Some(s.machine_id.clone());
                 if let Some(m) = self.machines.get_mut(&s.machine_id) {
                     m.running = Some(s.build_id.clone());
                 }

@@ -224,6 +224,32 @@ impl LiveSubscription {
         lock.lock().unwrap_or_else(|p| p.into_inner()).end
     }
 
+    /// Waits up to `timeout` until records past `position` have been
+    /// mirrored, without touching a corpus (so a reader can keep using it
+    /// meanwhile); true if there are.
+    pub fn wait_past(&self, position: u64, timeout: Duration) -> Result<bool, LoadError> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.state;
+        let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while st.end <= position {
+            if let Some(why) = &st.failed {
+                return Err(LoadError::Network(format!(
+                    "the subscription mirroring into {} ended: {why}",
+                    self.dir.display()
+                )));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            st = cvar
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(true)
+    }
+
     /// Waits up to `timeout` for records past the corpus's position, then
     /// folds everything mirrored so far; returns how many records were
     /// folded (0 on timeout).

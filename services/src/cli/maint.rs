@@ -96,6 +96,17 @@ pub struct UpArgs {
     /// when --listen's port is 0]. Its webhook secret is DATA/webhook-secret.
     #[arg(long)]
     pub pubsub_listen: Option<SocketAddr>,
+    /// The build environments; the coordinator and a local buildlet run
+    /// when this directory exists.
+    #[arg(long, default_value = "env")]
+    pub env: PathBuf,
+    /// Where the coordinator's status pages are served [default:
+    /// 127.0.0.1:8030, or an ephemeral port when --listen's port is 0].
+    #[arg(long)]
+    pub coordinator_listen: Option<SocketAddr>,
+    /// Run no coordinator or buildlet.
+    #[arg(long)]
+    pub no_farm: bool,
 }
 
 /// `almanac maintwatch`.
@@ -314,6 +325,29 @@ pub fn up(args: UpArgs) -> Result<()> {
         sources.poll.git = sources.poll.git.min(5);
     }
     let repos = args.data.join("repos");
+    let farm_envs = if args.no_farm {
+        None
+    } else if args.env.is_dir() {
+        Some(crate::farm::env::Environments::load(&args.env)?)
+    } else {
+        eprintln!(
+            "no env directory at {}: running without a coordinator (--env DIR to name one)",
+            args.env.display()
+        );
+        None
+    };
+    let farm_sources: std::collections::BTreeMap<String, PathBuf> = sources
+        .git
+        .iter()
+        .map(|g| (g.name.clone(), ingest::git::source_dir(g, &repos)))
+        .collect();
+    let coordinator_listen = match args.coordinator_listen {
+        Some(addr) => addr,
+        None if args.listen.port() == 0 => SocketAddr::new(args.listen.ip(), 0),
+        None => crate::cli::coordinator::DEFAULT_LISTEN
+            .parse()
+            .context("default coordinator address")?,
+    };
     let mut config = Config::new(args.data.clone(), args.listen);
     config.append_token = Some(token);
     let rate = args.sample_rate;
@@ -380,6 +414,35 @@ pub fn up(args: UpArgs) -> Result<()> {
             ));
             Some(ingest::run::Ingest::new(sources, repos, server.sink())?.spawn())
         };
+        let farm = match farm_envs {
+            Some(envs) => {
+                let tracked = !farm_sources.is_empty();
+                let farm = crate::cli::coordinator::LocalFarm::start(
+                    &args.data,
+                    envs,
+                    server.sink(),
+                    farm_sources,
+                    coordinator_listen,
+                )
+                .await?;
+                extra.push_str(&format!(
+                    "  build farm:            http://{}/ (coordinator {}; {} local buildlet(s); builds {})\n",
+                    farm.addr,
+                    farm.coordinator.instance(),
+                    farm.buildlets.len(),
+                    if tracked {
+                        "new commits of the tracked repositories"
+                    } else {
+                        "nothing until a repository is tracked with --git"
+                    }
+                ));
+                if let Some(path) = &args.addr_file {
+                    write_addr_file(&path.with_extension("coordinator"), farm.addr)?;
+                }
+                Some(farm)
+            }
+            None => None,
+        };
         if let Some(path) = &args.addr_file {
             write_addr_file(path, addr)?;
         }
@@ -436,6 +499,9 @@ pub fn up(args: UpArgs) -> Result<()> {
             while syncers.join_next().await.is_some() {}
         }
         tracing::info!("shutting down");
+        if let Some(farm) = farm {
+            farm.shutdown().await?;
+        }
         if let Some(helper) = helper {
             helper.shutdown().await?;
         }
@@ -452,7 +518,7 @@ pub(super) fn write_addr_file(path: &Path, addr: SocketAddr) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
+pub(super) fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()

@@ -1,6 +1,7 @@
 //! The `almanac` command line: one binary, a subcommand per tool or daemon.
 
 pub mod buildlet;
+pub mod coordinator;
 pub mod corpus;
 pub mod demo;
 pub mod log;
@@ -37,6 +38,10 @@ pub enum Command {
     Maintwatch(maint::MaintwatchArgs),
     /// Query the maintner gRPC API, as Go's maintq does.
     Maintq(maint::MaintqArgs),
+    /// The build farm's coordinator: discovers work in the corpus, queues
+    /// it, runs builds on buildlets, serves the status pages. Its state is
+    /// a fold of the log.
+    Coordinator(coordinator::CoordinatorArgs),
     /// Clear dashboard results so they are built again (Go's retrybuilds).
     Retrybuilds(retrybuilds::RetrybuildsArgs),
     /// The worker server on every build machine (Go's buildlet), in listen
@@ -80,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Maintq(args) => maint::maintq(args),
         Command::Pubsubhelper(args) => pubsub::run(args),
         Command::Buildlet(args) => buildlet::run(args),
+        Command::Coordinator(args) => coordinator::run(args),
         Command::Retrybuilds(args) => retrybuilds::run(args),
         Command::EnvCheck { dir } => env_check(&dir),
         Command::GenHistory {

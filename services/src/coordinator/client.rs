@@ -79,6 +79,18 @@ impl BuildletClient {
     /// listener accepts), kept alive with pings. The connection's driver
     /// runs on the current runtime until the connection ends.
     pub async fn connect(addr: &str, key: Secret) -> Result<BuildletClient, ClientError> {
+        Self::connect_watched(addr, key)
+            .await
+            .map(|(client, _)| client)
+    }
+
+    /// [`BuildletClient::connect`], also returning the connection's driver,
+    /// which finishes when the connection ends (closed, reset, or silent
+    /// past the keep-alive) and aborting which drops the connection.
+    pub async fn connect_watched(
+        addr: &str,
+        key: Secret,
+    ) -> Result<(BuildletClient, tokio::task::JoinHandle<()>), ClientError> {
         let tcp = tokio::time::timeout(HEAD_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout(HEAD_TIMEOUT))?
@@ -93,12 +105,12 @@ impl BuildletClient {
                 .await
                 .map_err(|e| ClientError::Transport(format!("HTTP/2 with {addr}: {e}")))?;
         let peer = addr.to_string();
-        tokio::spawn(async move {
+        let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::info!(buildlet = %peer, error = %e, "buildlet connection ended");
             }
         });
-        Ok(BuildletClient::new(sender, key, addr.to_string()))
+        Ok((BuildletClient::new(sender, key, addr.to_string()), driver))
     }
 
     /// Whether the connection is gone.

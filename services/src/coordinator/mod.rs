@@ -1,10 +1,27 @@
-//! The coordinator's machine side (the scheduler and build execution come
-//! with the rest of the build-farm issue).
+//! The coordinator: the build farm's scheduler and build runner, whose
+//! queue, machine pool and builds are folds of the log (spec/coordinator.md).
 //!
+//! - [`run`]: the process: fold, decide, record, execute.
+//! - [`discovery`]: which work exists (post-submit commits, trybot CLs).
+//! - [`execute`]: one build on its machine.
+//! - [`machines`]: the machines reachable now (reverse and listen mode).
 //! - [`reverse`]: the reverse pool: buildlets that dial in and register.
 //! - [`client`]: a client of one buildlet over a held connection.
 //! - [`source`]: a commit's tree as the tarball a build starts from.
+//! - [`blobs`]: build logs by content hash.
+//! - [`status`] and `http`: the farmer pages, `/metrics`, `/reverse`.
+//! - [`upstream`]: the log, in process or over maintnerd's gRPC.
 
+pub mod blobs;
 pub mod client;
+pub mod discovery;
+mod execute;
+mod http;
+pub mod machines;
 pub mod reverse;
+pub mod run;
 pub mod source;
+pub mod status;
+pub mod upstream;
+
+pub use run::{Config, Coordinator};

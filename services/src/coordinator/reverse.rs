@@ -106,12 +106,17 @@ impl PoolEvent {
 struct Machine {
     info: MachineInfo,
     client: BuildletClient,
+    /// Aborting it drops the connection.
+    connection: tokio::task::AbortHandle,
 }
 
 #[derive(Debug, Default)]
 struct PoolState {
     machines: BTreeMap<u64, Machine>,
     refusals: Vec<Refusal>,
+    /// Every refusal since the pool started (`refusals` keeps the last
+    /// [`REMEMBERED`]).
+    refused_total: u64,
     events: Vec<PoolEvent>,
     next_id: u64,
 }
@@ -180,6 +185,47 @@ impl ReversePool {
     /// Refused registrations, oldest first.
     pub fn refusals(&self) -> Vec<Refusal> {
         self.lock().refusals.clone()
+    }
+
+    /// Refusals after the first `seen` (up to the last [`REMEMBERED`]),
+    /// and how many there have been in all.
+    pub fn refusals_since(&self, seen: u64) -> (Vec<Refusal>, u64) {
+        let state = self.lock();
+        let new = state.refused_total.saturating_sub(seen);
+        let keep = usize::try_from(new)
+            .unwrap_or(usize::MAX)
+            .min(state.refusals.len());
+        (
+            state.refusals[state.refusals.len() - keep..].to_vec(),
+            state.refused_total,
+        )
+    }
+
+    /// The client of the connected machine the log calls `machine_id`.
+    pub fn client_for(&self, machine_id: &str) -> Option<BuildletClient> {
+        self.lock()
+            .machines
+            .values()
+            .find(|m| m.info.machine_id == machine_id)
+            .map(|m| m.client.clone())
+    }
+
+    /// Drops a machine's connection (it leaves the pool as if it had gone;
+    /// a supervised buildlet registers again as a new machine).
+    pub fn disconnect(&self, machine_id: &str) {
+        if let Some(m) = self
+            .lock()
+            .machines
+            .values()
+            .find(|m| m.info.machine_id == machine_id)
+        {
+            m.connection.abort();
+        }
+    }
+
+    /// A receiver that changes whenever the pool does.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Everything that happened, oldest first (the last [`REMEMBERED`]).
@@ -272,6 +318,7 @@ impl ReversePool {
                 state.refusals.remove(0);
             }
             state.refusals.push(refusal.clone());
+            state.refused_total += 1;
             Self::record(&mut state, PoolEvent::Refused(refusal));
         }
         self.notify();
@@ -336,6 +383,7 @@ impl ReversePool {
                 Machine {
                     info: info.clone(),
                     client,
+                    connection: connection.abort_handle(),
                 },
             );
             Self::record(&mut state, PoolEvent::Registered(info.clone()));

@@ -129,7 +129,8 @@ pub struct Builder {
     /// the first that fails fails the build.
     pub steps: Vec<String>,
     pub env: Vec<String>,
-    /// Repositories built (maintner's names: `go`, `net`, ...).
+    /// Repositories built (maintner's names: `go`, `net`, ...; `*` is
+    /// every repository the coordinator has a source for).
     pub repos: Vec<String>,
     /// Branch patterns: exact names, or a prefix ending in `*`.
     pub branches: Vec<String>,
@@ -152,7 +153,7 @@ impl Builder {
     }
 
     fn builds(&self, repo: &str, branch: &str) -> bool {
-        self.repos.iter().any(|r| r == repo)
+        self.repos.iter().any(|r| r == repo || r == "*")
             && self
                 .branches
                 .iter()

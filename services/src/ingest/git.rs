@@ -1022,6 +1022,16 @@ pub fn ref_changes(
 /// Which refs of a plain repository are logged.
 const REF_PREFIXES: &[&str] = &["refs/heads/", "refs/tags/"];
 
+/// Where a git source's objects are read: the repository itself for a local
+/// path, else the mirror sync fetches into under `repos_dir`.
+pub fn source_dir(source: &GitSource, repos_dir: &Path) -> PathBuf {
+    if is_url(&source.url) {
+        mirror_dir(repos_dir, "git", &source.name)
+    } else {
+        PathBuf::from(&source.url)
+    }
+}
+
 /// One pass over a plain git repository: fetch if it is a URL, append every
 /// commit the corpus lacks (parents first), then the refs that changed.
 pub async fn sync_repo(

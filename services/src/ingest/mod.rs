@@ -108,6 +108,18 @@ impl Sink {
         guard.as_ref().map(f).ok_or(SyncError::NoCorpus)
     }
 
+    /// The log itself, for appenders that need no corpus wait (the
+    /// coordinator folds its own view).
+    pub fn log(&self) -> &almanac_log::Log {
+        &self.shared.log
+    }
+
+    /// Where the corpus has folded to (None before the first fold); changes
+    /// after every fold.
+    pub fn corpus_positions(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.shared.corpus_position.subscribe()
+    }
+
     /// Resolves when maintnerd begins shutting down.
     pub async fn cancelled(&self) {
         self.shared.shutdown.cancelled().await

@@ -2,6 +2,7 @@
 
 mod buildlet;
 mod cli_log;
+mod coordinator_discovery;
 mod corpus_cli;
 mod crash;
 mod fake_github;

@@ -1,0 +1,228 @@
+//! The coordinator's HTTP routes: the status pages (`/`, `/status.json`,
+//! `/status/reverse.json`, `/status/post-submit-active.json`,
+//! `/build/{id}`), build logs (`/log/{sha256}`), `/metrics`, and the
+//! reverse pool's `/reverse`. Pages are rendered from the farm fold alone
+//! (see `status`); nothing here changes state except a buildlet
+//! registering.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use super::run::Inner;
+use super::status;
+
+fn now_nanos() -> i128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+pub(crate) fn router(inner: Arc<Inner>) -> axum::Router {
+    let reverse = inner.machines.reverse().router();
+    axum::Router::new()
+        .route("/", get(index))
+        .route("/status.json", get(status_json))
+        .route("/status/reverse.json", get(reverse_json))
+        .route("/status/post-submit-active.json", get(post_submit_active))
+        .route("/build/{id}", get(build_page))
+        .route("/log/{sha256}", get(log))
+        .route("/metrics", get(metrics))
+        .with_state(inner)
+        .merge(reverse)
+}
+
+fn header_of(inner: &Inner) -> status::Header {
+    status::Header {
+        instance: inner.instance.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_unix: inner
+            .started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)),
+        log_position: *inner.folded.borrow(),
+    }
+}
+
+fn farm_status(inner: &Inner) -> status::FarmStatus {
+    let header = header_of(inner);
+    let farm = inner.read_farm();
+    status::farm_status(&farm, &inner.config.envs, &header, now_nanos())
+}
+
+async fn index(State(inner): State<Arc<Inner>>) -> Html<String> {
+    Html(status::render_html(&farm_status(&inner)))
+}
+
+fn json(value: &impl serde::Serialize) -> Response {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text + "\n").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn status_json(State(inner): State<Arc<Inner>>) -> Response {
+    json(&farm_status(&inner))
+}
+
+async fn reverse_json(State(inner): State<Arc<Inner>>) -> Response {
+    let farm = inner.read_farm();
+    json(&status::reverse_json(
+        &farm,
+        &inner.config.envs,
+        now_nanos(),
+    ))
+}
+
+async fn post_submit_active(State(inner): State<Arc<Inner>>) -> Response {
+    let farm = inner.read_farm();
+    json(&status::post_submit_active_json(&farm))
+}
+
+async fn build_page(State(inner): State<Arc<Inner>>, Path(id): Path<String>) -> Response {
+    let farm = inner.read_farm();
+    match status::render_build_html(&farm, &id, now_nanos()) {
+        Some(page) => Html(page).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no build {id:?}\n")).into_response(),
+    }
+}
+
+async fn log(State(inner): State<Arc<Inner>>, Path(sha256): Path<String>) -> Response {
+    let blobs = inner.blobs.clone();
+    let name = sha256.clone();
+    match tokio::task::spawn_blocking(move || blobs.get(&name)).await {
+        Ok(Ok(Some(bytes))) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response()
+        }
+        Ok(Ok(None)) => (StatusCode::NOT_FOUND, format!("no log {sha256}\n")).into_response(),
+        Ok(Err(super::blobs::BlobError::BadName(_))) => (
+            StatusCode::BAD_REQUEST,
+            "a log is named by its SHA-256 in lowercase hex\n",
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
+    let m = &inner.metrics;
+    let mut out = String::new();
+    let counters = [
+        (
+            "almanac_coordinator_builds_requested_total",
+            "Builds requested by discovery.",
+            &m.builds_requested,
+        ),
+        (
+            "almanac_coordinator_builds_requeued_total",
+            "Builds requested again after a communication error or a restart.",
+            &m.builds_requeued,
+        ),
+        (
+            "almanac_coordinator_assignments_total",
+            "Machines assigned to waiting requests.",
+            &m.assignments,
+        ),
+        (
+            "almanac_coordinator_builds_passed_total",
+            "Builds run here that passed.",
+            &m.builds_passed,
+        ),
+        (
+            "almanac_coordinator_builds_failed_total",
+            "Builds run here that failed.",
+            &m.builds_failed,
+        ),
+        (
+            "almanac_coordinator_builds_comm_error_total",
+            "Builds run here that ended in a communication error.",
+            &m.builds_comm_error,
+        ),
+        (
+            "almanac_coordinator_machines_registered_total",
+            "Machines recorded as registered.",
+            &m.machines_registered,
+        ),
+        (
+            "almanac_coordinator_machines_lost_total",
+            "Machines recorded as lost.",
+            &m.machines_lost,
+        ),
+        (
+            "almanac_coordinator_registrations_refused_total",
+            "Reverse registrations refused.",
+            &m.registrations_refused,
+        ),
+        (
+            "almanac_coordinator_append_failures_total",
+            "Appends to the log that failed.",
+            &m.append_failures,
+        ),
+        (
+            "almanac_coordinator_decision_rounds_total",
+            "Rounds of the decision loop.",
+            &m.decisions,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            value.load(Ordering::Relaxed)
+        );
+    }
+    let executing = inner
+        .executing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .len();
+    let farm = inner.read_farm();
+    let _ = writeln!(
+        out,
+        "# HELP almanac_coordinator_log_position Where the farm fold has read the log to.\n# TYPE almanac_coordinator_log_position gauge\nalmanac_coordinator_log_position {}",
+        *inner.folded.borrow()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP almanac_coordinator_farm_events Farm events folded.\n# TYPE almanac_coordinator_farm_events gauge\nalmanac_coordinator_farm_events {}",
+        farm.events()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP almanac_coordinator_executing Builds this process is running.\n# TYPE almanac_coordinator_executing gauge\nalmanac_coordinator_executing {executing}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP almanac_coordinator_machines Machines in the pool, by host type.\n# TYPE almanac_coordinator_machines gauge"
+    );
+    let mut per_host = std::collections::BTreeMap::<&str, usize>::new();
+    for m in farm.machines() {
+        *per_host.entry(m.host_type.as_str()).or_default() += 1;
+    }
+    for (host, n) in per_host {
+        let _ = writeln!(
+            out,
+            "almanac_coordinator_machines{{host_type=\"{}\"}} {n}",
+            host.replace(['"', '\\', '\n'], "_")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP almanac_coordinator_queue_length Requests waiting for a machine, by host type.\n# TYPE almanac_coordinator_queue_length gauge"
+    );
+    for (host, n) in farm.queue_lengths() {
+        let _ = writeln!(
+            out,
+            "almanac_coordinator_queue_length{{host_type=\"{}\"}} {n}",
+            host.replace(['"', '\\', '\n'], "_")
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,190 @@
+//! The machines the coordinator can reach right now: reverse buildlets that
+//! registered (the [`ReversePool`]) and listen-mode buildlets at addresses
+//! its configuration names, each dialed and redialed with backoff.
+//!
+//! This is the live side only: which machines are connected and how to talk
+//! to them. Whether a machine is busy, and with what, is the farm fold's
+//! business (the coordinator records every assignment in the log); the
+//! coordinator compares this registry with the fold and records the
+//! difference (registered, lost).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use super::client::BuildletClient;
+use super::reverse::ReversePool;
+use crate::ingest::config::Secret;
+
+/// A connected machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveMachine {
+    /// Unique across connections and coordinator runs.
+    pub machine_id: String,
+    pub host_type: String,
+    pub hostname: String,
+    /// "reverse" or "static".
+    pub pool: &'static str,
+    pub version: String,
+    pub connected_at: SystemTime,
+}
+
+/// A listen-mode buildlet the coordinator dials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticBuildlet {
+    pub host_type: String,
+    /// `host:port`.
+    pub addr: String,
+}
+
+#[derive(Debug)]
+struct StaticMachine {
+    info: LiveMachine,
+    client: BuildletClient,
+    driver: tokio::task::AbortHandle,
+}
+
+/// Every reachable machine.
+#[derive(Debug)]
+pub struct Machines {
+    reverse: Arc<ReversePool>,
+    statics: Mutex<BTreeMap<String, StaticMachine>>,
+    changed: watch::Sender<u64>,
+    instance: String,
+}
+
+/// The longest wait between dials of an unreachable listen-mode buildlet.
+const MAX_REDIAL: Duration = Duration::from_secs(10);
+
+impl Machines {
+    /// A registry over `reverse`; `instance` prefixes the ids of machines
+    /// dialed here.
+    pub fn new(reverse: Arc<ReversePool>, instance: &str) -> Arc<Machines> {
+        Arc::new(Machines {
+            reverse,
+            statics: Mutex::new(BTreeMap::new()),
+            changed: watch::Sender::new(0),
+            instance: instance.to_owned(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StaticMachine>> {
+        self.statics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every connected machine, by machine id.
+    pub fn live(&self) -> Vec<LiveMachine> {
+        let mut all: Vec<LiveMachine> = self
+            .reverse
+            .machines()
+            .into_iter()
+            .map(|m| LiveMachine {
+                machine_id: m.machine_id,
+                host_type: m.host_type,
+                hostname: m.hostname,
+                pool: "reverse",
+                version: m.version,
+                connected_at: m.connected_at,
+            })
+            .collect();
+        all.extend(self.lock().values().map(|m| m.info.clone()));
+        all.sort_by(|a, b| a.machine_id.cmp(&b.machine_id));
+        all
+    }
+
+    /// How to talk to a connected machine.
+    pub fn client(&self, machine_id: &str) -> Option<BuildletClient> {
+        if let Some(m) = self.lock().get(machine_id) {
+            return (!m.client.is_closed()).then(|| m.client.clone());
+        }
+        self.reverse.client_for(machine_id)
+    }
+
+    /// Drops a machine's connection: it is gone from [`Machines::live`] at
+    /// once (a listen-mode buildlet is redialed as a new machine; a reverse
+    /// one registers again).
+    pub fn disconnect(&self, machine_id: &str) {
+        if let Some(m) = self.lock().remove(machine_id) {
+            m.driver.abort();
+        }
+        self.reverse.disconnect(machine_id);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Resolves when the set of machines may have changed.
+    pub fn changes(&self) -> (watch::Receiver<u64>, watch::Receiver<u64>) {
+        (self.changed.subscribe(), self.reverse.changes())
+    }
+
+    /// Dials `buildlet` and keeps it connected for as long as the task
+    /// runs: each connection that passes its status check is a new machine,
+    /// gone when the connection ends; then it redials with backoff.
+    pub fn spawn_static(self: &Arc<Self>, buildlet: StaticBuildlet, key: Secret) {
+        let machines = self.clone();
+        tokio::spawn(async move {
+            let mut connection = 0u64;
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match machines.dial(&buildlet, &key, connection).await {
+                    Ok(mut driver) => {
+                        connection += 1;
+                        delay = Duration::from_millis(100);
+                        let _ = (&mut driver).await;
+                        let id = format!("{}-s{}-{}", machines.instance, buildlet.addr, connection);
+                        machines.lock().remove(&id);
+                        machines.changed.send_modify(|n| *n += 1);
+                        tracing::info!(addr = %buildlet.addr, "listen-mode buildlet connection ended");
+                    }
+                    Err(e) => {
+                        tracing::debug!(addr = %buildlet.addr, error = %e, ?delay, "dialing buildlet failed");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(MAX_REDIAL);
+                    }
+                }
+            }
+        });
+    }
+
+    async fn dial(
+        &self,
+        buildlet: &StaticBuildlet,
+        key: &Secret,
+        connection: u64,
+    ) -> Result<tokio::task::JoinHandle<()>, super::client::ClientError> {
+        let (client, driver) = BuildletClient::connect_watched(&buildlet.addr, key.clone()).await?;
+        let status = match tokio::time::timeout(Duration::from_secs(10), client.status()).await {
+            Ok(s) => s,
+            Err(_) => Err(super::client::ClientError::Timeout(Duration::from_secs(10))),
+        };
+        if let Err(e) = status {
+            driver.abort();
+            return Err(e);
+        }
+        let info = LiveMachine {
+            machine_id: format!("{}-s{}-{}", self.instance, buildlet.addr, connection + 1),
+            host_type: buildlet.host_type.clone(),
+            hostname: buildlet.addr.clone(),
+            pool: "static",
+            version: String::new(),
+            connected_at: SystemTime::now(),
+        };
+        tracing::info!(addr = %buildlet.addr, machine = %info.machine_id, "listen-mode buildlet connected");
+        self.lock().insert(
+            info.machine_id.clone(),
+            StaticMachine {
+                info,
+                client,
+                driver: driver.abort_handle(),
+            },
+        );
+        self.changed.send_modify(|n| *n += 1);
+        Ok(driver)
+    }
+
+    /// The reverse pool (for its `/reverse` route and refusals).
+    pub fn reverse(&self) -> &Arc<ReversePool> {
+        &self.reverse
+    }
+}

@@ -1,0 +1,741 @@
+//! The coordinator process: folds the farm's events from the log, compares
+//! that view with the machines it can reach and the work the corpus says
+//! exists, and records what it decides (machines registered and lost, builds
+//! requested, assignments), then runs each assigned build on its machine.
+//!
+//! The decision loop is single-threaded and reads its own writes: it appends
+//! a batch, waits until its fold has seen that batch, and only then decides
+//! again, so it never decides twice from a stale view. Everything it knows
+//! comes from the log, so a coordinator killed at any point and restarted
+//! rebuilds the same queue, pool and builds by replay. What it cannot
+//! rebuild is a build that was running in the dead process: such a build
+//! (live in the fold, run by no execution here) is recorded as ending in a
+//! communication error and requested again, so it finishes exactly once;
+//! completed builds have their results in the log and are never redone.
+//!
+//! The loop never blocks on a build: executions run as tasks of their own
+//! and append their step events, logs and outcome themselves.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use almanac_log::Position;
+use almanac_projections::Projection as _;
+use almanac_projections::farm::{Build, BuildState, Farm};
+use almanac_proto::pb::farm::{
+    BuildCompleted, BuildEvent, BuildKind, BuildOutcome, BuildRequested, BuilderRev,
+    BuildletAssigned, BuildletRequested, BuildletRole, EventMeta, MachineEvent, MachineLost,
+    MachineLostReason, MachineRegistered, MachineRegistrationRejected, Priority, PriorityClass,
+    ResultEvent, build_event, machine_event,
+};
+use almanac_proto::pb::maintpb::Mutation;
+
+use super::blobs::BlobStore;
+use super::discovery::{self, Work};
+use super::machines::{LiveMachine, Machines, StaticBuildlet};
+use super::reverse::ReversePool;
+use super::upstream::Upstream;
+use crate::farm::env::{Environments, Pool};
+use crate::ingest::config::Secret;
+
+/// How a coordinator runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub envs: Environments,
+    /// Derives each host type's buildlet key.
+    pub master_key: Secret,
+    /// The git repositories builds take their source from, by the name the
+    /// corpus knows them by. Work in other repositories is never requested
+    /// (Go's "coordinator can build").
+    pub repos: BTreeMap<String, PathBuf>,
+    /// Listen-mode buildlets to dial.
+    pub statics: Vec<StaticBuildlet>,
+    /// Where build logs are stored.
+    pub blobs_dir: PathBuf,
+    /// How often discovery runs without being woken (Go: 15 s).
+    pub discovery_interval: Duration,
+    /// How many commits back from each branch head post-submit discovery
+    /// looks.
+    pub depth: usize,
+    /// The longest one step may run.
+    pub step_timeout: Duration,
+}
+
+impl Config {
+    pub fn new(envs: Environments, master_key: Secret, blobs_dir: PathBuf) -> Config {
+        Config {
+            envs,
+            master_key,
+            repos: BTreeMap::new(),
+            statics: Vec::new(),
+            blobs_dir,
+            discovery_interval: Duration::from_secs(15),
+            depth: 3,
+            step_timeout: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub builds_requested: AtomicU64,
+    pub builds_requeued: AtomicU64,
+    pub assignments: AtomicU64,
+    pub builds_passed: AtomicU64,
+    pub builds_failed: AtomicU64,
+    pub builds_comm_error: AtomicU64,
+    pub machines_registered: AtomicU64,
+    pub machines_lost: AtomicU64,
+    pub registrations_refused: AtomicU64,
+    pub append_failures: AtomicU64,
+    pub decisions: AtomicU64,
+}
+
+/// What the coordinator shares between its loop, its executions and its
+/// HTTP handlers.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) upstream: Upstream,
+    pub(crate) config: Config,
+    pub(crate) instance: String,
+    pub(crate) machines: Arc<Machines>,
+    pub(crate) farm: RwLock<Farm>,
+    /// The position the farm has folded to (where the next record starts).
+    pub(crate) folded: watch::Sender<u64>,
+    /// Builds run by this process right now.
+    pub(crate) executing: Mutex<BTreeSet<String>>,
+    pub(crate) blobs: BlobStore,
+    pub(crate) metrics: Metrics,
+    pub(crate) started: SystemTime,
+    event_seq: AtomicU64,
+    id_seq: AtomicU64,
+    id_seed: u64,
+}
+
+/// A running coordinator.
+#[derive(Debug, Clone)]
+pub struct Coordinator {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Why the coordinator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Upstream(#[from] super::upstream::UpstreamError),
+    #[error(transparent)]
+    Blobs(#[from] super::blobs::BlobError),
+    #[error("reading the random seed: {0}")]
+    Random(std::io::Error),
+}
+
+fn random_u64() -> Result<u64, std::io::Error> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// splitmix64: spreads a counter into well-mixed bits.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Nanoseconds since the epoch, as a protobuf timestamp.
+pub(crate) fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn timestamp_nanos(nanos: i128) -> Option<prost_types::Timestamp> {
+    (nanos != 0).then(|| prost_types::Timestamp {
+        seconds: i64::try_from(nanos.div_euclid(1_000_000_000)).unwrap_or(0),
+        nanos: i32::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or(0),
+    })
+}
+
+impl Inner {
+    /// A fresh id: `prefix` and 9 hex digits, not used by any build the
+    /// fold knows.
+    pub(crate) fn new_build_id(&self, farm: &Farm, taken: &BTreeSet<String>) -> String {
+        loop {
+            let n = self.id_seq.fetch_add(1, Ordering::Relaxed);
+            let id = format!("B{:09x}", mix(self.id_seed ^ n) & 0xf_ffff_ffff);
+            if farm.build(&id).is_none() && !taken.contains(&id) {
+                return id;
+            }
+        }
+    }
+
+    pub(crate) fn meta(&self, correlation_id: &str) -> Option<EventMeta> {
+        let n = self.event_seq.fetch_add(1, Ordering::Relaxed);
+        Some(EventMeta {
+            event_id: format!("{}-{n}", self.instance),
+            time: Some(timestamp(SystemTime::now())),
+            coordinator_instance: self.instance.clone(),
+            correlation_id: correlation_id.to_owned(),
+        })
+    }
+
+    pub(crate) fn build_event(&self, correlation: &str, event: build_event::Event) -> Mutation {
+        Mutation {
+            build: Some(BuildEvent {
+                meta: self.meta(correlation),
+                event: Some(event),
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn machine_event(&self, correlation: &str, event: machine_event::Event) -> Mutation {
+        Mutation {
+            machine: Some(MachineEvent {
+                meta: self.meta(correlation),
+                event: Some(event),
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn result_event(
+        &self,
+        correlation: &str,
+        event: almanac_proto::pb::farm::result_event::Event,
+    ) -> Mutation {
+        Mutation {
+            result: Some(ResultEvent {
+                meta: self.meta(correlation),
+                event: Some(event),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Appends, counting failures.
+    pub(crate) async fn append(
+        &self,
+        mutations: &[Mutation],
+    ) -> Result<Option<u64>, super::upstream::UpstreamError> {
+        let r = self.upstream.append(mutations).await;
+        if r.is_err() {
+            self.metrics.append_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Waits until the fold has applied the record at `position`.
+    pub(crate) async fn wait_folded(&self, position: u64) {
+        let mut rx = self.folded.subscribe();
+        let _ = rx.wait_for(|folded| *folded > position).await;
+    }
+
+    /// The events that request `work` as a new build (with its buildlet
+    /// request): attempt 1, or a retry superseding another build.
+    fn request_events(
+        &self,
+        build_id: &str,
+        work: &BuilderRev,
+        host_type: &str,
+        kind: BuildKind,
+        branch: &str,
+        commit_time: i128,
+        attempt: i32,
+        supersedes: &str,
+        try_id: &str,
+    ) -> Vec<Mutation> {
+        let class = match kind {
+            BuildKind::Gomote => PriorityClass::Gomote,
+            BuildKind::Try | BuildKind::Slowbot | BuildKind::TryXrepo | BuildKind::TryGoRelease => {
+                PriorityClass::Try
+            }
+            BuildKind::PostSubmit | BuildKind::Unspecified => PriorityClass::Regular,
+        };
+        vec![
+            self.build_event(
+                build_id,
+                build_event::Event::BuildRequested(BuildRequested {
+                    build_id: build_id.to_owned(),
+                    work: Some(work.clone()),
+                    host_type: host_type.to_owned(),
+                    kind: kind as i32,
+                    try_id: try_id.to_owned(),
+                    try_slot: 0,
+                    branch: branch.to_owned(),
+                    go_branch: String::new(),
+                    commit_time: timestamp_nanos(commit_time),
+                    attempt,
+                    supersedes_build_id: supersedes.to_owned(),
+                }),
+            ),
+            self.build_event(
+                build_id,
+                build_event::Event::BuildletRequested(BuildletRequested {
+                    request_id: format!("{build_id}.main"),
+                    host_type: host_type.to_owned(),
+                    build_id: build_id.to_owned(),
+                    role: BuildletRole::Main as i32,
+                    gomote_session: String::new(),
+                    priority: Some(Priority {
+                        class: class as i32,
+                        request_time: Some(timestamp(SystemTime::now())),
+                        commit_time: timestamp_nanos(commit_time),
+                    }),
+                }),
+            ),
+        ]
+    }
+
+    /// A build that will not finish here ends in a communication error (not
+    /// a result) and its work is requested again as a new attempt.
+    pub(crate) fn requeue_events(
+        &self,
+        farm: &Farm,
+        build: &Build,
+        why: &str,
+        taken: &mut BTreeSet<String>,
+    ) -> Vec<Mutation> {
+        let mut events = vec![self.build_event(
+            &build.build_id,
+            build_event::Event::BuildCompleted(BuildCompleted {
+                build_id: build.build_id.clone(),
+                outcome: BuildOutcome::CommError as i32,
+                done_msg: format!("communication error: {why}"),
+                remote_error: String::new(),
+                exec_duration: None,
+                log: None,
+                log_url: String::new(),
+            }),
+        )];
+        let retry = self.new_build_id(farm, taken);
+        taken.insert(retry.clone());
+        let work = BuilderRev {
+            builder: build.builder.clone(),
+            rev: build.rev.clone(),
+            sub_name: build.sub_name.clone(),
+            sub_rev: build.sub_rev.clone(),
+        };
+        events.extend(self.request_events(
+            &retry,
+            &work,
+            &build.host_type,
+            build.kind,
+            &build.branch,
+            build.commit_time,
+            build.attempt + 1,
+            &build.build_id,
+            &build.try_id,
+        ));
+        self.metrics.builds_requeued.fetch_add(1, Ordering::Relaxed);
+        events
+    }
+}
+
+/// One round of decisions: events to append, then builds to start.
+#[derive(Debug, Default)]
+struct Decisions {
+    events: Vec<Mutation>,
+    /// (build id, machine id) pairs assigned in `events`.
+    launches: Vec<(String, String)>,
+}
+
+impl Coordinator {
+    /// Starts folding the log, dialing listen-mode buildlets and deciding.
+    /// Returns once the fold has caught up with the log's end as it was at
+    /// start, so the first decision sees the whole history.
+    pub async fn start(upstream: Upstream, config: Config) -> Result<Coordinator, StartError> {
+        let seed = random_u64().map_err(StartError::Random)?;
+        let instance = format!("P{:09x}", mix(seed) & 0xf_ffff_ffff);
+        let blobs = BlobStore::open(&config.blobs_dir)?;
+        let reverse = ReversePool::new(config.master_key.clone());
+        let machines = Machines::new(reverse, &instance);
+        let inner = Arc::new(Inner {
+            upstream,
+            instance: instance.clone(),
+            machines,
+            farm: RwLock::new(Farm::new()),
+            folded: watch::Sender::new(0),
+            executing: Mutex::new(BTreeSet::new()),
+            blobs,
+            metrics: Metrics::default(),
+            started: SystemTime::now(),
+            event_seq: AtomicU64::new(0),
+            id_seq: AtomicU64::new(0),
+            id_seed: seed,
+            config,
+        });
+        let end = inner.upstream.end().await?;
+        let records = inner.upstream.records(0)?;
+        tokio::spawn(fold(inner.clone(), records));
+        let loaded = Instant::now();
+        if end > 0 {
+            inner.wait_folded(end - 1).await;
+        }
+        tracing::info!(
+            instance,
+            end,
+            events = inner.read_farm().events(),
+            elapsed = ?loaded.elapsed(),
+            "coordinator folded the log"
+        );
+        for buildlet in inner.config.statics.clone() {
+            let key = Secret::new(crate::buildlet::host_key(
+                inner.config.master_key.expose().as_bytes(),
+                &buildlet.host_type,
+            ));
+            inner.machines.spawn_static(buildlet, key);
+        }
+        tokio::spawn(decide_loop(inner.clone()));
+        Ok(Coordinator { inner })
+    }
+
+    /// The instance id stamped on every event this process appends.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// The reverse pool (its `/reverse` route is part of [`Coordinator::router`]).
+    pub fn reverse_pool(&self) -> &Arc<ReversePool> {
+        self.inner.machines.reverse()
+    }
+
+    /// Runs `f` on the farm fold.
+    pub fn read_farm<R>(&self, f: impl FnOnce(&Farm) -> R) -> R {
+        f(&self.inner.read_farm())
+    }
+
+    /// Where the fold has got to.
+    pub fn folded_to(&self) -> u64 {
+        *self.inner.folded.borrow()
+    }
+
+    /// Waits until `ready` holds for the farm (checked after every folded
+    /// record), or `timeout` passes (then false).
+    pub async fn wait_until(&self, timeout: Duration, ready: impl Fn(&Farm) -> bool) -> bool {
+        let mut rx = self.inner.folded.subscribe();
+        tokio::time::timeout(timeout, async {
+            loop {
+                rx.borrow_and_update();
+                if ready(&self.inner.read_farm()) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// The HTTP routes: status pages, logs, `/metrics` and `/reverse`.
+    pub fn router(&self) -> axum::Router {
+        super::http::router(self.inner.clone())
+    }
+}
+
+impl Inner {
+    pub(crate) fn read_farm(&self) -> std::sync::RwLockReadGuard<'_, Farm> {
+        self.farm.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn executing(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.executing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The farm events of a mutation, decoded without the rest (GitHub, git
+/// and Gerrit fields are skipped unread).
+#[derive(Clone, PartialEq, prost::Message)]
+struct FarmFields {
+    #[prost(message, optional, tag = "101")]
+    build: Option<BuildEvent>,
+    #[prost(message, optional, tag = "102")]
+    machine: Option<MachineEvent>,
+    #[prost(message, optional, tag = "103")]
+    result: Option<ResultEvent>,
+}
+
+/// Folds every record into the farm, for as long as the log lasts.
+async fn fold(inner: Arc<Inner>, mut records: super::upstream::Records) {
+    use prost::Message as _;
+    while let Some(record) = records.next().await {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "the coordinator's fold stopped");
+                return;
+            }
+        };
+        match FarmFields::decode(record.payload.as_ref()) {
+            Ok(f) if f.build.is_some() || f.machine.is_some() || f.result.is_some() => {
+                let m = Mutation {
+                    build: f.build,
+                    machine: f.machine,
+                    result: f.result,
+                    ..Default::default()
+                };
+                let mut farm = inner.farm.write().unwrap_or_else(|p| p.into_inner());
+                let _ = farm.apply(Position(record.position), &m);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(position = record.position, error = %e, "a record's farm fields do not decode; skipped");
+            }
+        }
+        inner.folded.send_replace(record.end);
+    }
+    tracing::info!("the log closed; the coordinator's fold ended");
+}
+
+/// Decides, appends, waits for the fold to see it, and again; sleeps until
+/// something changes when there is nothing to decide.
+async fn decide_loop(inner: Arc<Inner>) {
+    let mut folded = inner.folded.subscribe();
+    let (mut local_changes, mut reverse_changes) = inner.machines.changes();
+    let mut corpus = inner.upstream.corpus_changes();
+    let mut tick = tokio::time::interval(inner.config.discovery_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refusals_seen = 0u64;
+    let mut last_try = Instant::now() - Duration::from_secs(60);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let with_try = last_try.elapsed() >= Duration::from_secs(1);
+        if with_try {
+            last_try = Instant::now();
+        }
+        let decisions = decide(&inner, &mut refusals_seen, with_try);
+        inner.metrics.decisions.fetch_add(1, Ordering::Relaxed);
+        if !decisions.events.is_empty() {
+            match inner.append(&decisions.events).await {
+                Ok(Some(last)) => {
+                    backoff = Duration::from_millis(100);
+                    inner.wait_folded(last).await;
+                    for (build_id, machine_id) in decisions.launches {
+                        tokio::spawn(super::execute::run(inner.clone(), build_id, machine_id));
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "recording decisions failed; retrying");
+                    {
+                        let mut executing = inner.executing();
+                        for (build_id, _) in &decisions.launches {
+                            executing.remove(build_id);
+                        }
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            r = folded.changed() => if r.is_err() { return },
+            _ = local_changes.changed() => {}
+            _ = reverse_changes.changed() => {}
+            () = corpus.changed() => {}
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+/// One round: reconcile machines, recover orphaned builds, discover work,
+/// assign machines. Reads the fold as it is now; appends nothing itself.
+fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, with_try: bool) -> Decisions {
+    let mut d = Decisions::default();
+    let live = inner.machines.live();
+    let farm = inner.read_farm();
+    let live_ids: BTreeSet<&str> = live.iter().map(|m| m.machine_id.as_str()).collect();
+
+    // Machines: what is connected and what the log says.
+    for m in &live {
+        if farm.machine(&m.machine_id).is_none() {
+            d.events.push(registered(inner, m));
+            inner
+                .metrics
+                .machines_registered
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    for m in farm.machines() {
+        if !live_ids.contains(m.machine_id.as_str()) {
+            d.events.push(inner.machine_event(
+                &m.machine_id,
+                machine_event::Event::Lost(MachineLost {
+                    machine_id: m.machine_id.clone(),
+                    reason: MachineLostReason::ConnectionClosed as i32,
+                    detail: "connection ended".into(),
+                }),
+            ));
+            inner.metrics.machines_lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let (refusals, total) = inner.machines.reverse().refusals_since(*refusals_seen);
+    *refusals_seen = total;
+    for r in refusals {
+        d.events.push(inner.machine_event(
+            "",
+            machine_event::Event::RegistrationRejected(MachineRegistrationRejected {
+                host_type: r.host_type,
+                hostname: r.hostname,
+                remote_addr: String::new(),
+                http_status: i32::from(r.status),
+                reason: r.reason,
+            }),
+        ));
+        inner
+            .metrics
+            .registrations_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    // Builds live in the log that nothing here runs or waits for: their
+    // machine or their coordinator went away.
+    let mut taken = BTreeSet::new();
+    let orphans: Vec<&Build> = {
+        let executing = inner.executing();
+        farm.live_builds()
+            .filter(|b| !executing.contains(&b.build_id))
+            .filter(|b| !(b.state == BuildState::Queued && farm.is_waiting(&b.build_id)))
+            .collect()
+    };
+    for b in orphans {
+        let why = match farm.machine_of(&b.build_id) {
+            Some(m) if live_ids.contains(m) => "its coordinator went away",
+            Some(_) => "its machine went away",
+            None => "its coordinator went away",
+        };
+        tracing::info!(build = %b.build_id, builder = %b.builder, why, "requeueing");
+        d.events
+            .extend(inner.requeue_events(&farm, b, why, &mut taken));
+    }
+
+    // New work.
+    let connected: BTreeSet<&str> = live.iter().map(|m| m.host_type.as_str()).collect();
+    let buildable = |w: &Work| {
+        inner.config.repos.contains_key(&w.repo)
+            && inner.config.envs.hosts.get(&w.host_type).is_some_and(|h| {
+                h.pool != Pool::Reverse || connected.contains(w.host_type.as_str())
+            })
+    };
+    let found: Option<Vec<Work>> = inner.upstream.read_corpus(|corpus| {
+        let mut work =
+            discovery::post_submit_work(corpus, &farm, &inner.config.envs, inner.config.depth);
+        if with_try {
+            work.extend(discovery::try_work(corpus, &farm, &inner.config.envs));
+        }
+        work
+    });
+    let mut requested = BTreeSet::new();
+    for w in found.unwrap_or_default().into_iter().filter(buildable) {
+        let key = (
+            w.builder.clone(),
+            w.rev.clone(),
+            w.sub_name.clone(),
+            w.sub_rev.clone(),
+        );
+        if !requested.insert(key) {
+            continue;
+        }
+        let build_id = inner.new_build_id(&farm, &taken);
+        taken.insert(build_id.clone());
+        let work = BuilderRev {
+            builder: w.builder.clone(),
+            rev: w.rev.clone(),
+            sub_name: w.sub_name.clone(),
+            sub_rev: w.sub_rev.clone(),
+        };
+        let try_id = w
+            .try_info
+            .as_ref()
+            .map(|t| t.change_id.clone())
+            .unwrap_or_default();
+        tracing::info!(build = %build_id, builder = %w.builder, repo = %w.repo, commit = %w.commit(), kind = ?w.kind, "build requested");
+        d.events.extend(inner.request_events(
+            &build_id,
+            &work,
+            &w.host_type,
+            w.kind,
+            &w.branch,
+            w.commit_time,
+            1,
+            "",
+            &try_id,
+        ));
+        inner
+            .metrics
+            .builds_requested
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    // Idle connected machines take the heads of their queues.
+    let mut executing = inner.executing();
+    for (request_id, machine_id) in farm.next_assignments() {
+        if !live_ids.contains(machine_id.as_str()) {
+            continue;
+        }
+        let Some(waiting) = farm
+            .queue(
+                &farm
+                    .machine(&machine_id)
+                    .map(|m| m.host_type.clone())
+                    .unwrap_or_default(),
+            )
+            .find(|w| w.request_id == request_id)
+        else {
+            continue;
+        };
+        if waiting.build_id.is_empty() {
+            // Gomote sessions are not served by this coordinator yet.
+            continue;
+        }
+        let ahead = farm
+            .queue(&waiting.host_type)
+            .take_while(|w| w.request_id != request_id)
+            .count();
+        executing.insert(waiting.build_id.clone());
+        d.events.push(inner.build_event(
+            &waiting.build_id,
+            build_event::Event::BuildletAssigned(BuildletAssigned {
+                request_id: request_id.clone(),
+                machine_id: machine_id.clone(),
+                ahead_at_assign: i32::try_from(ahead).unwrap_or(i32::MAX),
+            }),
+        ));
+        d.launches.push((waiting.build_id.clone(), machine_id));
+        inner.metrics.assignments.fetch_add(1, Ordering::Relaxed);
+    }
+    d
+}
+
+fn registered(inner: &Inner, m: &LiveMachine) -> Mutation {
+    inner.machine_event(
+        &m.machine_id,
+        machine_event::Event::Registered(MachineRegistered {
+            machine_id: m.machine_id.clone(),
+            pool: m.pool.to_owned(),
+            host_type: m.host_type.clone(),
+            hostname: m.hostname.clone(),
+            remote_addr: String::new(),
+            buildlet_version: m.version.clone(),
+            revdial_version: if m.pool == "reverse" {
+                crate::buildlet::reverse::REVDIAL_VERSION.to_owned()
+            } else {
+                String::new()
+            },
+        }),
+    )
+}
