@@ -192,13 +192,16 @@ pub struct FarmSkipped {
     pub duplicate_build: u64,
     /// A completion, cancel or skip of a build already done.
     pub already_done: u64,
+    /// Batches cut short (an event of a new batch, or of none, arrived
+    /// before the last of the open one); what arrived was applied.
+    pub torn_batches: u64,
 }
 
 /// The identity of a piece of work: builder, rev, sub name, sub rev.
 pub type WorkKey = (String, String, String, String);
 
 /// The farm.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Farm {
     /// Waiting requests per host type, in scheduling order.
     queues: BTreeMap<String, BTreeMap<QueueKey, Waiting>>,
@@ -227,6 +230,10 @@ pub struct Farm {
     /// The last [`REJECTIONS_KEPT`] refused registrations, oldest first.
     rejections: std::collections::VecDeque<Rejection>,
     rejections_total: u64,
+    /// The open batch's events so far, applied when its last arrives.
+    pending: Vec<(Position, Mutation)>,
+    /// The `batch_following` the open batch's next event must carry.
+    pending_next: u32,
     events: u64,
     skipped: FarmSkipped,
 }
@@ -834,10 +841,25 @@ impl Farm {
     }
 }
 
-impl Projection for Farm {
-    type Error = std::convert::Infallible;
+/// How many events follow `m` in its atomic batch (0 if none, or if `m`
+/// carries no farm event).
+fn batch_following(m: &Mutation) -> u32 {
+    m.build
+        .as_ref()
+        .and_then(|e| e.meta.as_ref())
+        .or_else(|| m.machine.as_ref().and_then(|e| e.meta.as_ref()))
+        .or_else(|| m.result.as_ref().and_then(|e| e.meta.as_ref()))
+        .map_or(0, |meta| meta.batch_following)
+}
 
-    fn apply(&mut self, pos: Position, m: &Mutation) -> std::result::Result<(), Self::Error> {
+impl Farm {
+    /// Whether a batch has started and not yet ended (its events are held,
+    /// not applied).
+    pub fn in_batch(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    fn apply_one(&mut self, pos: Position, m: &Mutation) {
         let mut any = false;
         if let Some(e) = &m.build {
             self.apply_build(pos, e);
@@ -854,6 +876,36 @@ impl Projection for Farm {
         if any {
             self.events += 1;
         }
+    }
+}
+
+impl Projection for Farm {
+    type Error = std::convert::Infallible;
+
+    /// Applies `m`, or holds it while its batch is open: a batch's events
+    /// are applied together when its last arrives, so no view ever shows a
+    /// state between them.
+    fn apply(&mut self, pos: Position, m: &Mutation) -> std::result::Result<(), Self::Error> {
+        let is_farm = m.build.is_some() || m.machine.is_some() || m.result.is_some();
+        let following = batch_following(m);
+        if !self.pending.is_empty() && (!is_farm || following != self.pending_next) {
+            self.skipped.torn_batches += 1;
+            for (p, held) in std::mem::take(&mut self.pending) {
+                self.apply_one(p, &held);
+            }
+        }
+        if !is_farm {
+            return Ok(());
+        }
+        if following > 0 {
+            self.pending.push((pos, m.clone()));
+            self.pending_next = following - 1;
+            return Ok(());
+        }
+        for (p, held) in std::mem::take(&mut self.pending) {
+            self.apply_one(p, &held);
+        }
+        self.apply_one(pos, m);
         Ok(())
     }
 }

@@ -362,6 +362,7 @@ impl SampleHistory {
             time: ts(self.now),
             coordinator_instance: "P000000001".into(),
             correlation_id: build_id.clone(),
+            batch_following: 0,
         });
         let rev = self
             .last_commit

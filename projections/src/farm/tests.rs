@@ -346,6 +346,7 @@ fn unknown_references_are_counted_not_applied() {
             unknown_machine: 1,
             duplicate_build: 1,
             already_done: 1,
+            torn_batches: 0,
         }
     );
     // The first verdict stands.
@@ -368,4 +369,64 @@ fn replay_is_deterministic() {
     let mut b = Farm::new();
     fold(&mut b, &events);
     assert_eq!(a, b);
+}
+
+fn in_batch(mut m: Mutation, following: u32) -> Mutation {
+    let meta = Some(almanac_proto::pb::farm::EventMeta {
+        batch_following: following,
+        ..Default::default()
+    });
+    if let Some(e) = m.build.as_mut() {
+        e.meta = meta;
+    } else if let Some(e) = m.machine.as_mut() {
+        e.meta = meta;
+    } else if let Some(e) = m.result.as_mut() {
+        e.meta = meta;
+    }
+    m
+}
+
+#[test]
+fn a_batch_is_applied_whole_when_its_last_event_arrives() {
+    let mut farm = Farm::new();
+    fold(&mut farm, &[requested("B1", "linux-amd64", "x", HOST)]);
+    // A verdict: result first, then the completion, as one batch.
+    let batch = [
+        in_batch(
+            result(result_event::Event::ResultRecorded(ResultRecorded {
+                key: Some(ResultKey {
+                    builder: "linux-amd64".into(),
+                    hash: "x".into(),
+                    ..Default::default()
+                }),
+                ok: true,
+                build_id: "B1".into(),
+                ..Default::default()
+            })),
+            1,
+        ),
+        in_batch(completed("B1", BuildOutcome::Passed), 0),
+    ];
+    farm.apply(Position(100), &batch[0]).expect("apply");
+    assert!(farm.in_batch());
+    assert!(
+        farm.result("linux-amd64", "", "x", "").is_none(),
+        "held, not applied"
+    );
+    assert!(farm.has_live_build("linux-amd64", "x", "", ""));
+    farm.apply(Position(200), &batch[1]).expect("apply");
+    assert!(!farm.in_batch());
+    assert!(farm.result("linux-amd64", "", "x", "").is_some());
+    assert!(!farm.has_live_build("linux-amd64", "x", "", ""));
+
+    // A batch cut short by an unrelated event is applied, and counted.
+    let mut torn = Farm::new();
+    fold(
+        &mut torn,
+        &[in_batch(requested("B2", "linux-amd64", "y", HOST), 2)],
+    );
+    assert!(torn.build("B2").is_none());
+    fold(&mut torn, &[requested("B3", "linux-amd64", "z", HOST)]);
+    assert!(torn.build("B2").is_some() && torn.build("B3").is_some());
+    assert_eq!(torn.skipped().torn_batches, 1);
 }

@@ -15,6 +15,12 @@ pub struct EventMeta {
     /// The build, try set, machine or session this event belongs to.
     #[prost(string, tag = "4")]
     pub correlation_id: ::prost::alloc::string::String,
+    /// How many events after this one were appended with it as one atomic
+    /// batch (0 for the last or only one). A fold applies a batch as a whole,
+    /// so no reader sees a state between its events (a build completed but
+    /// its result not yet recorded, a retry requested but not yet queued).
+    #[prost(uint32, tag = "5")]
+    pub batch_following: u32,
 }
 /// A content-addressed blob (build log, source tarball).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

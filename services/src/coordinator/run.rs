@@ -186,6 +186,7 @@ impl Inner {
             time: Some(timestamp(SystemTime::now())),
             coordinator_instance: self.instance.clone(),
             correlation_id: correlation_id.to_owned(),
+            batch_following: 0,
         })
     }
 
@@ -223,12 +224,27 @@ impl Inner {
         }
     }
 
-    /// Appends, counting failures.
+    /// Appends `mutations` as one atomic batch (each event says how many
+    /// follow it, so folds apply them together), counting failures.
     pub(crate) async fn append(
         &self,
         mutations: &[Mutation],
     ) -> Result<Option<u64>, super::upstream::UpstreamError> {
-        let r = self.upstream.append(mutations).await;
+        let mut batch = mutations.to_vec();
+        let n = batch.len();
+        for (i, m) in batch.iter_mut().enumerate() {
+            let following = u32::try_from(n - 1 - i).unwrap_or(u32::MAX);
+            let meta = m
+                .build
+                .as_mut()
+                .and_then(|e| e.meta.as_mut())
+                .or(m.machine.as_mut().and_then(|e| e.meta.as_mut()))
+                .or(m.result.as_mut().and_then(|e| e.meta.as_mut()));
+            if let Some(meta) = meta {
+                meta.batch_following = following;
+            }
+        }
+        let r = self.upstream.append(&batch).await;
         if r.is_err() {
             self.metrics.append_failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -613,11 +629,10 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, with_try: bool) -> Decisi
             .collect()
     };
     for b in orphans {
-        let why = match farm.machine_of(&b.build_id) {
-            Some(m) if live_ids.contains(m) => "its coordinator went away",
-            Some(_) => "its machine went away",
-            None => "its coordinator went away",
-        };
+        // Builds run here always record their end before they leave
+        // `executing`, so an orphan was left by another coordinator
+        // process (or by one of ours that could not reach the log).
+        let why = "the coordinator running it went away before it finished";
         tracing::info!(build = %b.build_id, builder = %b.builder, why, "requeueing");
         d.events
             .extend(inner.requeue_events(&farm, b, why, &mut taken));

@@ -3,6 +3,7 @@
 mod buildlet;
 mod cli_log;
 mod coordinator_discovery;
+mod coordinator_farm;
 mod corpus_cli;
 mod crash;
 mod fake_github;
