@@ -20,4 +20,5 @@ mod reverse;
 mod source_tarball;
 mod support;
 mod tidy;
+mod up_farm;
 mod up_ingest;
