@@ -111,6 +111,7 @@ fn generate() -> Vec<(&'static str, Vec<u8>)> {
                 }),
                 coordinator_instance: "P0123456789".into(),
                 correlation_id: "B0123456789".into(),
+                batch_following: 0,
             }),
             event: Some(farm::build_event::Event::BuildRequested(
                 farm::BuildRequested {

@@ -257,59 +257,32 @@ impl Inner {
         let _ = rx.wait_for(|folded| *folded > position).await;
     }
 
-    /// The events that request `work` as a new build (with its buildlet
-    /// request): attempt 1, or a retry superseding another build.
-    fn request_events(
-        &self,
-        build_id: &str,
-        work: &BuilderRev,
-        host_type: &str,
-        kind: BuildKind,
-        branch: &str,
-        commit_time: i128,
-        attempt: i32,
-        supersedes: &str,
-        try_id: &str,
-    ) -> Vec<Mutation> {
-        let class = match kind {
+    /// The events that request a build: the request itself, then the
+    /// buildlet request that queues it (priority from its kind).
+    fn request_events(&self, r: BuildRequested) -> Vec<Mutation> {
+        let class = match r.kind() {
             BuildKind::Gomote => PriorityClass::Gomote,
             BuildKind::Try | BuildKind::Slowbot | BuildKind::TryXrepo | BuildKind::TryGoRelease => {
                 PriorityClass::Try
             }
             BuildKind::PostSubmit | BuildKind::Unspecified => PriorityClass::Regular,
         };
+        let queued = BuildletRequested {
+            request_id: format!("{}.main", r.build_id),
+            host_type: r.host_type.clone(),
+            build_id: r.build_id.clone(),
+            role: BuildletRole::Main as i32,
+            gomote_session: String::new(),
+            priority: Some(Priority {
+                class: class as i32,
+                request_time: Some(timestamp(SystemTime::now())),
+                commit_time: r.commit_time,
+            }),
+        };
+        let build_id = r.build_id.clone();
         vec![
-            self.build_event(
-                build_id,
-                build_event::Event::BuildRequested(BuildRequested {
-                    build_id: build_id.to_owned(),
-                    work: Some(work.clone()),
-                    host_type: host_type.to_owned(),
-                    kind: kind as i32,
-                    try_id: try_id.to_owned(),
-                    try_slot: 0,
-                    branch: branch.to_owned(),
-                    go_branch: String::new(),
-                    commit_time: timestamp_nanos(commit_time),
-                    attempt,
-                    supersedes_build_id: supersedes.to_owned(),
-                }),
-            ),
-            self.build_event(
-                build_id,
-                build_event::Event::BuildletRequested(BuildletRequested {
-                    request_id: format!("{build_id}.main"),
-                    host_type: host_type.to_owned(),
-                    build_id: build_id.to_owned(),
-                    role: BuildletRole::Main as i32,
-                    gomote_session: String::new(),
-                    priority: Some(Priority {
-                        class: class as i32,
-                        request_time: Some(timestamp(SystemTime::now())),
-                        commit_time: timestamp_nanos(commit_time),
-                    }),
-                }),
-            ),
+            self.build_event(&build_id, build_event::Event::BuildRequested(r)),
+            self.build_event(&build_id, build_event::Event::BuildletRequested(queued)),
         ]
     }
 
@@ -342,17 +315,19 @@ impl Inner {
             sub_name: build.sub_name.clone(),
             sub_rev: build.sub_rev.clone(),
         };
-        events.extend(self.request_events(
-            &retry,
-            &work,
-            &build.host_type,
-            build.kind,
-            &build.branch,
-            build.commit_time,
-            build.attempt + 1,
-            &build.build_id,
-            &build.try_id,
-        ));
+        events.extend(self.request_events(BuildRequested {
+            build_id: retry,
+            work: Some(work),
+            host_type: build.host_type.clone(),
+            kind: build.kind as i32,
+            try_id: build.try_id.clone(),
+            try_slot: 0,
+            branch: build.branch.clone(),
+            go_branch: String::new(),
+            commit_time: timestamp_nanos(build.commit_time),
+            attempt: build.attempt + 1,
+            supersedes_build_id: build.build_id.clone(),
+        }));
         self.metrics.builds_requeued.fetch_add(1, Ordering::Relaxed);
         events
     }
@@ -679,17 +654,19 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, with_try: bool) -> Decisi
             .map(|t| t.change_id.clone())
             .unwrap_or_default();
         tracing::info!(build = %build_id, builder = %w.builder, repo = %w.repo, commit = %w.commit(), kind = ?w.kind, "build requested");
-        d.events.extend(inner.request_events(
-            &build_id,
-            &work,
-            &w.host_type,
-            w.kind,
-            &w.branch,
-            w.commit_time,
-            1,
-            "",
-            &try_id,
-        ));
+        d.events.extend(inner.request_events(BuildRequested {
+            build_id,
+            work: Some(work),
+            host_type: w.host_type.clone(),
+            kind: w.kind as i32,
+            try_id,
+            try_slot: 0,
+            branch: w.branch.clone(),
+            go_branch: String::new(),
+            commit_time: timestamp_nanos(w.commit_time),
+            attempt: 1,
+            supersedes_build_id: String::new(),
+        }));
         inner
             .metrics
             .builds_requested
