@@ -10,7 +10,9 @@
 //!    default 365; 1,200 builds a day, 13 events each: request, buildlet
 //!    request, assignment, start, three steps, two log chunks, completion,
 //!    result) is written with almanac-log, then folded from disk as a
-//!    restarted coordinator does: events per second and wall time.
+//!    restarted coordinator does: events per second and wall time; then
+//!    the real thing: maintnerd opens that log and `Coordinator::start`
+//!    returns once its fold has caught up.
 //!
 //! Run: `cargo bench -p almanac-services --bench farm_schedule`
 
@@ -343,6 +345,47 @@ fn restart() {
         farm.machines().count(),
         common::peak_rss_mib()
     );
+    drop(farm);
+    drop(reader);
+
+    // The same log under the real coordinator: maintnerd opens it, and
+    // `Coordinator::start` returns once its fold has caught up.
+    rt.block_on(async {
+        let mut config =
+            almanac_services::maintnerd::Config::new(dir.path().to_owned(), "127.0.0.1:0".parse().expect("addr"));
+        config.serve_corpus = false;
+        let server = almanac_services::maintnerd::Server::start(config)
+            .await
+            .expect("maintnerd");
+        let envs = almanac_services::farm::env::Environments {
+            hosts: Default::default(),
+            builders: Default::default(),
+        };
+        let blobs = tempfile::tempdir().expect("tempdir");
+        let config = almanac_services::coordinator::Config::new(
+            envs,
+            almanac_services::ingest::config::Secret::new("bench".into()),
+            blobs.path().to_owned(),
+        );
+        let started = Instant::now();
+        let coordinator = almanac_services::coordinator::Coordinator::start(
+            almanac_services::coordinator::upstream::Upstream::Local(server.sink()),
+            config,
+        )
+        .await
+        .expect("coordinator");
+        let wall = started.elapsed();
+        let (builds, done) = coordinator.read_farm(|f| (f.builds().count(), f.recent_builds(1).len()));
+        assert_eq!(builds, days as usize * BUILDS_PER_DAY);
+        assert_eq!(done, 1);
+        println!(
+            "restarted coordinator (maintnerd's log, in process): folded in {wall:.2?} ({:.0} events/s, {:.0} MB/s); peak RSS {:.0} MiB",
+            events as f64 / wall.as_secs_f64(),
+            bytes as f64 / 1e6 / wall.as_secs_f64(),
+            common::peak_rss_mib()
+        );
+        server.shutdown().await.expect("shutdown");
+    });
 }
 
 fn main() {
