@@ -21,7 +21,8 @@ use bytes::Bytes;
 use almanac_projections::farm::Build;
 use almanac_proto::pb::farm::{
     BlobRef, BuildCompleted, BuildKind, BuildOutcome, BuildSkipped, BuildStarted, LogChunkAppended,
-    LogStored, ResultKey, ResultRecorded, StepFinished, StepStarted, build_event, result_event,
+    LogStored, ResultKey, ResultRecorded, StepFinished, StepStarted, TryBuildConcluded,
+    build_event, result_event,
 };
 use almanac_proto::pb::maintpb::Mutation;
 
@@ -442,6 +443,22 @@ async fn finish(
                 blob: Some(blob.clone()),
                 size: blob.size,
                 public_url: format!("/log/{log_hash}"),
+            }),
+        ));
+    }
+    if !b.try_id.is_empty() {
+        events.push(inner.result_event(
+            &b.build_id,
+            result_event::Event::TryBuildConcluded(TryBuildConcluded {
+                try_id: b.try_id.clone(),
+                slot: 0,
+                build_id: b.build_id.clone(),
+                succeeded: outcome == BuildOutcome::Passed,
+                log_url: if log_hash.is_empty() {
+                    String::new()
+                } else {
+                    format!("/log/{log_hash}")
+                },
             }),
         ));
     }

@@ -458,34 +458,62 @@ struct FarmFields {
     result: Option<ResultEvent>,
 }
 
-/// Folds every record into the farm, for as long as the log lasts.
-async fn fold(inner: Arc<Inner>, mut records: super::upstream::Records) {
+/// The most records folded under one write lock.
+const FOLD_CHUNK: usize = 4096;
+
+/// The farm events of one record, if it has any.
+fn farm_mutation(record: &super::upstream::Record) -> Option<Mutation> {
     use prost::Message as _;
-    while let Some(record) = records.next().await {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "the coordinator's fold stopped");
-                return;
+    match FarmFields::decode(record.payload.as_ref()) {
+        Ok(f) if f.build.is_some() || f.machine.is_some() || f.result.is_some() => Some(Mutation {
+            build: f.build,
+            machine: f.machine,
+            result: f.result,
+            ..Default::default()
+        }),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(position = record.position, error = %e, "a record's farm fields do not decode; skipped");
+            None
+        }
+    }
+}
+
+/// Folds every record into the farm, for as long as the log lasts: what is
+/// already durable is taken in chunks, decoded, then applied under one
+/// write lock, and the folded position is published once per chunk.
+async fn fold(inner: Arc<Inner>, mut records: super::upstream::Records) {
+    let mut chunk = Vec::with_capacity(FOLD_CHUNK);
+    while let Some(first) = records.next().await {
+        let mut next = Some(first);
+        let mut end = None;
+        while let Some(record) = next {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "the coordinator's fold stopped");
+                    return;
+                }
+            };
+            end = Some(record.end);
+            if let Some(m) = farm_mutation(&record) {
+                chunk.push((Position(record.position), m));
             }
-        };
-        match FarmFields::decode(record.payload.as_ref()) {
-            Ok(f) if f.build.is_some() || f.machine.is_some() || f.result.is_some() => {
-                let m = Mutation {
-                    build: f.build,
-                    machine: f.machine,
-                    result: f.result,
-                    ..Default::default()
-                };
-                let mut farm = inner.farm.write().unwrap_or_else(|p| p.into_inner());
-                let _ = farm.apply(Position(record.position), &m);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(position = record.position, error = %e, "a record's farm fields do not decode; skipped");
+            next = if chunk.len() < FOLD_CHUNK {
+                records.try_next()
+            } else {
+                None
+            };
+        }
+        if !chunk.is_empty() {
+            let mut farm = inner.farm.write().unwrap_or_else(|p| p.into_inner());
+            for (position, m) in chunk.drain(..) {
+                let _ = farm.apply(position, &m);
             }
         }
-        inner.folded.send_replace(record.end);
+        if let Some(end) = end {
+            inner.folded.send_replace(end);
+        }
     }
     tracing::info!("the log closed; the coordinator's fold ended");
 }
@@ -501,12 +529,27 @@ async fn decide_loop(inner: Arc<Inner>) {
     let mut refusals_seen = 0u64;
     let mut last_try = Instant::now() - Duration::from_secs(60);
     let mut backoff = Duration::from_millis(100);
+    // Discovery walks the corpus, so it runs only when something it reads
+    // moved (the corpus, the farm's own events, the pool) or on the tick,
+    // not on every record ingest appends.
+    let mut discovery_due = true;
+    let mut farm_events_seen = u64::MAX;
     loop {
-        let with_try = last_try.elapsed() >= Duration::from_secs(1);
-        if with_try {
-            last_try = Instant::now();
+        let farm_events = inner.read_farm().events();
+        if farm_events != farm_events_seen {
+            farm_events_seen = farm_events;
+            discovery_due = true;
         }
-        let decisions = decide(&inner, &mut refusals_seen, with_try);
+        let discovery = match discovery_due {
+            false => Discovery::Skip,
+            true if last_try.elapsed() >= Duration::from_secs(1) => {
+                last_try = Instant::now();
+                Discovery::WithTry
+            }
+            true => Discovery::PostSubmit,
+        };
+        discovery_due = false;
+        let decisions = decide(&inner, &mut refusals_seen, discovery);
         inner.metrics.decisions.fetch_add(1, Ordering::Relaxed);
         if !decisions.events.is_empty() {
             match inner.append(&decisions.events).await {
@@ -535,17 +578,26 @@ async fn decide_loop(inner: Arc<Inner>) {
         }
         tokio::select! {
             r = folded.changed() => if r.is_err() { return },
-            _ = local_changes.changed() => {}
-            _ = reverse_changes.changed() => {}
-            () = corpus.changed() => {}
-            _ = tick.tick() => {}
+            _ = local_changes.changed() => discovery_due = true,
+            _ = reverse_changes.changed() => discovery_due = true,
+            () = corpus.changed() => discovery_due = true,
+            _ = tick.tick() => discovery_due = true,
         }
     }
 }
 
+/// What a round of decisions discovers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discovery {
+    Skip,
+    PostSubmit,
+    /// Post-submit and try work (try work at most once a second, as Go).
+    WithTry,
+}
+
 /// One round: reconcile machines, recover orphaned builds, discover work,
 /// assign machines. Reads the fold as it is now; appends nothing itself.
-fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, with_try: bool) -> Decisions {
+fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> Decisions {
     let mut d = Decisions::default();
     let live = inner.machines.live();
     let farm = inner.read_farm();
@@ -621,14 +673,17 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, with_try: bool) -> Decisi
                 h.pool != Pool::Reverse || connected.contains(w.host_type.as_str())
             })
     };
-    let found: Option<Vec<Work>> = inner.upstream.read_corpus(|corpus| {
-        let mut work =
-            discovery::post_submit_work(corpus, &farm, &inner.config.envs, inner.config.depth);
-        if with_try {
-            work.extend(discovery::try_work(corpus, &farm, &inner.config.envs));
-        }
-        work
-    });
+    let found: Option<Vec<Work>> = match discovery {
+        Discovery::Skip => None,
+        Discovery::PostSubmit | Discovery::WithTry => inner.upstream.read_corpus(|corpus| {
+            let mut work =
+                discovery::post_submit_work(corpus, &farm, &inner.config.envs, inner.config.depth);
+            if discovery == Discovery::WithTry {
+                work.extend(discovery::try_work(corpus, &farm, &inner.config.envs));
+            }
+            work
+        }),
+    };
     let mut requested = BTreeSet::new();
     for w in found.unwrap_or_default().into_iter().filter(buildable) {
         let key = (

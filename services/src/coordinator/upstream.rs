@@ -69,6 +69,22 @@ pub enum Records {
 }
 
 impl Records {
+    /// The next record if it can be had without waiting (a local log's
+    /// durable records; never for a remote stream).
+    pub fn try_next(&mut self) -> Option<Result<Record, UpstreamError>> {
+        match self {
+            Records::Local(f) => f.try_next().map(|r| {
+                r.map(|r| Record {
+                    position: r.position.0,
+                    end: r.end().0,
+                    payload: r.payload,
+                })
+                .map_err(|e| UpstreamError::Follow(e.to_string()))
+            }),
+            Records::Remote(_) => None,
+        }
+    }
+
     /// The next record, waiting for it. `None` when a local log closed.
     pub async fn next(&mut self) -> Option<Result<Record, UpstreamError>> {
         match self {
