@@ -30,6 +30,7 @@ pub mod coordinator;
 pub mod farm;
 pub mod form;
 pub mod history;
+pub(crate) mod http_get;
 pub mod ingest;
 pub mod maintnerd;
 pub mod pubsubhelper;

@@ -10,9 +10,12 @@
 //! clearing is itself on the record (who, why). Targets are chosen as Go
 //! chooses them: `--builder` (all of its failures), `--builder` with
 //! `--hash` (a hash prefix among them), or `--loghash` (a log-hash prefix).
-//! `--dry-run` only lists. Go's `--substr` and `--redo-flaky` read failure
-//! logs, which the log does not hold yet; they are refused with a clear
-//! error rather than guessed.
+//! `--dry-run` only lists. `--substr` and `--redo-flaky` read each failure's
+//! log from the coordinator that stored it (`/log/<hash>`), as Go's read
+//! them from the dashboard, and keep the failures whose log contains the
+//! text or looks flaky by Go's rules; either may be narrowed by
+//! `--builder`. A failure whose log cannot be fetched is reported and left
+//! alone.
 
 use std::path::PathBuf;
 
@@ -45,12 +48,18 @@ pub struct RetrybuildsArgs {
     /// Clear failures whose log hash starts with this.
     #[arg(long, conflicts_with_all = ["builder", "hash"])]
     pub loghash: Option<String>,
-    /// Go's: clear failures whose log contains this (not supported yet).
-    #[arg(long)]
+    /// Clear failures whose log contains this text (with --builder: only
+    /// that builder's).
+    #[arg(long, conflicts_with_all = ["hash", "loghash"])]
     pub substr: Option<String>,
-    /// Go's: clear failures whose log looks flaky (not supported yet).
-    #[arg(long)]
+    /// Clear failures whose log looks flaky by Go's rules (with --builder:
+    /// only that builder's).
+    #[arg(long, conflicts_with_all = ["hash", "loghash", "substr"])]
     pub redo_flaky: bool,
+    /// The coordinator serving the logs (`/log/<hash>`), for --substr and
+    /// --redo-flaky.
+    #[arg(long, default_value = "http://127.0.0.1:8030")]
+    pub coordinator: String,
     /// List what would be cleared; append nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -70,14 +79,11 @@ struct Failure {
 }
 
 pub fn run(args: RetrybuildsArgs) -> Result<()> {
+    let by_log = args.substr.is_some() || args.redo_flaky;
     anyhow::ensure!(
-        args.substr.is_none() && !args.redo_flaky,
-        "--substr and --redo-flaky read failure logs, which the log does not hold yet; \
-         choose results with --builder [--hash] or --loghash"
-    );
-    anyhow::ensure!(
-        args.builder.is_some() || args.loghash.is_some(),
-        "choose results to clear with --builder [--hash PREFIX] or --loghash PREFIX"
+        args.builder.is_some() || args.loghash.is_some() || by_log,
+        "choose results to clear with --builder [--hash PREFIX], --loghash PREFIX, \
+         --substr TEXT or --redo-flaky"
     );
     let token = crate::maintnerd::load_token(args.token_file.as_deref())?;
     if token.is_none() && !args.dry_run {
@@ -88,16 +94,48 @@ pub fn run(args: RetrybuildsArgs) -> Result<()> {
             .await
             .with_context(|| format!("connecting to {}", args.server))?;
         let failures = read_failures(&mut client).await?;
-        let chosen: Vec<&Failure> = failures
+        let mut chosen: Vec<&Failure> = failures
             .iter()
             .filter(|f| match (&args.builder, &args.hash, &args.loghash) {
                 (Some(b), hash, _) => {
                     f.builder == *b && hash.as_ref().is_none_or(|h| f.hash.starts_with(h.as_str()))
                 }
                 (None, _, Some(prefix)) => f.log_hash.starts_with(prefix.as_str()),
-                (None, _, None) => false,
+                (None, _, None) => by_log,
             })
             .collect();
+        if by_log {
+            let logs = crate::http_get::Client::new(&args.coordinator)?;
+            let mut kept = Vec::new();
+            for f in chosen {
+                if f.log_hash.is_empty() {
+                    eprintln!("{} {}: no log recorded; left alone", f.builder, f.hash);
+                    continue;
+                }
+                let url = format!("{}/log/{}", logs.base(), f.log_hash);
+                let text = match logs.get(&url, MAX_LOG).await {
+                    Ok((status, body)) if status.is_success() => {
+                        String::from_utf8_lossy(&body).into_owned()
+                    }
+                    Ok((status, _)) => {
+                        eprintln!("{} {}: GET {url}: {status}; left alone", f.builder, f.hash);
+                        continue;
+                    }
+                    Err(e) => {
+                        eprintln!("{} {}: GET {url}: {e:#}; left alone", f.builder, f.hash);
+                        continue;
+                    }
+                };
+                let wanted = match &args.substr {
+                    Some(needle) => text.contains(needle.as_str()),
+                    None => is_flaky(&text),
+                };
+                if wanted {
+                    kept.push(f);
+                }
+            }
+            chosen = kept;
+        }
         {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
@@ -160,6 +198,51 @@ pub fn run(args: RetrybuildsArgs) -> Result<()> {
     })
 }
 
+/// The largest failure log read.
+const MAX_LOG: usize = 64 << 20;
+
+/// Text in a failure log that marks the failure as the machine's or the
+/// network's rather than the code's (Go's list, plus the cases its later
+/// versions add: the kernel's OOM killer, allocation failures, DNS
+/// timeouts).
+const FLAKE_PHRASES: &[&str] = &[
+    "No space left on device",
+    "no space left on device",
+    "fatal error: error in backend: IO failure on output stream",
+    "Boffset: unknown state 0",
+    "Bseek: unknown state 0",
+    "error exporting repository: exit status",
+    "remote error: User Is Over Quota",
+    "fatal: remote did not send all necessary objects",
+    "Failed to schedule \"",
+    "signal: killed",
+    "fatal error: runtime: out of memory",
+    "cannot allocate memory",
+    "i/o timeout",
+    "Temporary failure in name resolution",
+];
+
+/// Go's `isFlaky`: does a failure's log look like the machine's fault?
+fn is_flaky(log: &str) -> bool {
+    if log.matches('\n').count() < 2 {
+        return true;
+    }
+    if ["exit status ", "timed out after ", "Failed to schedule "]
+        .iter()
+        .any(|p| log.starts_with(p))
+    {
+        return true;
+    }
+    if FLAKE_PHRASES.iter().any(|p| log.contains(p)) {
+        return true;
+    }
+    if log.matches('\n').count() < 20 && log.contains("error: exit status") {
+        return true;
+    }
+    log.contains("fatal: destination path '")
+        && log.contains("' already exists and is not an empty directory.")
+}
+
 /// Folds the whole log (up to its end now) and lists the failed results.
 async fn read_failures(client: &mut LogClient) -> Result<Vec<Failure>> {
     let end = client
@@ -191,4 +274,27 @@ async fn read_failures(client: &mut LogClient) -> Result<Vec<Failure>> {
             log_hash: r.log_hash.clone(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_flaky;
+
+    #[test]
+    fn flaky_logs_are_recognised_as_go_does() {
+        let long_failure = "building\n".repeat(30) + "--- FAIL: TestX\nFAIL\n";
+        assert!(!is_flaky(&long_failure));
+        assert!(is_flaky("one line only\n"));
+        assert!(is_flaky("exit status 2\nmore\nlines\n"));
+        assert!(is_flaky("timed out after 30m\nmore\nlines\n"));
+        assert!(is_flaky(&format!(
+            "{long_failure}write /tmp/x: No space left on device\n"
+        )));
+        assert!(is_flaky(&format!("{long_failure}signal: killed\n")));
+        assert!(is_flaky("a\nb\nerror: exit status 1\n"));
+        assert!(!is_flaky(&("line\n".repeat(25) + "error: exit status 1\n")));
+        assert!(is_flaky(&format!(
+            "{long_failure}fatal: destination path 'go.tools.TMP' already exists and is not an empty directory.\n"
+        )));
+    }
 }

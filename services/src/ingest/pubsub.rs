@@ -21,11 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt as _, Empty};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 
 use crate::pubsubhelper::event::{Event, Time3339};
@@ -139,7 +135,7 @@ pub async fn follow(
             return;
         }
     };
-    tracing::info!(url = client.base, "following pubsubhelper");
+    tracing::info!(url = client.0.base(), "following pubsubhelper");
     let mut after: Option<Time3339> = None;
     loop {
         let url = client.wait_url(after);
@@ -176,115 +172,37 @@ pub async fn follow(
     }
 }
 
-/// A minimal HTTP/1.1 client: one connection per long-poll (one request
-/// every 30 s does not need a pool), plain or TLS with the system's roots.
-struct Client {
-    /// The base URL without a trailing slash.
-    base: String,
-    /// Set for an https base.
-    tls: Option<tokio_rustls::TlsConnector>,
-}
+/// `/waitevent` over [`crate::http_get::Client`].
+struct Client(crate::http_get::Client);
 
 impl Client {
     fn new(base_url: &str) -> anyhow::Result<Client> {
-        let base = base_url.trim_end_matches('/').to_owned();
-        let uri: http::Uri = base
-            .parse()
-            .with_context(|| format!("{base:?} is not a URL"))?;
-        let tls = match uri.scheme_str() {
-            Some("http") => None,
-            Some("https") => {
-                let config = almanac_log_client::tls::client_config(None)?;
-                Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-            }
-            _ => anyhow::bail!("{base:?}: the URL must start with http:// or https://"),
-        };
-        Ok(Client { base, tls })
+        crate::http_get::Client::new(base_url).map(Client)
     }
 
     fn wait_url(&self, after: Option<Time3339>) -> String {
         match after {
-            None => format!("{}/waitevent", self.base),
+            None => format!("{}/waitevent", self.0.base()),
             Some(t) => format!(
                 "{}/waitevent?after={}",
-                self.base,
+                self.0.base(),
                 query_escape(&t.to_string())
             ),
         }
     }
 
     async fn event(&self, url: &str) -> anyhow::Result<Event> {
-        let (status, body) = self.get(url).await.with_context(|| format!("GET {url}"))?;
+        // An event is a few hundred bytes; never hold more than this.
+        let (status, body) = self
+            .0
+            .get(url, 1 << 20)
+            .await
+            .with_context(|| format!("GET {url}"))?;
         if status != StatusCode::OK {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             anyhow::bail!("GET {url}: {status}: {}", text.trim());
         }
         serde_json::from_slice(&body).with_context(|| format!("GET {url}: not an event"))
-    }
-
-    async fn get(&self, url: &str) -> anyhow::Result<(StatusCode, Bytes)> {
-        let uri: http::Uri = url.parse().context("not a URL")?;
-        let host = uri.host().context("no host")?;
-        // `[::1]` in a URL is `::1` to connect to and to verify.
-        let bare_host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let authority = uri.authority().context("no host")?.as_str().to_owned();
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
-        let tcp = tokio::net::TcpStream::connect((bare_host.as_str(), port))
-            .await
-            .with_context(|| format!("connecting to {authority}"))?;
-        tcp.set_nodelay(true)?;
-        match &self.tls {
-            None => exchange(tcp, &authority, &path).await,
-            Some(connector) => {
-                let name = rustls_pki_types::ServerName::try_from(bare_host)
-                    .context("not a valid TLS server name")?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .with_context(|| format!("TLS handshake with {authority}"))?;
-                exchange(tls, &authority, &path).await
-            }
-        }
-    }
-}
-
-/// One GET over `io`, driving the connection in this task so that dropping
-/// the future (timeout, cancel) closes it.
-async fn exchange<T>(io: T, authority: &str, path: &str) -> anyhow::Result<(StatusCode, Bytes)>
-where
-    T: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    let req = http::Request::get(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::USER_AGENT, "almanac-maintnerd")
-        .body(Empty::<Bytes>::new())?;
-    let work = async {
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        // An event is a few hundred bytes; never hold more than this.
-        let body = http_body_util::Limited::new(resp.into_body(), 1 << 20)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the event: {e}"))?
-            .to_bytes();
-        anyhow::Ok((status, body))
-    };
-    let mut work = std::pin::pin!(work);
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        res = &mut work => res,
-        closed = &mut conn => {
-            closed.context("connection")?;
-            // The server closed after answering: the response is complete.
-            work.await
-        }
     }
 }
 

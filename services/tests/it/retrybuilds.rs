@@ -1,7 +1,8 @@
 //! `almanac retrybuilds` as a process against a real maintnerd: it folds
 //! the log's results, clears exactly the chosen failures by appending
 //! `ResultCleared` events with the append token, and appends nothing on a
-//! dry run or with a wrong token.
+//! dry run or with a wrong token; `--redo-flaky` and `--substr` read the
+//! failures' logs from a coordinator.
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -10,6 +11,11 @@ use almanac_projections::Projection as _;
 use almanac_projections::farm::Farm;
 use almanac_proto::pb::farm::{ResultEvent, ResultKey, ResultRecorded, result_event};
 use almanac_proto::pb::maintpb::Mutation;
+use almanac_services::coordinator::Coordinator;
+use almanac_services::coordinator::blobs::BlobStore;
+use almanac_services::coordinator::upstream::Upstream;
+use almanac_services::farm::env::Environments;
+use almanac_services::ingest::config::Secret;
 use almanac_services::maintnerd::{Config, Server};
 
 use crate::support::{almanac, arg, logged, runtime, stderr, stdout};
@@ -138,12 +144,71 @@ fn retrybuilds_clears_exactly_the_chosen_failures() {
     assert!(farm.result("linux-arm64", "", "aaaa1111", "").is_none());
     assert!(farm.result("linux-amd64", "", "aaaa1111", "").is_some());
 
-    // Go's log-reading selectors are refused, not guessed.
-    let out = almanac()
-        .args(["retrybuilds", "--server", &addr, "--redo-flaky"])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("--redo-flaky"), "{}", stderr(&out));
+    // The log-reading selectors read each failure's log from a real
+    // coordinator's /log route (its blob store holds them).
+    let blobs = dir.path().join("blobs");
+    let store = BlobStore::open(&blobs).expect("blob store");
+    let flaky = store
+        .put(b"exit status 2\ncompile: signal: killed\n")
+        .expect("put")
+        .sha256;
+    let real = store
+        .put(("ok\n".repeat(30) + "--- FAIL: TestParse (0.01s)\nFAIL\n").as_bytes())
+        .expect("put")
+        .sha256;
+    rt.block_on(server.log().append(vec![
+        recorded("linux-386", "cccc0001", false, &flaky),
+        recorded("linux-386", "dddd0002", false, &real),
+        recorded("windows-amd64", "eeee0003", false, &flaky),
+        recorded("windows-amd64", "ffff0004", false, "no-such-log"),
+    ]))
+    .expect("append");
+    let coordinator = rt
+        .block_on(Coordinator::start(
+            Upstream::Local(server.sink()),
+            almanac_services::coordinator::Config::new(
+                Environments {
+                    hosts: Default::default(),
+                    builders: Default::default(),
+                },
+                Secret::new("master".into()),
+                blobs,
+            ),
+        ))
+        .expect("coordinator");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let logs_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = coordinator.router();
+    rt.spawn(async move { axum::serve(listener, router).await });
+    let retry = |selector: &[&str]| {
+        let out = almanac()
+            .args(["retrybuilds", "--server", &addr, "--coordinator", &logs_url])
+            .args(selector)
+            .args(["--token-file", arg(&token_file)])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", stderr(&out));
+        (stdout(&out), stderr(&out))
+    };
+    let (listed, _) = retry(&["--redo-flaky", "--builder", "linux-386"]);
+    assert_eq!(listed, format!("linux-386\tcccc0001\t{flaky}\n"));
+    let farm = fold(&server);
+    assert!(farm.result("linux-386", "", "cccc0001", "").is_none());
+    assert!(farm.result("linux-386", "", "dddd0002", "").is_some());
+    assert!(farm.result("windows-amd64", "", "eeee0003", "").is_some());
+
+    let (listed, _) = retry(&["--substr", "TestParse"]);
+    assert_eq!(listed, format!("linux-386\tdddd0002\t{real}\n"));
+
+    // Every builder's flaky failures; a log the coordinator does not have
+    // is reported and left alone.
+    let (listed, errors) = retry(&["--redo-flaky"]);
+    assert_eq!(listed, format!("windows-amd64\teeee0003\t{flaky}\n"));
+    assert!(errors.contains("ffff0004"), "{errors}");
+    let farm = fold(&server);
+    assert!(farm.result("windows-amd64", "", "eeee0003", "").is_none());
+    assert!(farm.result("windows-amd64", "", "ffff0004", "").is_some());
     rt.block_on(server.shutdown()).expect("shutdown");
 }
