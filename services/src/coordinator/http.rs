@@ -170,6 +170,16 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
             "Rounds of the decision loop.",
             &m.decisions,
         ),
+        (
+            "almanac_coordinator_discovery_passes_total",
+            "Discovery passes over the corpus.",
+            &m.discovery_passes,
+        ),
+        (
+            "almanac_coordinator_try_discovery_passes_total",
+            "Discovery passes that also looked for try work.",
+            &m.try_discovery_passes,
+        ),
     ];
     for (name, help, value) in counters {
         let _ = writeln!(

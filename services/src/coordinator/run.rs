@@ -95,6 +95,8 @@ pub struct Metrics {
     pub registrations_refused: AtomicU64,
     pub append_failures: AtomicU64,
     pub decisions: AtomicU64,
+    pub discovery_passes: AtomicU64,
+    pub try_discovery_passes: AtomicU64,
 }
 
 /// What the coordinator shares between its loop, its executions and its
@@ -406,6 +408,11 @@ impl Coordinator {
         f(&self.inner.read_farm())
     }
 
+    /// The coordinator's counters (as `/metrics` shows them).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// Where the fold has got to.
     pub fn folded_to(&self) -> u64 {
         *self.inner.folded.borrow()
@@ -673,6 +680,25 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> 
                 h.pool != Pool::Reverse || connected.contains(w.host_type.as_str())
             })
     };
+    match discovery {
+        Discovery::Skip => {}
+        Discovery::PostSubmit => {
+            inner
+                .metrics
+                .discovery_passes
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Discovery::WithTry => {
+            inner
+                .metrics
+                .discovery_passes
+                .fetch_add(1, Ordering::Relaxed);
+            inner
+                .metrics
+                .try_discovery_passes
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
     let found: Option<Vec<Work>> = match discovery {
         Discovery::Skip => None,
         Discovery::PostSubmit | Discovery::WithTry => inner.upstream.read_corpus(|corpus| {

@@ -4,6 +4,7 @@ mod buildlet;
 mod cli_log;
 mod coordinator_discovery;
 mod coordinator_farm;
+mod coordinator_try;
 mod corpus_cli;
 mod crash;
 mod fake_github;

@@ -1,0 +1,173 @@
+//! Trybots end to end in one process: a Gerrit CL voted Run-TryBot+1 (its
+//! patch set a real commit in a git repository) is found by the
+//! coordinator's try discovery, built on a listen-mode buildlet from that
+//! commit's tree, concluded in the log (`TryBuildConcluded`, no dashboard
+//! result), and not built again.
+
+use std::time::Duration;
+
+use almanac_projections::farm::{BuildState, Farm};
+use almanac_proto::pb::farm::{BuildKind, BuildOutcome, result_event};
+use almanac_proto::pb::maintpb::GitCommit;
+use almanac_services::coordinator::machines::StaticBuildlet;
+use almanac_services::coordinator::upstream::Upstream;
+use almanac_services::coordinator::{Config, Coordinator};
+use almanac_services::farm::env::Environments;
+use almanac_services::ingest::config::Secret;
+
+use crate::support::{
+    GO, RUN_TRYBOT, change_id, cl_mutation_of, git, go_history, logged, runtime, write_log,
+};
+
+const WAIT: Duration = Duration::from_secs(120);
+const MASTER: &str = "try master key";
+
+fn try_builds<'a>(farm: &'a Farm, commit: &str) -> Vec<&'a almanac_projections::farm::Build> {
+    farm.builds()
+        .filter(|b| b.kind == BuildKind::Try && b.rev == commit)
+        .collect()
+}
+
+#[test]
+fn a_cl_voted_run_trybot_is_built_once_and_concluded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The CL's patch set: a real commit whose tree has the build script.
+    let repo = dir.path().join("go");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q", "-b", "master"]);
+    std::fs::write(
+        repo.join("build.sh"),
+        "#!/bin/sh\necho trybot ran on \"$GO_BUILDER_NAME\"\n",
+    )
+    .expect("write");
+    let mut perms = std::fs::metadata(repo.join("build.sh"))
+        .expect("meta")
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(repo.join("build.sh"), perms).expect("chmod");
+    git(&repo, &["add", "-A"]);
+    let message = format!("runtime: change 101\n\nChange-Id: {}\n", change_id(101));
+    git(&repo, &["commit", "-q", "-m", &message]);
+    let sha = String::from_utf8(git(&repo, &["rev-parse", "HEAD"]))
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let raw = git(&repo, &["cat-file", "commit", "HEAD"]);
+    let (cl, ps) = cl_mutation_of(
+        GO,
+        101,
+        GitCommit {
+            sha1: sha.clone(),
+            raw: raw.into(),
+            diff_tree: None,
+        },
+        &[(5555, RUN_TRYBOT)],
+    );
+    assert_eq!(ps, sha);
+    let data = dir.path().join("log");
+    let mut records = go_history();
+    records.push(cl);
+    write_log(&data, records);
+
+    let env = dir.path().join("env");
+    std::fs::create_dir_all(&env).expect("mkdir");
+    std::fs::write(env.join("setup.sh"), "#!/bin/sh\n").expect("setup");
+    let hosts = "[[host]]\ntype = \"host-try\"\npool = \"listen\"\nsetup = \"setup.sh\"\n";
+    // Try only: the go history's own commits are not in the repository.
+    let builders = "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\nrepos = [\"go\"]\nbranches = [\"master\"]\ntry_bot = true\ntry_only = true\n";
+    std::fs::write(env.join("hosts.toml"), hosts).expect("hosts");
+    std::fs::write(env.join("builders.toml"), builders).expect("builders");
+    let envs = Environments::load(&env).expect("env");
+
+    let rt = runtime();
+    let mut server = rt
+        .block_on(almanac_services::maintnerd::Server::start(
+            almanac_services::maintnerd::Config::new(data, "127.0.0.1:0".parse().expect("addr")),
+        ))
+        .expect("maintnerd");
+    rt.block_on(server.corpus_ready());
+    let key = Secret::new(almanac_services::buildlet::host_key(
+        MASTER.as_bytes(),
+        "host-try",
+    ));
+    let buildlet = rt
+        .block_on(almanac_services::buildlet::Server::start(
+            almanac_services::buildlet::Config::new(
+                "127.0.0.1:0".parse().expect("addr"),
+                dir.path().join("work"),
+                "host-try".into(),
+                key,
+            ),
+        ))
+        .expect("buildlet");
+    let mut config = Config::new(envs, Secret::new(MASTER.into()), dir.path().join("blobs"));
+    config.repos.insert("go".into(), repo.clone());
+    config.statics.push(StaticBuildlet {
+        host_type: "host-try".into(),
+        addr: buildlet.addr().to_string(),
+    });
+    config.discovery_interval = Duration::from_millis(200);
+    let coordinator = rt
+        .block_on(Coordinator::start(Upstream::Local(server.sink()), config))
+        .expect("coordinator");
+
+    let done = rt.block_on(coordinator.wait_until(WAIT, |f| {
+        try_builds(f, &sha)
+            .iter()
+            .any(|b| matches!(b.state, BuildState::Done { .. }))
+    }));
+    assert!(done, "no try build finished");
+    let build = coordinator.read_farm(|f| try_builds(f, &sha)[0].clone());
+    assert_eq!(build.builder, "linux-try");
+    assert!(
+        matches!(
+            build.state,
+            BuildState::Done {
+                outcome: BuildOutcome::Passed,
+                ..
+            }
+        ),
+        "{:?}",
+        build.state
+    );
+    assert_eq!(build.try_id, change_id(101));
+
+    // Concluded in the log, with no dashboard result.
+    let events: Vec<_> = logged(&server)
+        .into_iter()
+        .filter_map(|m| m.result?.event)
+        .collect();
+    assert!(events.iter().any(|e| matches!(e,
+        result_event::Event::TryBuildConcluded(c)
+            if c.build_id == build.build_id && c.succeeded && c.try_id == change_id(101))));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, result_event::Event::ResultRecorded(_)))
+    );
+    let log = build.log.clone().expect("log");
+    let blobs = almanac_services::coordinator::blobs::BlobStore::open(&dir.path().join("blobs"))
+        .expect("blobs");
+    let text =
+        String::from_utf8(blobs.get(&log.sha256).expect("get").expect("stored")).expect("utf-8");
+    assert!(text.contains("trybot ran on linux-try"), "{text}");
+
+    // Later try discovery passes do not build it again.
+    let passes = || {
+        coordinator
+            .metrics()
+            .try_discovery_passes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let seen = passes();
+    let deadline = std::time::Instant::now() + WAIT;
+    while passes() < seen + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no more try discovery passes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(coordinator.read_farm(|f| try_builds(f, &sha).len()), 1);
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
