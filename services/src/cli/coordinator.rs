@@ -56,6 +56,10 @@ pub struct CoordinatorArgs {
     /// The longest a build step may run, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub step_timeout: u64,
+    /// Seconds between status checks of every machine (one that does not
+    /// answer within 5 s is dropped as lost).
+    #[arg(long, default_value_t = 15)]
+    pub health_interval: u64,
     /// Write the bound address to this file once listening.
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
@@ -110,6 +114,11 @@ pub fn run(args: CoordinatorArgs) -> Result<()> {
     config.discovery_interval = Duration::from_secs(args.discovery_interval);
     config.depth = args.depth;
     config.step_timeout = Duration::from_secs(args.step_timeout.max(1));
+    anyhow::ensure!(
+        args.health_interval > 0,
+        "--health-interval must be positive"
+    );
+    config.health_interval = Duration::from_secs(args.health_interval);
     let cache = args.data.join("corpus-cache");
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     crate::cli::maint::runtime()?.block_on(async move {

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use almanac_projections::farm::Build;
 use almanac_proto::pb::farm::{
     BlobRef, BuildCompleted, BuildKind, BuildOutcome, BuildSkipped, BuildStarted, LogChunkAppended,
-    LogStored, ResultKey, ResultRecorded, StepFinished, StepStarted, TryBuildConcluded,
-    build_event, result_event,
+    LogStored, MachineLostReason, ResultKey, ResultRecorded, StepFinished, StepStarted,
+    TryBuildConcluded, build_event, result_event,
 };
 use almanac_proto::pb::maintpb::Mutation;
 
@@ -123,7 +123,7 @@ impl Execution<'_> {
         let Some(client) = inner.machines.client(self.machine_id) else {
             return Ending::CommError("the machine went away before the build started".into());
         };
-        if let Err(e) = client.remove_all(&["."]).await {
+        if let Err(e) = self.connected(client.remove_all(&["."])).await {
             return Ending::CommError(format!("cleaning the work directory: {e}"));
         }
         let header = match (b.sub_name.is_empty(), b.rev.is_empty()) {
@@ -145,7 +145,10 @@ impl Execution<'_> {
                 };
             }
         };
-        if let Err(e) = client.put_tar(".", Bytes::from(source)).await {
+        if let Err(e) = self
+            .connected(client.put_tar(".", Bytes::from(source)))
+            .await
+        {
             return Ending::CommError(format!("writing the source: {e}"));
         }
         let started = inner.build_event(
@@ -171,6 +174,37 @@ impl Execution<'_> {
             }
         }
         Ending::Verdict { failed: None }
+    }
+
+    /// Why the machine is gone, if it is: a dropped connection does not
+    /// always fail the requests still waiting on it, so executions watch
+    /// the pool too.
+    fn lost(&self) -> Option<String> {
+        self.inner
+            .machines
+            .client(self.machine_id)
+            .is_none()
+            .then(|| "the machine left the pool (connection closed or health check failed)".into())
+    }
+
+    /// Runs a request to the machine, giving up if the machine leaves the
+    /// pool first.
+    async fn connected<T>(
+        &self,
+        request: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, String> {
+        let (mut local, mut reverse) = self.inner.machines.changes();
+        tokio::pin!(request);
+        loop {
+            if let Some(lost) = self.lost() {
+                return Err(lost);
+            }
+            tokio::select! {
+                r = &mut request => return r.map_err(|e| e.to_string()),
+                _ = local.changed() => {}
+                _ = reverse.changed() => {}
+            }
+        }
     }
 
     /// The commit's tree as a tarball, built on a blocking thread.
@@ -254,13 +288,20 @@ impl Execution<'_> {
         tokio::pin!(exec);
         let mut tick = tokio::time::interval(CHUNK_EVERY);
         tick.tick().await;
+        let (mut local, mut reverse) = inner.machines.changes();
         let result = loop {
+            if let Some(lost) = self.lost() {
+                self.take_output(&pending);
+                return Err(format!("running step {index}: {lost}"));
+            }
             tokio::select! {
                 r = &mut exec => break r,
                 _ = tick.tick() => {
                     self.take_output(&pending);
                     self.flush_chunk().await;
                 }
+                _ = local.changed() => {}
+                _ = reverse.changed() => {}
             }
         };
         self.take_output(&pending);
@@ -374,7 +415,9 @@ async fn finish(
                 .metrics
                 .builds_comm_error
                 .fetch_add(1, Ordering::Relaxed);
-            inner.machines.disconnect(machine_id);
+            inner
+                .machines
+                .disconnect_because(machine_id, MachineLostReason::Broken, &why);
             let farm = inner.read_farm();
             let mut taken = BTreeSet::new();
             return inner.requeue_events(&farm, b, &why, &mut taken);

@@ -2,6 +2,11 @@
 //! registered (the [`ReversePool`]) and listen-mode buildlets at addresses
 //! its configuration names, each dialed and redialed with backoff.
 //!
+//! Every machine is asked for `/status` at an interval (Go's health loop;
+//! HTTP/2 lets the check run beside a build's commands); one that does not
+//! answer in time is dropped as lost by heartbeat, which also catches a
+//! buildlet whose connection is alive but whose process is stuck.
+//!
 //! This is the live side only: which machines are connected and how to talk
 //! to them. Whether a machine is busy, and with what, is the farm fold's
 //! business (the coordinator records every assignment in the log); the
@@ -13,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
+
+use almanac_proto::pb::farm::MachineLostReason;
 
 use super::client::BuildletClient;
 use super::reverse::ReversePool;
@@ -51,6 +58,8 @@ struct StaticMachine {
 pub struct Machines {
     reverse: Arc<ReversePool>,
     statics: Mutex<BTreeMap<String, StaticMachine>>,
+    /// Why machines dropped here were dropped, until the loss is recorded.
+    losses: Mutex<BTreeMap<String, (MachineLostReason, String)>>,
     changed: watch::Sender<u64>,
     instance: String,
 }
@@ -65,6 +74,7 @@ impl Machines {
         Arc::new(Machines {
             reverse,
             statics: Mutex::new(BTreeMap::new()),
+            losses: Mutex::new(BTreeMap::new()),
             changed: watch::Sender::new(0),
             instance: instance.to_owned(),
         })
@@ -100,6 +110,69 @@ impl Machines {
             return (!m.client.is_closed()).then(|| m.client.clone());
         }
         self.reverse.client_for(machine_id)
+    }
+
+    /// [`Machines::disconnect`], remembering why for the loss's record (the
+    /// first reason given stands: a build that fails because its machine
+    /// was dropped does not rename the cause).
+    pub fn disconnect_because(&self, machine_id: &str, reason: MachineLostReason, detail: &str) {
+        if self.client(machine_id).is_none() {
+            // Already gone (and its loss maybe recorded): nothing to add.
+            self.disconnect(machine_id);
+            return;
+        }
+        self.losses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(machine_id.to_owned())
+            .or_insert_with(|| (reason, detail.to_owned()));
+        self.disconnect(machine_id);
+    }
+
+    /// Why a machine that left was dropped here, if it was (once).
+    pub fn take_loss(&self, machine_id: &str) -> Option<(MachineLostReason, String)> {
+        self.losses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(machine_id)
+    }
+
+    /// Asks every machine for `/status` each `every`; one that fails or
+    /// takes longer than `timeout` is dropped as lost by heartbeat.
+    pub fn spawn_health_checks(self: &Arc<Self>, every: Duration, timeout: Duration) {
+        let machines = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let checks: Vec<_> = machines
+                    .live()
+                    .into_iter()
+                    .filter_map(|m| {
+                        let client = machines.client(&m.machine_id)?;
+                        Some(async move {
+                            let answer = tokio::time::timeout(timeout, client.status()).await;
+                            (m, answer)
+                        })
+                    })
+                    .map(tokio::spawn)
+                    .collect();
+                for check in checks {
+                    let Ok((m, answer)) = check.await else {
+                        continue;
+                    };
+                    let why = match answer {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(e)) => format!("status check failed: {e}"),
+                        Err(_) => format!("no answer to a status check within {timeout:?}"),
+                    };
+                    tracing::warn!(machine = %m.machine_id, hostname = %m.hostname, why, "machine failed its health check; dropping it");
+                    machines.disconnect_because(&m.machine_id, MachineLostReason::Heartbeat, &why);
+                }
+            }
+        });
     }
 
     /// Drops a machine's connection: it is gone from [`Machines::live`] at

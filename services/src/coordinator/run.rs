@@ -64,6 +64,10 @@ pub struct Config {
     pub depth: usize,
     /// The longest one step may run.
     pub step_timeout: Duration,
+    /// How often every machine is asked for its status (Go: 10 to 15 s).
+    pub health_interval: Duration,
+    /// How long a status check may take before the machine is dropped.
+    pub health_timeout: Duration,
 }
 
 impl Config {
@@ -77,6 +81,8 @@ impl Config {
             discovery_interval: Duration::from_secs(15),
             depth: 3,
             step_timeout: Duration::from_secs(60 * 60),
+            health_interval: Duration::from_secs(15),
+            health_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -389,6 +395,9 @@ impl Coordinator {
             ));
             inner.machines.spawn_static(buildlet, key);
         }
+        inner
+            .machines
+            .spawn_health_checks(inner.config.health_interval, inner.config.health_timeout);
         tokio::spawn(decide_loop(inner.clone()));
         Ok(Coordinator { inner })
     }
@@ -622,12 +631,16 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> 
     }
     for m in farm.machines() {
         if !live_ids.contains(m.machine_id.as_str()) {
+            let (reason, detail) = inner.machines.take_loss(&m.machine_id).unwrap_or((
+                MachineLostReason::ConnectionClosed,
+                "connection ended".into(),
+            ));
             d.events.push(inner.machine_event(
                 &m.machine_id,
                 machine_event::Event::Lost(MachineLost {
                     machine_id: m.machine_id.clone(),
-                    reason: MachineLostReason::ConnectionClosed as i32,
-                    detail: "connection ended".into(),
+                    reason: reason as i32,
+                    detail,
                 }),
             ));
             inner.metrics.machines_lost.fetch_add(1, Ordering::Relaxed);

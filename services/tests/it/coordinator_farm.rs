@@ -23,7 +23,7 @@ use almanac_log::Position;
 use almanac_log_client::grpc::Subscription;
 use almanac_projections::Projection as _;
 use almanac_projections::farm::{BuildState, Farm};
-use almanac_proto::pb::farm::{BuildKind, BuildOutcome};
+use almanac_proto::pb::farm::{BuildKind, BuildOutcome, MachineLostReason, machine_event};
 use almanac_proto::pb::maintpb::Mutation;
 use prost::Message as _;
 
@@ -54,6 +54,16 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
+    /// Sends `signal` (`STOP`, `CONT`) to the process.
+    fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{signal}");
+    }
+
     fn kill(&mut self) {
         self.0.kill().expect("kill");
         self.0.wait().expect("wait");
@@ -79,6 +89,8 @@ struct LogWatch {
     sub: Subscription,
     farm: Farm,
     position: u64,
+    /// Every `MachineLost`: machine id and reason.
+    losses: Vec<(String, MachineLostReason)>,
 }
 
 impl LogWatch {
@@ -88,11 +100,17 @@ impl LogWatch {
             sub: Subscription::new(&maintnerd.to_string(), 0),
             farm: Farm::new(),
             position: 0,
+            losses: Vec::new(),
         }
     }
 
     fn apply(&mut self, rec: &almanac_proto::pb::log::LogRecord) {
         let m = Mutation::decode(rec.mutation.as_ref()).expect("decode");
+        if let Some(machine_event::Event::Lost(l)) =
+            m.machine.as_ref().and_then(|e| e.event.as_ref())
+        {
+            self.losses.push((l.machine_id.clone(), l.reason()));
+        }
         self.farm
             .apply(Position(rec.position), &m)
             .expect("farm fold");
@@ -378,6 +396,8 @@ branches = ["main"]
         "1".to_owned(),
         "--depth".to_owned(),
         "1".to_owned(),
+        "--health-interval".to_owned(),
+        "1".to_owned(),
     ];
     (
         Setup {
@@ -394,7 +414,7 @@ branches = ["main"]
 
 #[test]
 fn the_farm_builds_commits_survives_lost_machines_and_a_coordinator_restart() {
-    let (s, _maintnerd, _listen) = setup();
+    let (s, _maintnerd, listen) = setup();
     let mut watch = LogWatch::new(s.maintnerd);
     let builders = ["rev-script", "listen-script"];
 
@@ -501,6 +521,47 @@ fn the_farm_builds_commits_survives_lost_machines_and_a_coordinator_restart() {
         "the killed machine left the pool"
     );
 
+    // A machine that stops answering (its process stopped, its connection
+    // still open) fails its health check: lost by heartbeat, its build
+    // requeued, and once it runs again it is redialed as a new machine.
+    let c3b = commit(&s.repo, "third and a half", &[("slow", Some("c3b"))]);
+    s.started("c3b-listen-script");
+    let stalled: Vec<String> = watch
+        .farm
+        .machines()
+        .filter(|m| m.host_type == "host-listen")
+        .map(|m| m.machine_id.clone())
+        .collect();
+    assert_eq!(stalled.len(), 1);
+    listen.signal("STOP");
+    watch.wait("its build ends in a communication error", |f| {
+        builds_of(f, "listen-script", &c3b)
+            .iter()
+            .any(|b| outcome(b) == Some(BuildOutcome::CommError))
+    });
+    assert!(
+        watch
+            .losses
+            .iter()
+            .any(|(id, reason)| *id == stalled[0] && *reason == MachineLostReason::Heartbeat),
+        "{:?}",
+        watch.losses
+    );
+    listen.signal("CONT");
+    s.release("c3b");
+    watch.wait("c3b passes on every builder", |f| {
+        builders
+            .iter()
+            .all(|b| f.result(b, "demo", &c3b, "").is_some_and(|r| r.ok))
+    });
+    assert!(
+        watch
+            .farm
+            .machines()
+            .any(|m| m.host_type == "host-listen" && m.machine_id != stalled[0]),
+        "the listen buildlet is back as a new machine"
+    );
+
     // The coordinator killed mid-build and restarted.
     let c4 = commit(&s.repo, "fourth", &[("slow", Some("c4"))]);
     s.started("c4-listen-script");
@@ -527,7 +588,7 @@ fn the_farm_builds_commits_survives_lost_machines_and_a_coordinator_restart() {
     );
 
     // Nothing that finished ran twice: one verdict per builder and commit.
-    for c in [&c1, &c2, &c3, &c4] {
+    for c in [&c1, &c2, &c3, &c3b, &c4] {
         for b in builders {
             assert_eq!(
                 verdicts(&watch.farm, b, c).len(),
