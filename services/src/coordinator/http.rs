@@ -38,6 +38,8 @@ pub(crate) fn router(inner: Arc<Inner>) -> axum::Router {
         .merge(reverse)
 }
 
+/// The header, with the position of the fold `farm` is (read under its
+/// lock, which the fold holds while it publishes the position).
 fn header_of(inner: &Inner) -> status::Header {
     status::Header {
         instance: inner.instance.clone(),
@@ -51,8 +53,8 @@ fn header_of(inner: &Inner) -> status::Header {
 }
 
 fn farm_status(inner: &Inner) -> status::FarmStatus {
-    let header = header_of(inner);
     let farm = inner.read_farm();
+    let header = header_of(inner);
     status::farm_status(&farm, &inner.config.envs, &header, now_nanos())
 }
 

@@ -521,15 +521,16 @@ async fn fold(inner: Arc<Inner>, mut records: super::upstream::Records) {
                 None
             };
         }
-        if !chunk.is_empty() {
-            let mut farm = inner.farm.write().unwrap_or_else(|p| p.into_inner());
-            for (position, m) in chunk.drain(..) {
-                let _ = farm.apply(position, &m);
-            }
+        // The position is published under the write lock, so a reader
+        // holding the read lock sees a farm and a position that match.
+        let mut farm = inner.farm.write().unwrap_or_else(|p| p.into_inner());
+        for (position, m) in chunk.drain(..) {
+            let _ = farm.apply(position, &m);
         }
         if let Some(end) = end {
             inner.folded.send_replace(end);
         }
+        drop(farm);
     }
     tracing::info!("the log closed; the coordinator's fold ended");
 }

@@ -137,6 +137,26 @@ impl LogWatch {
         }
     }
 
+    /// Folds records until `machine_id`'s loss is recorded; returns its
+    /// reason.
+    fn wait_loss(&mut self, machine_id: &str) -> MachineLostReason {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some((_, reason)) = self.losses.iter().find(|(id, _)| id == machine_id) {
+                return *reason;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{machine_id} not lost within {WAIT:?}");
+            let rec = self
+                .rt
+                .block_on(async { tokio::time::timeout(left, self.sub.next()).await });
+            if let Ok(rec) = rec {
+                let rec = rec.expect("subscription");
+                self.apply(&rec);
+            }
+        }
+    }
+
     /// Folds exactly up to `position`.
     fn fold_to(&mut self, position: u64) {
         while self.position < position {
@@ -516,10 +536,9 @@ fn the_farm_builds_commits_survives_lost_machines_and_a_coordinator_restart() {
             .map(|m| m.hostname.clone())
     };
     assert_eq!(machine_host(&ran_on).as_deref(), Some(survivor));
-    assert!(
-        !watch.farm.machines().any(|m| m.hostname == victim),
-        "the killed machine left the pool"
-    );
+    watch.wait("the killed machine left the pool", |f| {
+        !f.machines().any(|m| m.hostname == victim)
+    });
 
     // A machine that stops answering (its process stopped, its connection
     // still open) fails its health check: lost by heartbeat, its build
@@ -539,14 +558,7 @@ fn the_farm_builds_commits_survives_lost_machines_and_a_coordinator_restart() {
             .iter()
             .any(|b| outcome(b) == Some(BuildOutcome::CommError))
     });
-    assert!(
-        watch
-            .losses
-            .iter()
-            .any(|(id, reason)| *id == stalled[0] && *reason == MachineLostReason::Heartbeat),
-        "{:?}",
-        watch.losses
-    );
+    assert_eq!(watch.wait_loss(&stalled[0]), MachineLostReason::Heartbeat);
     listen.signal("CONT");
     s.release("c3b");
     watch.wait("c3b passes on every builder", |f| {
