@@ -1,5 +1,5 @@
 //! The build farm's state as a fold of its events (`almanac.farm.v1`,
-//! `Mutation` fields 101 to 103): the queue of buildlet requests per host
+//! `Mutation` fields 100 to 103): the queue of buildlet requests per host
 //! type, the machine pool, the builds with their steps, and the results
 //! the dashboard shows. A coordinator that restarts replays the log into
 //! this and knows exactly what was waiting, running and done.
@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use almanac_log::Position;
 use almanac_proto::pb::farm::{
     BuildEvent, BuildKind, BuildOutcome, MachineEvent, PriorityClass, ResultEvent, ResultKey,
-    build_event, machine_event, result_event,
+    build_event, farm_input, machine_event, result_event,
 };
 use almanac_proto::pb::maintpb::Mutation;
 
@@ -230,6 +230,9 @@ pub struct Farm {
     /// The last [`REJECTIONS_KEPT`] refused registrations, oldest first.
     rejections: std::collections::VecDeque<Rejection>,
     rejections_total: u64,
+    /// The hash of the last configuration snapshot recorded.
+    config_hash: Option<String>,
+    config_snapshots: u64,
     /// The open batch's events so far, applied when its last arrives.
     pending: Vec<(Position, Mutation)>,
     /// The `batch_following` the open batch's next event must carry.
@@ -275,6 +278,17 @@ impl Farm {
     /// The most recent refused registrations, oldest first.
     pub fn rejections(&self) -> impl Iterator<Item = &Rejection> {
         self.rejections.iter()
+    }
+
+    /// The hash of the builders and host types in force (the last
+    /// `ConfigSnapshotLoaded`), if any was recorded.
+    pub fn config_hash(&self) -> Option<&str> {
+        self.config_hash.as_deref()
+    }
+
+    /// How many configuration snapshots were recorded.
+    pub fn config_snapshots(&self) -> u64 {
+        self.config_snapshots
     }
 
     /// Every refused registration ever recorded.
@@ -849,6 +863,7 @@ fn batch_following(m: &Mutation) -> u32 {
         .and_then(|e| e.meta.as_ref())
         .or_else(|| m.machine.as_ref().and_then(|e| e.meta.as_ref()))
         .or_else(|| m.result.as_ref().and_then(|e| e.meta.as_ref()))
+        .or_else(|| m.farm_input.as_ref().and_then(|e| e.meta.as_ref()))
         .map_or(0, |meta| meta.batch_following)
 }
 
@@ -873,6 +888,13 @@ impl Farm {
             self.apply_result(e);
             any = true;
         }
+        if let Some(e) = &m.farm_input {
+            if let Some(farm_input::Event::ConfigSnapshotLoaded(c)) = &e.event {
+                self.config_hash = Some(c.config_hash.clone());
+                self.config_snapshots += 1;
+            }
+            any = true;
+        }
         if any {
             self.events += 1;
         }
@@ -886,7 +908,10 @@ impl Projection for Farm {
     /// are applied together when its last arrives, so no view ever shows a
     /// state between them.
     fn apply(&mut self, pos: Position, m: &Mutation) -> std::result::Result<(), Self::Error> {
-        let is_farm = m.build.is_some() || m.machine.is_some() || m.result.is_some();
+        let is_farm = m.build.is_some()
+            || m.machine.is_some()
+            || m.result.is_some()
+            || m.farm_input.is_some();
         let following = batch_following(m);
         if !self.pending.is_empty() && (!is_farm || following != self.pending_next) {
             self.skipped.torn_batches += 1;

@@ -9,11 +9,13 @@
 //! - [`client`]: a client of one buildlet over a held connection.
 //! - [`source`]: a commit's tree as the tarball a build starts from.
 //! - [`blobs`]: build logs by content hash.
+//! - [`config`]: the builders and host types as the log records them.
 //! - [`status`] and `http`: the farmer pages, `/metrics`, `/reverse`.
 //! - [`upstream`]: the log, in process or over maintnerd's gRPC.
 
 pub mod blobs;
 pub mod client;
+pub mod config;
 pub mod discovery;
 mod execute;
 mod http;

@@ -247,7 +247,8 @@ impl Inner {
                 .as_mut()
                 .and_then(|e| e.meta.as_mut())
                 .or(m.machine.as_mut().and_then(|e| e.meta.as_mut()))
-                .or(m.result.as_mut().and_then(|e| e.meta.as_mut()));
+                .or(m.result.as_mut().and_then(|e| e.meta.as_mut()))
+                .or(m.farm_input.as_mut().and_then(|e| e.meta.as_mut()));
             if let Some(meta) = meta {
                 meta.batch_following = following;
             }
@@ -388,6 +389,7 @@ impl Coordinator {
             elapsed = ?loaded.elapsed(),
             "coordinator folded the log"
         );
+        inner.record_config().await?;
         for buildlet in inner.config.statics.clone() {
             let key = Secret::new(crate::buildlet::host_key(
                 inner.config.master_key.expose().as_bytes(),
@@ -453,6 +455,30 @@ impl Coordinator {
 }
 
 impl Inner {
+    /// Records the builders and host types in force, unless the log's last
+    /// snapshot has the same hash, so the log says which policy decided
+    /// what.
+    async fn record_config(&self) -> Result<(), StartError> {
+        let snapshot = super::config::snapshot(&self.config.envs, &self.config.statics);
+        if self.read_farm().config_hash() == Some(snapshot.config_hash.as_str()) {
+            return Ok(());
+        }
+        tracing::info!(hash = %snapshot.config_hash, "recording the build configuration");
+        let m = Mutation {
+            farm_input: Some(almanac_proto::pb::farm::FarmInput {
+                meta: self.meta(""),
+                event: Some(
+                    almanac_proto::pb::farm::farm_input::Event::ConfigSnapshotLoaded(snapshot),
+                ),
+            }),
+            ..Default::default()
+        };
+        if let Some(last) = self.append(&[m]).await? {
+            self.wait_folded(last).await;
+        }
+        Ok(())
+    }
+
     pub(crate) fn read_farm(&self) -> std::sync::RwLockReadGuard<'_, Farm> {
         self.farm.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -466,6 +492,8 @@ impl Inner {
 /// and Gerrit fields are skipped unread).
 #[derive(Clone, PartialEq, prost::Message)]
 struct FarmFields {
+    #[prost(message, optional, tag = "100")]
+    farm_input: Option<almanac_proto::pb::farm::FarmInput>,
     #[prost(message, optional, tag = "101")]
     build: Option<BuildEvent>,
     #[prost(message, optional, tag = "102")]
@@ -481,12 +509,20 @@ const FOLD_CHUNK: usize = 4096;
 fn farm_mutation(record: &super::upstream::Record) -> Option<Mutation> {
     use prost::Message as _;
     match FarmFields::decode(record.payload.as_ref()) {
-        Ok(f) if f.build.is_some() || f.machine.is_some() || f.result.is_some() => Some(Mutation {
-            build: f.build,
-            machine: f.machine,
-            result: f.result,
-            ..Default::default()
-        }),
+        Ok(f)
+            if f.build.is_some()
+                || f.machine.is_some()
+                || f.result.is_some()
+                || f.farm_input.is_some() =>
+        {
+            Some(Mutation {
+                farm_input: f.farm_input,
+                build: f.build,
+                machine: f.machine,
+                result: f.result,
+                ..Default::default()
+            })
+        }
         Ok(_) => None,
         Err(e) => {
             tracing::warn!(position = record.position, error = %e, "a record's farm fields do not decode; skipped");

@@ -599,6 +599,10 @@ fn the_farm_builds_commits_survives_lost_machines_and_a_coordinator_restart() {
         interrupted[0].state
     );
 
+    // The configuration was recorded once: the restart found the same hash.
+    assert_eq!(watch.farm.config_snapshots(), 1);
+    assert!(watch.farm.config_hash().is_some_and(|h| h.len() == 64));
+
     // Nothing that finished ran twice: one verdict per builder and commit.
     for c in [&c1, &c2, &c3, &c3b, &c4] {
         for b in builders {
