@@ -209,7 +209,7 @@ pub struct Farm {
     waiting: BTreeMap<String, (String, QueueKey)>,
     machines: BTreeMap<String, Machine>,
     builds: BTreeMap<String, Build>,
-    /// Request id to build id, for every request ever made.
+    /// Request id to build id, while the request waits.
     request_builds: BTreeMap<String, String>,
     /// Build id to its requests still waiting (so finishing a build costs
     /// what it had, not what the whole history had).
@@ -223,7 +223,8 @@ pub struct Farm {
     /// Work with a build that is not done, to that build.
     live_work: BTreeMap<WorkKey, String>,
     /// Work to its last build that ended with a verdict (passed, failed,
-    /// skipped, canceled: anything but a communication error).
+    /// skipped, canceled: anything but a communication error), for builds
+    /// that are not post-submit (whose verdicts are the results).
     concluded_work: BTreeMap<WorkKey, String>,
     /// Done builds in the order they finished.
     done_order: Vec<String>,
@@ -377,8 +378,9 @@ impl Farm {
             .is_some_and(|reqs| reqs.iter().any(|r| self.waiting.contains_key(r)))
     }
 
-    /// The last build of this work that ended with a verdict (not a
-    /// communication error).
+    /// The last trybot (or other non-post-submit) build of this work that
+    /// ended with a verdict (not a communication error). Post-submit
+    /// verdicts are [`Farm::result`]s, which operators can clear.
     pub fn concluded_build(
         &self,
         builder: &str,
@@ -584,6 +586,7 @@ impl Farm {
                 });
             }
             Event::BuildletRequestWithdrawn(w) => {
+                self.request_builds.remove(&w.request_id);
                 if self.dequeue(&w.request_id).is_none() {
                     self.skipped.unknown_request += 1;
                 }
@@ -602,9 +605,8 @@ impl Farm {
                     let host_type = m.host_type.clone();
                     self.sync_idle(&a.machine_id, &host_type);
                 }
-                if let Some(build_id) = self.request_builds.get(&a.request_id) {
-                    self.build_machine
-                        .insert(build_id.clone(), a.machine_id.clone());
+                if let Some(build_id) = self.request_builds.remove(&a.request_id) {
+                    self.build_machine.insert(build_id, a.machine_id.clone());
                 }
             }
             Event::BuildStarted(s) => {
@@ -712,7 +714,7 @@ impl Farm {
         if self.live_work.get(&key).is_some_and(|id| id == build_id) {
             self.live_work.remove(&key);
         }
-        if outcome != BuildOutcome::CommError {
+        if outcome != BuildOutcome::CommError && b.kind != BuildKind::PostSubmit {
             self.concluded_work.insert(key, build_id.to_string());
         }
         self.done_order.push(build_id.to_string());
@@ -723,6 +725,7 @@ impl Farm {
     /// A finished build's requests still waiting leave the queue.
     fn withdraw_requests_of(&mut self, build_id: &str) {
         for r in self.build_waiting.remove(build_id).unwrap_or_default() {
+            self.request_builds.remove(&r);
             self.dequeue(&r);
         }
     }
