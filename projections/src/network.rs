@@ -254,26 +254,8 @@ impl LiveSubscription {
     /// folds everything mirrored so far; returns how many records were
     /// folded (0 on timeout).
     pub fn wait(&self, corpus: &mut Corpus, timeout: Duration) -> Result<u64, LoadError> {
-        let deadline = Instant::now() + timeout;
-        let (lock, cvar) = &*self.state;
-        {
-            let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
-            while st.end <= corpus.position().0 {
-                if let Some(why) = &st.failed {
-                    return Err(LoadError::Network(format!(
-                        "the subscription mirroring into {} ended: {why}",
-                        self.dir.display()
-                    )));
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(0);
-                }
-                st = cvar
-                    .wait_timeout(st, deadline - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
+        if !self.wait_past(corpus.position().0, timeout)? {
+            return Ok(0);
         }
         corpus.update_local(LoadOptions::default())
     }

@@ -130,6 +130,9 @@ pub struct SampleHistory {
     last_commit: Option<String>,
     builds: u64,
     started: bool,
+    /// Whether it makes up build requests (off where a real coordinator
+    /// owns the log's build events).
+    farm_events: bool,
 }
 
 impl SampleHistory {
@@ -144,7 +147,16 @@ impl SampleHistory {
             last_commit: None,
             builds: 0,
             started: false,
+            farm_events: true,
         }
+    }
+
+    /// The same history with no made-up build requests (the draws that
+    /// would have made one make a comment instead), for a log a real
+    /// coordinator acts on.
+    pub fn without_farm_events(mut self) -> SampleHistory {
+        self.farm_events = false;
+        self
     }
 
     fn user(&mut self) -> GithubUser {
@@ -188,7 +200,8 @@ impl SampleHistory {
             60..=79 => self.event(),
             80..=91 => self.git_commit(),
             92..=95 => self.gerrit_refs(),
-            _ => self.build_event(),
+            _ if self.farm_events => self.build_event(),
+            _ => self.comment(),
         }
     }
 

@@ -474,11 +474,17 @@ pub fn up(args: UpArgs) -> Result<()> {
         }
         out.push_str(&extra);
         eprint!("{out}");
+        let with_farm = farm.is_some();
         let sampler = (rate > 0.0).then(|| {
             let log = server.log().clone();
             tokio::spawn(async move {
                 let seed = log.end().0;
                 let mut history = SampleHistory::new(seed);
+                if with_farm {
+                    // The coordinator acts on build requests: none are
+                    // made up while it runs.
+                    history = history.without_farm_events();
+                }
                 let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
                 loop {
                     tick.tick().await;

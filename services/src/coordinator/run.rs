@@ -28,7 +28,7 @@ use almanac_log::Position;
 use almanac_projections::Projection as _;
 use almanac_projections::farm::{Build, BuildState, Farm};
 use almanac_proto::pb::farm::{
-    BuildCompleted, BuildEvent, BuildKind, BuildOutcome, BuildRequested, BuilderRev,
+    BuildCanceled, BuildCompleted, BuildEvent, BuildKind, BuildOutcome, BuildRequested, BuilderRev,
     BuildletAssigned, BuildletRequested, BuildletRole, EventMeta, MachineEvent, MachineLost,
     MachineLostReason, MachineRegistered, MachineRegistrationRejected, Priority, PriorityClass,
     ResultEvent, build_event, machine_event,
@@ -479,6 +479,28 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether this coordinator can run `b`: its builder and host type are
+    /// configured and it has the source repository.
+    pub(crate) fn buildable(&self, b: &Build) -> Result<(), String> {
+        let envs = &self.config.envs;
+        let builder = envs
+            .builders
+            .get(&b.builder)
+            .ok_or_else(|| format!("no builder {:?} in the configuration", b.builder))?;
+        if !envs.hosts.contains_key(&builder.host_type) {
+            return Err(format!("no host type {:?}", builder.host_type));
+        }
+        let repo = if b.sub_name.is_empty() {
+            "go"
+        } else {
+            b.sub_name.as_str()
+        };
+        if !self.config.repos.contains_key(repo) {
+            return Err(format!("no source repository for {repo:?}"));
+        }
+        Ok(())
+    }
+
     pub(crate) fn read_farm(&self) -> std::sync::RwLockReadGuard<'_, Farm> {
         self.farm.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -702,13 +724,37 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> 
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    // Live builds this coordinator cannot run (a builder, host type or
+    // source repository its configuration lacks) are canceled rather than
+    // queued for machines that would fail them.
+    let mut canceled = BTreeSet::new();
+    {
+        let executing = inner.executing();
+        for b in farm.live_builds() {
+            if executing.contains(&b.build_id) {
+                continue;
+            }
+            if let Err(why) = inner.buildable(b) {
+                tracing::warn!(build = %b.build_id, builder = %b.builder, why, "canceling a build this coordinator cannot run");
+                d.events.push(inner.build_event(
+                    &b.build_id,
+                    build_event::Event::BuildCanceled(BuildCanceled {
+                        build_id: b.build_id.clone(),
+                        reason: format!("not_buildable: {why}"),
+                    }),
+                ));
+                canceled.insert(b.build_id.clone());
+            }
+        }
+    }
+
     // Builds live in the log that nothing here runs or waits for: their
     // machine or their coordinator went away.
     let mut taken = BTreeSet::new();
     let orphans: Vec<&Build> = {
         let executing = inner.executing();
         farm.live_builds()
-            .filter(|b| !executing.contains(&b.build_id))
+            .filter(|b| !executing.contains(&b.build_id) && !canceled.contains(&b.build_id))
             .filter(|b| !(b.state == BuildState::Queued && farm.is_waiting(&b.build_id)))
             .collect()
     };
@@ -821,7 +867,7 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> 
         else {
             continue;
         };
-        if waiting.build_id.is_empty() {
+        if waiting.build_id.is_empty() || canceled.contains(&waiting.build_id) {
             // Gomote sessions are not served by this coordinator yet.
             continue;
         }

@@ -171,3 +171,130 @@ fn a_cl_voted_run_trybot_is_built_once_and_concluded() {
     assert_eq!(coordinator.read_farm(|f| try_builds(f, &sha).len()), 1);
     rt.block_on(server.shutdown()).expect("shutdown");
 }
+
+/// Builds in the log that this coordinator cannot run (an unknown builder,
+/// a repository it has no source for) are canceled, never handed to a
+/// machine.
+#[test]
+fn builds_this_coordinator_cannot_run_are_canceled() {
+    use almanac_proto::pb::farm::{
+        BuildEvent, BuildRequested, BuilderRev, BuildletRequested, Priority, PriorityClass,
+        build_event,
+    };
+    use prost::Message as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let build = |e: build_event::Event| {
+        bytes::Bytes::from(
+            almanac_proto::pb::maintpb::Mutation {
+                build: Some(BuildEvent {
+                    meta: None,
+                    event: Some(e),
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    };
+    let mut records = Vec::new();
+    for (id, builder) in [("B000000001", "linux-try"), ("B000000002", "linux-ghost")] {
+        records.push(build(build_event::Event::BuildRequested(BuildRequested {
+            build_id: id.into(),
+            work: Some(BuilderRev {
+                builder: builder.into(),
+                rev: "c0ffee".repeat(6) + "c0ff",
+                ..Default::default()
+            }),
+            host_type: "host-try".into(),
+            kind: BuildKind::PostSubmit as i32,
+            attempt: 1,
+            ..Default::default()
+        })));
+        records.push(build(build_event::Event::BuildletRequested(
+            BuildletRequested {
+                request_id: format!("{id}.main"),
+                host_type: "host-try".into(),
+                build_id: id.into(),
+                priority: Some(Priority {
+                    class: PriorityClass::Regular as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )));
+    }
+    let data = dir.path().join("log");
+    write_log(&data, records);
+    let env = dir.path().join("env");
+    std::fs::create_dir_all(&env).expect("mkdir");
+    std::fs::write(env.join("setup.sh"), "#!/bin/sh\n").expect("setup");
+    std::fs::write(
+        env.join("hosts.toml"),
+        "[[host]]\ntype = \"host-try\"\npool = \"listen\"\nsetup = \"setup.sh\"\n",
+    )
+    .expect("hosts");
+    std::fs::write(
+        env.join("builders.toml"),
+        "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\n",
+    )
+    .expect("builders");
+    let rt = runtime();
+    let server = rt
+        .block_on(almanac_services::maintnerd::Server::start(
+            almanac_services::maintnerd::Config::new(data, "127.0.0.1:0".parse().expect("addr")),
+        ))
+        .expect("maintnerd");
+    let key = Secret::new(almanac_services::buildlet::host_key(
+        MASTER.as_bytes(),
+        "host-try",
+    ));
+    let buildlet = rt
+        .block_on(almanac_services::buildlet::Server::start(
+            almanac_services::buildlet::Config::new(
+                "127.0.0.1:0".parse().expect("addr"),
+                dir.path().join("work"),
+                "host-try".into(),
+                key,
+            ),
+        ))
+        .expect("buildlet");
+    let mut config = Config::new(
+        Environments::load(&env).expect("env"),
+        Secret::new(MASTER.into()),
+        dir.path().join("blobs"),
+    );
+    config.statics.push(StaticBuildlet {
+        host_type: "host-try".into(),
+        addr: buildlet.addr().to_string(),
+    });
+    let coordinator = rt
+        .block_on(Coordinator::start(Upstream::Local(server.sink()), config))
+        .expect("coordinator");
+    let both_done = rt.block_on(coordinator.wait_until(WAIT, |f| {
+        ["B000000001", "B000000002"].iter().all(|id| {
+            f.build(id)
+                .is_some_and(|b| matches!(b.state, BuildState::Done { .. }))
+        })
+    }));
+    assert!(both_done, "the builds were not ended");
+    for (id, why) in [
+        ("B000000001", "no source repository for \"go\""),
+        ("B000000002", "no builder \"linux-ghost\""),
+    ] {
+        let b = coordinator
+            .read_farm(|f| f.build(id).cloned())
+            .expect("build");
+        match &b.state {
+            BuildState::Done {
+                outcome: BuildOutcome::Canceled,
+                done_msg,
+            } => assert!(
+                done_msg.starts_with("not_buildable") && done_msg.contains(why),
+                "{done_msg}"
+            ),
+            other => panic!("{id}: {other:?}"),
+        }
+        assert!(b.started_time.is_none(), "{id} never ran");
+    }
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
