@@ -140,6 +140,7 @@ pub fn run(args: CoordinatorArgs) -> Result<()> {
         tokio::select! {
             r = axum::serve(listener, router) => r.context("serving")?,
             () = crate::cli::maint::shutdown_signal() => tracing::info!("signalled: stopping"),
+            why = coordinator.failed() => anyhow::bail!("the coordinator stopped: {why}"),
         }
         Ok(())
     })

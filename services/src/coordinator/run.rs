@@ -121,6 +121,10 @@ pub(crate) struct Inner {
     pub(crate) blobs: BlobStore,
     pub(crate) metrics: Metrics,
     pub(crate) started: SystemTime,
+    /// Set when the coordinator cannot go on (its fold or its corpus
+    /// stopped): it then decides nothing more, and the process should exit
+    /// so a supervisor restarts it.
+    fatal: watch::Sender<Option<String>>,
     event_seq: AtomicU64,
     id_seq: AtomicU64,
     id_seed: u64,
@@ -370,6 +374,7 @@ impl Coordinator {
             blobs,
             metrics: Metrics::default(),
             started: SystemTime::now(),
+            fatal: watch::Sender::new(None),
             event_seq: AtomicU64::new(0),
             id_seq: AtomicU64::new(0),
             id_seed: seed,
@@ -378,6 +383,14 @@ impl Coordinator {
         let end = inner.upstream.end().await?;
         let records = inner.upstream.records(0)?;
         tokio::spawn(fold(inner.clone(), records));
+        if let Some(mut failure) = inner.upstream.failure() {
+            let fatal = inner.clone();
+            tokio::spawn(async move {
+                if let Ok(why) = failure.wait_for(Option::is_some).await {
+                    fatal.fatal.send_replace(why.clone());
+                }
+            });
+        }
         let loaded = Instant::now();
         if end > 0 {
             inner.wait_folded(end - 1).await;
@@ -402,6 +415,16 @@ impl Coordinator {
             .spawn_health_checks(inner.config.health_interval, inner.config.health_timeout);
         tokio::spawn(decide_loop(inner.clone()));
         Ok(Coordinator { inner })
+    }
+
+    /// Resolves with the reason if the coordinator stopped for good (its
+    /// fold or its corpus failed); it then decides nothing more.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.inner.fatal.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// The instance id stamped on every event this process appends.
@@ -566,6 +589,9 @@ async fn fold(inner: Arc<Inner>, mut records: super::upstream::Records) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "the coordinator's fold stopped");
+                    inner
+                        .fatal
+                        .send_replace(Some(format!("the fold of the log stopped: {e}")));
                     return;
                 }
             };

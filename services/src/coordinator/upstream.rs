@@ -50,6 +50,8 @@ pub struct Remote {
     client: LogClient,
     corpus: Arc<RwLock<Corpus>>,
     corpus_changes: watch::Receiver<u64>,
+    /// Set when the corpus mirror stops for good.
+    failure: watch::Receiver<Option<String>>,
 }
 
 /// One record as the coordinator follows it.
@@ -125,17 +127,19 @@ impl Upstream {
             .map_err(|e| UpstreamError::Append(format!("connecting to {addr}: {e}")))?
             .with_token(token);
         let url = format!("http://{}/logs", addr.trim_start_matches("http://"));
-        let (corpus, changes) = spawn_corpus_mirror(url, addr.to_owned(), cache_dir.to_owned())
-            .await
-            .map_err(|message| UpstreamError::Corpus {
-                url: addr.to_owned(),
-                message,
-            })?;
+        let (corpus, changes, failure) =
+            spawn_corpus_mirror(url, addr.to_owned(), cache_dir.to_owned())
+                .await
+                .map_err(|message| UpstreamError::Corpus {
+                    url: addr.to_owned(),
+                    message,
+                })?;
         Ok(Upstream::Remote(Arc::new(Remote {
             addr: addr.to_owned(),
             client,
             corpus,
             corpus_changes: changes,
+            failure,
         })))
     }
 
@@ -208,6 +212,15 @@ impl Upstream {
         }
     }
 
+    /// Why the upstream stopped for good, once it has (a remote corpus
+    /// mirror that failed); a local upstream never reports one.
+    pub fn failure(&self) -> Option<watch::Receiver<Option<String>>> {
+        match self {
+            Upstream::Local(_) => None,
+            Upstream::Remote(remote) => Some(remote.failure.clone()),
+        }
+    }
+
     /// Resolves when the corpus has folded something new since the last call
     /// on this receiver.
     pub fn corpus_changes(&self) -> CorpusChanges {
@@ -238,16 +251,24 @@ impl CorpusChanges {
     }
 }
 
+/// The corpus, its change counter and its failure.
+type Mirror = (
+    Arc<RwLock<Corpus>>,
+    watch::Receiver<u64>,
+    watch::Receiver<Option<String>>,
+);
+
 /// Loads the corpus from `url` into `cache_dir` on a thread, then keeps it
 /// current from a gRPC subscription to `addr`, bumping the returned watch
-/// after each fold.
+/// after each fold; the failure watch is set if it stops.
 async fn spawn_corpus_mirror(
     url: String,
     addr: String,
     cache_dir: PathBuf,
-) -> Result<(Arc<RwLock<Corpus>>, watch::Receiver<u64>), String> {
+) -> Result<Mirror, String> {
     let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
     let (changes_tx, changes_rx) = watch::channel(0u64);
+    let (failure_tx, failure_rx) = watch::channel(None);
     std::thread::Builder::new()
         .name("coordinator-corpus".into())
         .spawn(move || {
@@ -280,6 +301,8 @@ async fn spawn_corpus_mirror(
                     Ok(true) => {}
                     Err(e) => {
                         tracing::error!(error = %e, "coordinator corpus subscription ended");
+                        failure_tx
+                            .send_replace(Some(format!("the corpus subscription ended: {e}")));
                         return;
                     }
                 }
@@ -296,6 +319,7 @@ async fn spawn_corpus_mirror(
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "folding the coordinator's corpus failed");
+                        failure_tx.send_replace(Some(format!("folding the corpus failed: {e}")));
                         return;
                     }
                 }
@@ -305,5 +329,5 @@ async fn spawn_corpus_mirror(
     let corpus = loaded_rx
         .await
         .map_err(|_| "the corpus thread ended".to_string())??;
-    Ok((corpus, changes_rx))
+    Ok((corpus, changes_rx, failure_rx))
 }
