@@ -195,6 +195,14 @@ pub struct FarmSkipped {
     /// Batches cut short (an event of a new batch, or of none, arrived
     /// before the last of the open one); what arrived was applied.
     pub torn_batches: u64,
+    /// A buildlet request for a request id already waiting, or for a build
+    /// that already has a machine or is running or done (a batch appended
+    /// twice after an ambiguous failure).
+    pub duplicate_request: u64,
+    /// A registration of a machine id already in the pool.
+    pub duplicate_machine: u64,
+    /// An assignment to a machine that is not idle.
+    pub busy_machine: u64,
 }
 
 /// The identity of a piece of work: builder, rev, sub name, sub rev.
@@ -231,6 +239,9 @@ pub struct Farm {
     /// The last [`REJECTIONS_KEPT`] refused registrations, oldest first.
     rejections: std::collections::VecDeque<Rejection>,
     rejections_total: u64,
+    /// Bumped whenever what work discovery reads changes: a build ends (its
+    /// work may be wanted again), a result is recorded or cleared.
+    work_generation: u64,
     /// The hash of the last configuration snapshot recorded.
     config_hash: Option<String>,
     config_snapshots: u64,
@@ -285,6 +296,12 @@ impl Farm {
     /// `ConfigSnapshotLoaded`), if any was recorded.
     pub fn config_hash(&self) -> Option<&str> {
         self.config_hash.as_deref()
+    }
+
+    /// Changes whenever a build ends or a result is recorded or cleared:
+    /// work discovery need only look again when it moved.
+    pub fn work_generation(&self) -> u64 {
+        self.work_generation
     }
 
     /// How many configuration snapshots were recorded.
@@ -557,9 +574,18 @@ impl Farm {
                     PriorityClass::Try => 1,
                     PriorityClass::Regular | PriorityClass::Unspecified => 2,
                 };
+                if self.waiting.contains_key(&r.request_id) {
+                    self.skipped.duplicate_request += 1;
+                    return;
+                }
                 if !r.build_id.is_empty() {
-                    if !self.builds.contains_key(&r.build_id) {
+                    let Some(b) = self.builds.get(&r.build_id) else {
                         self.skipped.unknown_build += 1;
+                        return;
+                    };
+                    if b.state != BuildState::Queued || self.build_machine.contains_key(&r.build_id)
+                    {
+                        self.skipped.duplicate_request += 1;
                         return;
                     }
                     self.request_builds
@@ -592,8 +618,12 @@ impl Farm {
                 }
             }
             Event::BuildletAssigned(a) => {
-                if !self.machines.contains_key(&a.machine_id) {
+                let Some(machine) = self.machines.get(&a.machine_id) else {
                     self.skipped.unknown_machine += 1;
+                    return;
+                };
+                if machine.assigned_to.is_some() {
+                    self.skipped.busy_machine += 1;
                     return;
                 }
                 if self.dequeue(&a.request_id).is_none() {
@@ -718,6 +748,7 @@ impl Farm {
             self.concluded_work.insert(key, build_id.to_string());
         }
         self.done_order.push(build_id.to_string());
+        self.work_generation += 1;
         self.free_machine_of(build_id);
         self.withdraw_requests_of(build_id);
     }
@@ -736,9 +767,12 @@ impl Farm {
         let time = nanos(e.meta.as_ref().and_then(|m| m.time.as_ref()));
         match event {
             Event::Registered(r) => {
-                // A reused id (never from our pools) drops its old entry.
-                if let Some(old) = self.machines.remove(&r.machine_id) {
-                    self.sync_idle(&r.machine_id, &old.host_type);
+                // Ids are new for every connection: a known one is the same
+                // registration appended twice, and must not free a busy
+                // machine.
+                if self.machines.contains_key(&r.machine_id) {
+                    self.skipped.duplicate_machine += 1;
+                    return;
                 }
                 self.machines.insert(
                     r.machine_id.clone(),
@@ -826,6 +860,7 @@ impl Farm {
         let Some(event) = &e.event else { return };
         match event {
             Event::ResultRecorded(r) => {
+                self.work_generation += 1;
                 self.results.insert(
                     result_key(r.key.as_ref()),
                     Result {
@@ -836,6 +871,7 @@ impl Farm {
                 );
             }
             Event::ResultCleared(c) => {
+                self.work_generation += 1;
                 self.results.remove(&result_key(c.key.as_ref()));
             }
             _ => {}

@@ -347,6 +347,9 @@ fn unknown_references_are_counted_not_applied() {
             duplicate_build: 1,
             already_done: 1,
             torn_batches: 0,
+            duplicate_request: 0,
+            duplicate_machine: 0,
+            busy_machine: 0,
         }
     );
     // The first verdict stands.
@@ -429,4 +432,75 @@ fn a_batch_is_applied_whole_when_its_last_event_arrives() {
     fold(&mut torn, &[requested("B3", "linux-amd64", "z", HOST)]);
     assert!(torn.build("B2").is_some() && torn.build("B3").is_some());
     assert_eq!(torn.skipped().torn_batches, 1);
+}
+
+#[test]
+fn a_batch_appended_twice_changes_nothing_the_second_time() {
+    let mut farm = Farm::new();
+    let setup = [
+        registered("M1", HOST),
+        registered("M2", HOST),
+        requested("B1", "linux-amd64", "x", HOST),
+        wants("R1", "B1", HOST, PriorityClass::Regular, 1, 1),
+        build(build_event::Event::BuildletAssigned(BuildletAssigned {
+            request_id: "R1".into(),
+            machine_id: "M1".into(),
+            ahead_at_assign: 0,
+        })),
+    ];
+    fold(&mut farm, &setup);
+    let once = farm.clone();
+    // The registration, the request and the assignment again.
+    fold(
+        &mut farm,
+        &[
+            registered("M1", HOST),
+            wants("R1", "B1", HOST, PriorityClass::Regular, 1, 1),
+            build(build_event::Event::BuildletAssigned(BuildletAssigned {
+                request_id: "R1".into(),
+                machine_id: "M2".into(),
+                ahead_at_assign: 0,
+            })),
+        ],
+    );
+    assert_eq!(
+        farm.machine("M1")
+            .and_then(|m| m.assigned_to.clone())
+            .as_deref(),
+        Some("R1")
+    );
+    assert_eq!(
+        farm.queue(HOST).count(),
+        0,
+        "the request is not queued again"
+    );
+    assert_eq!(farm.next_assignment(), None);
+    assert_eq!(farm.skipped().duplicate_machine, 1);
+    assert_eq!(farm.skipped().duplicate_request, 1);
+    assert_eq!(farm.skipped().unknown_request, 1);
+    // Apart from the counters, the view is what it was.
+    assert_eq!(
+        farm.machines().collect::<Vec<_>>(),
+        once.machines().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        farm.builds().collect::<Vec<_>>(),
+        once.builds().collect::<Vec<_>>()
+    );
+
+    // An assignment to a busy machine is refused.
+    fold(
+        &mut farm,
+        &[
+            requested("B2", "linux-amd64", "y", HOST),
+            wants("R2", "B2", HOST, PriorityClass::Regular, 2, 2),
+            build(build_event::Event::BuildletAssigned(BuildletAssigned {
+                request_id: "R2".into(),
+                machine_id: "M1".into(),
+                ahead_at_assign: 0,
+            })),
+        ],
+    );
+    assert_eq!(farm.skipped().busy_machine, 1);
+    assert_eq!(farm.queue(HOST).count(), 1, "R2 still waits");
 }

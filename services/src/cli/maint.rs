@@ -496,7 +496,20 @@ pub fn up(args: UpArgs) -> Result<()> {
                 }
             })
         });
-        shutdown_signal().await;
+        let coordinator = farm.as_ref().map(|f| f.coordinator.clone());
+        let farm_failed = async {
+            match &coordinator {
+                Some(c) => Some(c.failed().await),
+                None => std::future::pending().await,
+            }
+        };
+        let failure = tokio::select! {
+            () = shutdown_signal() => None,
+            why = farm_failed => why,
+        };
+        if let Some(why) = &failure {
+            tracing::error!(why, "the coordinator stopped; shutting down");
+        }
         if let Some(s) = sampler {
             s.abort();
         }
@@ -511,7 +524,11 @@ pub fn up(args: UpArgs) -> Result<()> {
         if let Some(helper) = helper {
             helper.shutdown().await?;
         }
-        server.shutdown().await
+        server.shutdown().await?;
+        match failure {
+            Some(why) => anyhow::bail!("the coordinator stopped: {why}"),
+            None => Ok(()),
+        }
     })
 }
 

@@ -32,7 +32,8 @@ pub enum ClientError {
 /// What `/exec` produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecResult {
-    /// stdout and stderr, interleaved as written.
+    /// stdout and stderr, interleaved as written: the first
+    /// [`MAX_COLLECTED_OUTPUT`] bytes (the callback sees everything).
     pub output: Vec<u8>,
     /// `ok`, `exit status 1`, `timeout after 30s`, ...
     pub process_state: String,
@@ -61,6 +62,9 @@ pub struct BuildletClient {
     /// The `:authority` requests name.
     authority: String,
 }
+
+/// The most output [`BuildletClient::exec`] collects into its result.
+pub const MAX_COLLECTED_OUTPUT: usize = 16 << 20;
 
 /// How long a request may wait for its response head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -242,7 +246,8 @@ impl BuildletClient {
             match frame.into_data() {
                 Ok(data) => {
                     on_output(&data);
-                    output.extend_from_slice(&data);
+                    let room = MAX_COLLECTED_OUTPUT.saturating_sub(output.len());
+                    output.extend_from_slice(&data[..data.len().min(room)]);
                 }
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {

@@ -9,7 +9,16 @@
 //! communication error: the machine is dropped, the build ends as
 //! `COMM_ERROR`, which is never a result, and its work is requested again.
 //! A post-submit verdict is recorded as the dashboard's result, with its
-//! log stored and named by hash.
+//! log stored and named by hash. A build whose source cannot be read here
+//! (a commit the repository copy lacks) is no verdict either: it ends as
+//! `COMM_ERROR`, its machine is kept, and its work waits out a backoff.
+//!
+//! One deliberate difference from Go, which destroys a buildlet after every
+//! build: a machine is reused, its work directory emptied (`/removeall .`)
+//! before each build. The buildlet kills a command's process group when
+//! the command is cut short; processes a finished build left running in
+//! the background survive, as they would on Go's reverse machines between
+//! health checks.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -31,6 +40,8 @@ use super::run::Inner;
 
 /// Go's limit on a source tarball.
 const MAX_SOURCE: usize = 100 << 20;
+/// The most build output kept (a runaway step is cut off there).
+const MAX_LOG: usize = 64 << 20;
 /// How often output is flushed to a log chunk while a step runs.
 const CHUNK_EVERY: Duration = Duration::from_secs(2);
 
@@ -40,18 +51,27 @@ enum Ending {
     Verdict { failed: Option<(String, String)> },
     /// The build cannot run at all (unknown builder).
     Skipped(String),
-    /// Not a result: the build is requested again.
+    /// Not a result: the machine is dropped and the build requested again
+    /// (at once for the first failures of its work, then after a backoff).
     CommError(String),
+    /// Not a result, and not the machine's fault (the source could not be
+    /// read here): the work is tried again after a backoff.
+    Unavailable(String),
 }
 
 /// Runs `build_id` on `machine_id`, records how it ended, and returns once
 /// the coordinator's fold has seen that (so the build is never both done
 /// and unaccounted for).
 pub(crate) async fn run(inner: Arc<Inner>, build_id: String, machine_id: String) {
-    let build = inner.read_farm().build(&build_id).cloned();
+    let build = {
+        let farm = inner.read_farm();
+        farm.build(&build_id)
+            .filter(|_| farm.machine_of(&build_id) == Some(machine_id.as_str()))
+            .cloned()
+    };
     let final_events = match build {
         None => {
-            tracing::warn!(build = %build_id, "assigned build is unknown to the fold");
+            tracing::warn!(build = %build_id, machine = %machine_id, "the fold does not show this build assigned to this machine; not running it");
             Vec::new()
         }
         Some(build) => {
@@ -62,6 +82,7 @@ pub(crate) async fn run(inner: Arc<Inner>, build_id: String, machine_id: String)
                 log: Vec::new(),
                 chunk_from: 0,
                 chunks: 0,
+                truncated: false,
             };
             let started = Instant::now();
             let ending = exec.execute().await;
@@ -82,6 +103,12 @@ pub(crate) async fn run(inner: Arc<Inner>, build_id: String, machine_id: String)
                 tracing::warn!(build = %build_id, error = %e, ?delay, "recording the build's end failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
+                // The failed append may have been durable with its answer
+                // lost: catch up with the log, and send it again only if
+                // the build is still not done there.
+                if inner.sync_to_head().await.is_ok() && !inner.is_live(&build_id) {
+                    break;
+                }
             }
             Err(e) => {
                 tracing::error!(build = %build_id, error = %e, "could not record the build's end; it will be requeued");
@@ -99,6 +126,15 @@ pub(crate) async fn run(inner: Arc<Inner>, build_id: String, machine_id: String)
     inner.folded.send_modify(|_| {});
 }
 
+/// Why a build's source could not be had.
+enum SourceFailure {
+    /// Over Go's size limit: the commit's own doing.
+    TooBig(String),
+    /// Missing here (a commit not yet in the repository, a repository that
+    /// does not open): retried later.
+    Unavailable(String),
+}
+
 struct Execution<'a> {
     inner: &'a Arc<Inner>,
     build: &'a Build,
@@ -108,6 +144,8 @@ struct Execution<'a> {
     /// Where the next chunk starts in `log`.
     chunk_from: usize,
     chunks: u64,
+    /// Whether output past [`MAX_LOG`] was dropped.
+    truncated: bool,
 }
 
 impl Execution<'_> {
@@ -137,12 +175,16 @@ impl Execution<'_> {
         self.log.extend_from_slice(header.as_bytes());
         let source = match self.source().await {
             Ok(tgz) => tgz,
-            Err(e) => {
+            Err(SourceFailure::TooBig(e)) => {
+                // Go's TooBigError: a verdict on the commit, not a glitch.
                 self.log
                     .extend_from_slice(format!("fetching the source: {e}\n").as_bytes());
                 return Ending::Verdict {
                     failed: Some(("source".into(), e)),
                 };
+            }
+            Err(SourceFailure::Unavailable(e)) => {
+                return Ending::Unavailable(format!("fetching the source: {e}"));
             }
         };
         if let Err(e) = self
@@ -208,7 +250,7 @@ impl Execution<'_> {
     }
 
     /// The commit's tree as a tarball, built on a blocking thread.
-    async fn source(&self) -> Result<Vec<u8>, String> {
+    async fn source(&self) -> Result<Vec<u8>, SourceFailure> {
         let b = self.build;
         let repo = if b.sub_name.is_empty() {
             "go"
@@ -220,24 +262,21 @@ impl Execution<'_> {
         } else {
             b.sub_rev.clone()
         };
-        let path = self
-            .inner
-            .config
-            .repos
-            .get(repo)
-            .cloned()
-            .ok_or_else(|| format!("no source repository configured for {repo:?}"))?;
+        let path = self.inner.config.repos.get(repo).cloned().ok_or_else(|| {
+            SourceFailure::Unavailable(format!("no source repository configured for {repo:?}"))
+        })?;
         let tgz = tokio::task::spawn_blocking(move || {
             let repo = gix::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
             super::source::tarball(&repo, &commit).map_err(|e| e.to_string())
         })
         .await
-        .map_err(|e| format!("tarball task: {e}"))??;
+        .map_err(|e| SourceFailure::Unavailable(format!("tarball task: {e}")))?
+        .map_err(SourceFailure::Unavailable)?;
         if tgz.len() > MAX_SOURCE {
-            return Err(format!(
+            return Err(SourceFailure::TooBig(format!(
                 "the source tarball is {} bytes, over the {MAX_SOURCE}-byte limit",
                 tgz.len()
-            ));
+            )));
         }
         Ok(tgz)
     }
@@ -341,7 +380,16 @@ impl Execution<'_> {
 
     fn take_output(&mut self, pending: &Mutex<Vec<u8>>) {
         let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
-        self.log.extend_from_slice(&p);
+        let room = MAX_LOG.saturating_sub(self.log.len());
+        if p.len() > room && !self.truncated {
+            self.truncated = true;
+            self.log.extend_from_slice(&p[..room]);
+            self.log.extend_from_slice(
+                format!("\n... output truncated at {MAX_LOG} bytes ...\n").as_bytes(),
+            );
+        } else if !self.truncated {
+            self.log.extend_from_slice(&p);
+        }
         p.clear();
     }
 
@@ -410,7 +458,6 @@ async fn finish(
             )];
         }
         Ending::CommError(why) => {
-            tracing::warn!(build = %b.build_id, machine = machine_id, why, "communication error; dropping the machine and requeueing");
             inner
                 .metrics
                 .builds_comm_error
@@ -418,9 +465,22 @@ async fn finish(
             inner
                 .machines
                 .disconnect_because(machine_id, MachineLostReason::Broken, &why);
+            let wait = inner.note_failure(b, true);
+            tracing::warn!(build = %b.build_id, machine = machine_id, why, ?wait, "communication error; dropped the machine");
             let farm = inner.read_farm();
-            let mut taken = BTreeSet::new();
-            return inner.requeue_events(&farm, b, &why, &mut taken);
+            return match wait {
+                None => inner.requeue_events(&farm, b, &why, &mut BTreeSet::new()),
+                Some(_) => vec![inner.comm_error_event(b, &why)],
+            };
+        }
+        Ending::Unavailable(why) => {
+            inner
+                .metrics
+                .builds_comm_error
+                .fetch_add(1, Ordering::Relaxed);
+            let wait = inner.note_failure(b, false);
+            tracing::warn!(build = %b.build_id, why, ?wait, "the build could not start here; its work is tried again later");
+            return vec![inner.comm_error_event(b, &why)];
         }
         Ending::Verdict { failed: None } => {
             inner.metrics.builds_passed.fetch_add(1, Ordering::Relaxed);
@@ -458,6 +518,7 @@ async fn finish(
         }
     };
     let log_hash = blob.as_ref().map(|l| l.sha256.clone()).unwrap_or_default();
+    inner.note_verdict(b);
     tracing::info!(build = %b.build_id, builder = %b.builder, ?outcome, "build done");
     let mut events = vec![inner.build_event(
         &b.build_id,

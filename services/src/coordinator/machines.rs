@@ -66,6 +66,8 @@ pub struct Machines {
 
 /// The longest wait between dials of an unreachable listen-mode buildlet.
 const MAX_REDIAL: Duration = Duration::from_secs(10);
+/// A connection that lasts this long resets the redial backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 
 impl Machines {
     /// A registry over `reverse`; `instance` prefixes the ids of machines
@@ -129,6 +131,15 @@ impl Machines {
         self.disconnect(machine_id);
     }
 
+    /// Forgets loss reasons of machines `keep` does not want (ones dropped
+    /// before their registration was recorded, whose loss never will be).
+    pub fn retain_losses(&self, keep: impl Fn(&str) -> bool) {
+        self.losses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| keep(id));
+    }
+
     /// Why a machine that left was dropped here, if it was (once).
     pub fn take_loss(&self, machine_id: &str) -> Option<(MachineLostReason, String)> {
         self.losses
@@ -138,10 +149,12 @@ impl Machines {
     }
 
     /// Asks every machine for `/status` each `every`; one that fails or
-    /// takes longer than `timeout` is dropped as lost by heartbeat.
+    /// takes longer than `timeout` twice in a row is dropped as lost by
+    /// heartbeat (once would drop a machine that is merely loaded).
     pub fn spawn_health_checks(self: &Arc<Self>, every: Duration, timeout: Duration) {
         let machines = self.clone();
         tokio::spawn(async move {
+            let mut missed: BTreeMap<String, u32> = BTreeMap::new();
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
@@ -159,18 +172,31 @@ impl Machines {
                     })
                     .map(tokio::spawn)
                     .collect();
+                let mut checked = std::collections::BTreeSet::new();
                 for check in checks {
                     let Ok((m, answer)) = check.await else {
                         continue;
                     };
+                    checked.insert(m.machine_id.clone());
                     let why = match answer {
-                        Ok(Ok(_)) => continue,
-                        Ok(Err(e)) => format!("status check failed: {e}"),
-                        Err(_) => format!("no answer to a status check within {timeout:?}"),
+                        Ok(Ok(_)) => {
+                            missed.remove(&m.machine_id);
+                            continue;
+                        }
+                        Ok(Err(e)) => format!("status checks failed: {e}"),
+                        Err(_) => format!("no answer to two status checks within {timeout:?}"),
                     };
-                    tracing::warn!(machine = %m.machine_id, hostname = %m.hostname, why, "machine failed its health check; dropping it");
+                    let count = missed.entry(m.machine_id.clone()).or_insert(0);
+                    *count += 1;
+                    if *count < 2 {
+                        tracing::info!(machine = %m.machine_id, why, "machine missed a health check");
+                        continue;
+                    }
+                    missed.remove(&m.machine_id);
+                    tracing::warn!(machine = %m.machine_id, hostname = %m.hostname, why, "machine failed its health checks; dropping it");
                     machines.disconnect_because(&m.machine_id, MachineLostReason::Heartbeat, &why);
                 }
+                missed.retain(|id, _| checked.contains(id));
             }
         });
     }
@@ -203,12 +229,21 @@ impl Machines {
                 match machines.dial(&buildlet, &key, connection).await {
                     Ok(mut driver) => {
                         connection += 1;
-                        delay = Duration::from_millis(100);
+                        let connected = std::time::Instant::now();
                         let _ = (&mut driver).await;
                         let id = format!("{}-s{}-{}", machines.instance, buildlet.addr, connection);
                         machines.lock().remove(&id);
                         machines.changed.send_modify(|n| *n += 1);
                         tracing::info!(addr = %buildlet.addr, "listen-mode buildlet connection ended");
+                        // A connection that lasted is a fresh start; one that
+                        // ended at once (a buildlet that breaks every build)
+                        // keeps backing off.
+                        if connected.elapsed() > STABLE_CONNECTION {
+                            delay = Duration::from_millis(100);
+                        } else {
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(MAX_REDIAL);
+                        }
                     }
                     Err(e) => {
                         tracing::debug!(addr = %buildlet.addr, error = %e, ?delay, "dialing buildlet failed");

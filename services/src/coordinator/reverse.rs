@@ -143,9 +143,18 @@ impl ReversePool {
         let started = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
+        Self::with_instance(
+            master_key,
+            &format!("rev{:x}{:x}", started.as_nanos(), std::process::id()),
+        )
+    }
+
+    /// A pool whose machine ids start with `instance` (the coordinator's
+    /// random instance id, so ids never repeat across runs).
+    pub fn with_instance(master_key: Secret, instance: &str) -> Arc<ReversePool> {
         Arc::new(ReversePool {
             master_key,
-            instance: format!("rev{:x}{:x}", started.as_secs(), std::process::id()),
+            instance: instance.to_owned(),
             state: Mutex::new(PoolState::default()),
             changed: watch::Sender::new(0),
         })
@@ -371,7 +380,7 @@ impl ReversePool {
             state.next_id += 1;
             let info = MachineInfo {
                 id: state.next_id,
-                machine_id: format!("{}-{}", self.instance, state.next_id),
+                machine_id: format!("{}-r{}", self.instance, state.next_id),
                 host_type: host_type.clone(),
                 hostname: hostname.clone(),
                 version,

@@ -26,12 +26,12 @@ use tokio::sync::watch;
 
 use almanac_log::Position;
 use almanac_projections::Projection as _;
-use almanac_projections::farm::{Build, BuildState, Farm};
+use almanac_projections::farm::{Build, BuildState, Farm, WorkKey};
 use almanac_proto::pb::farm::{
     BuildCanceled, BuildCompleted, BuildEvent, BuildKind, BuildOutcome, BuildRequested, BuilderRev,
-    BuildletAssigned, BuildletRequested, BuildletRole, EventMeta, MachineEvent, MachineLost,
-    MachineLostReason, MachineRegistered, MachineRegistrationRejected, Priority, PriorityClass,
-    ResultEvent, build_event, machine_event,
+    BuildletAssigned, BuildletRequestWithdrawn, BuildletRequested, BuildletRole, EventMeta,
+    MachineEvent, MachineLost, MachineLostReason, MachineRegistered, MachineRegistrationRejected,
+    Priority, PriorityClass, ResultEvent, build_event, machine_event,
 };
 use almanac_proto::pb::maintpb::Mutation;
 
@@ -125,6 +125,10 @@ pub(crate) struct Inner {
     /// stopped): it then decides nothing more, and the process should exit
     /// so a supervisor restarts it.
     fatal: watch::Sender<Option<String>>,
+    /// Work whose builds keep failing without a verdict, and until when it
+    /// waits before it is requested again (kept in memory only: a restart
+    /// forgets it, which costs at most a few early retries).
+    retry: Mutex<BTreeMap<WorkKey, Backoff>>,
     event_seq: AtomicU64,
     id_seq: AtomicU64,
     id_seed: u64,
@@ -145,6 +149,8 @@ pub enum StartError {
     Blobs(#[from] super::blobs::BlobError),
     #[error("reading the random seed: {0}")]
     Random(std::io::Error),
+    #[error("folding the log: {0}")]
+    Fold(String),
 }
 
 fn random_u64() -> Result<u64, std::io::Error> {
@@ -160,6 +166,31 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// A work item's run of failures without a verdict.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    consecutive: u32,
+    until: Instant,
+}
+
+/// Failures of one work item that are retried at once; later ones wait.
+const IMMEDIATE_RETRIES: u32 = 2;
+/// The first wait after the immediate retries, doubled per failure.
+const FIRST_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest wait between tries of one work item.
+const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
+/// How long an append may take before it counts as failed.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn work_key_of(b: &Build) -> WorkKey {
+    (
+        b.builder.clone(),
+        b.rev.clone(),
+        b.sub_name.clone(),
+        b.sub_rev.clone(),
+    )
 }
 
 /// Nanoseconds since the epoch, as a protobuf timestamp.
@@ -257,7 +288,12 @@ impl Inner {
                 meta.batch_following = following;
             }
         }
-        let r = self.upstream.append(&batch).await;
+        let r = match tokio::time::timeout(APPEND_TIMEOUT, self.upstream.append(&batch)).await {
+            Ok(r) => r,
+            Err(_) => Err(super::upstream::UpstreamError::Append(format!(
+                "no answer within {APPEND_TIMEOUT:?}"
+            ))),
+        };
         if r.is_err() {
             self.metrics.append_failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -299,16 +335,9 @@ impl Inner {
         ]
     }
 
-    /// A build that will not finish here ends in a communication error (not
-    /// a result) and its work is requested again as a new attempt.
-    pub(crate) fn requeue_events(
-        &self,
-        farm: &Farm,
-        build: &Build,
-        why: &str,
-        taken: &mut BTreeSet<String>,
-    ) -> Vec<Mutation> {
-        let mut events = vec![self.build_event(
+    /// A build's end in a communication error: not a result.
+    pub(crate) fn comm_error_event(&self, build: &Build, why: &str) -> Mutation {
+        self.build_event(
             &build.build_id,
             build_event::Event::BuildCompleted(BuildCompleted {
                 build_id: build.build_id.clone(),
@@ -319,7 +348,83 @@ impl Inner {
                 log: None,
                 log_url: String::new(),
             }),
-        )];
+        )
+    }
+
+    /// Notes that a build of `b`'s work ended without a verdict. Returns
+    /// `None` if it should be requested again at once (`immediate` and one
+    /// of the first failures in a row), else how long its work now waits.
+    pub(crate) fn note_failure(&self, b: &Build, immediate: bool) -> Option<Duration> {
+        let mut retry = self.retry.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = retry.entry(work_key_of(b)).or_insert(Backoff {
+            consecutive: 0,
+            until: Instant::now(),
+        });
+        entry.consecutive += 1;
+        if immediate && entry.consecutive <= IMMEDIATE_RETRIES {
+            return None;
+        }
+        let doublings = entry
+            .consecutive
+            .saturating_sub(IMMEDIATE_RETRIES + 1)
+            .min(16);
+        let wait = FIRST_BACKOFF
+            .saturating_mul(1 << doublings)
+            .min(MAX_BACKOFF);
+        entry.until = Instant::now() + wait;
+        Some(wait)
+    }
+
+    /// Notes that a build of `b`'s work reached a verdict.
+    pub(crate) fn note_verdict(&self, b: &Build) {
+        self.retry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&work_key_of(b));
+    }
+
+    /// Whether `work` is waiting out a backoff now.
+    fn backing_off(&self, work: &WorkKey) -> bool {
+        self.retry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(work)
+            .is_some_and(|b| b.until > Instant::now())
+    }
+
+    /// Waits until the fold has caught up with the log's end as it is now
+    /// (after an append whose outcome is unknown).
+    pub(crate) async fn sync_to_head(&self) -> Result<(), super::upstream::UpstreamError> {
+        let end = tokio::time::timeout(APPEND_TIMEOUT, self.upstream.end())
+            .await
+            .map_err(|_| {
+                super::upstream::UpstreamError::Follow(format!(
+                    "no answer within {APPEND_TIMEOUT:?}"
+                ))
+            })??;
+        if end > 0 {
+            self.wait_folded(end - 1).await;
+        }
+        Ok(())
+    }
+
+    /// Whether the fold shows `build_id` queued or running.
+    pub(crate) fn is_live(&self, build_id: &str) -> bool {
+        self.read_farm()
+            .build(build_id)
+            .is_some_and(|b| !matches!(b.state, BuildState::Done { .. }))
+    }
+
+    /// A build that will not finish here ends in a communication error (not
+    /// a result) and its work is requested again as a new attempt.
+    pub(crate) fn requeue_events(
+        &self,
+        farm: &Farm,
+        build: &Build,
+        why: &str,
+        taken: &mut BTreeSet<String>,
+    ) -> Vec<Mutation> {
+        let mut events = vec![self.comm_error_event(build, why)];
         let retry = self.new_build_id(farm, taken);
         taken.insert(retry.clone());
         let work = BuilderRev {
@@ -362,7 +467,7 @@ impl Coordinator {
         let seed = random_u64().map_err(StartError::Random)?;
         let instance = format!("P{:09x}", mix(seed) & 0xf_ffff_ffff);
         let blobs = BlobStore::open(&config.blobs_dir)?;
-        let reverse = ReversePool::new(config.master_key.clone());
+        let reverse = ReversePool::with_instance(config.master_key.clone(), &instance);
         let machines = Machines::new(reverse, &instance);
         let inner = Arc::new(Inner {
             upstream,
@@ -375,6 +480,7 @@ impl Coordinator {
             metrics: Metrics::default(),
             started: SystemTime::now(),
             fatal: watch::Sender::new(None),
+            retry: Mutex::new(BTreeMap::new()),
             event_seq: AtomicU64::new(0),
             id_seq: AtomicU64::new(0),
             id_seed: seed,
@@ -393,7 +499,14 @@ impl Coordinator {
         }
         let loaded = Instant::now();
         if end > 0 {
-            inner.wait_folded(end - 1).await;
+            let mut fatal = inner.fatal.subscribe();
+            tokio::select! {
+                () = inner.wait_folded(end - 1) => {}
+                why = fatal.wait_for(Option::is_some) => {
+                    let why = why.map(|w| w.clone().unwrap_or_default()).unwrap_or_default();
+                    return Err(StartError::Fold(why));
+                }
+            }
         }
         tracing::info!(
             instance,
@@ -513,6 +626,12 @@ impl Inner {
         if !envs.hosts.contains_key(&builder.host_type) {
             return Err(format!("no host type {:?}", builder.host_type));
         }
+        if builder.host_type != b.host_type {
+            return Err(format!(
+                "requested on {:?}, but {} now runs on {:?}",
+                b.host_type, b.builder, builder.host_type
+            ));
+        }
         let repo = if b.sub_name.is_empty() {
             "go"
         } else {
@@ -584,6 +703,7 @@ async fn fold(inner: Arc<Inner>, mut records: super::upstream::Records) {
     while let Some(first) = records.next().await {
         let mut next = Some(first);
         let mut end = None;
+        let mut taken = 0usize;
         while let Some(record) = next {
             let record = match record {
                 Ok(r) => r,
@@ -596,10 +716,11 @@ async fn fold(inner: Arc<Inner>, mut records: super::upstream::Records) {
                 }
             };
             end = Some(record.end);
+            taken += 1;
             if let Some(m) = farm_mutation(&record) {
                 chunk.push((Position(record.position), m));
             }
-            next = if chunk.len() < FOLD_CHUNK {
+            next = if taken < FOLD_CHUNK {
                 records.try_next()
             } else {
                 None
@@ -607,14 +728,18 @@ async fn fold(inner: Arc<Inner>, mut records: super::upstream::Records) {
         }
         // The position is published under the write lock, so a reader
         // holding the read lock sees a farm and a position that match.
-        let mut farm = inner.farm.write().unwrap_or_else(|p| p.into_inner());
-        for (position, m) in chunk.drain(..) {
-            let _ = farm.apply(position, &m);
+        {
+            let mut farm = inner.farm.write().unwrap_or_else(|p| p.into_inner());
+            for (position, m) in chunk.drain(..) {
+                let _ = farm.apply(position, &m);
+            }
+            if let Some(end) = end {
+                inner.folded.send_replace(end);
+            }
         }
-        if let Some(end) = end {
-            inner.folded.send_replace(end);
-        }
-        drop(farm);
+        // Catching up reads what is durable without waiting: let the
+        // runtime's other tasks (maintnerd's, in `up`) run between chunks.
+        tokio::task::yield_now().await;
     }
     tracing::info!("the log closed; the coordinator's fold ended");
 }
@@ -627,30 +752,30 @@ async fn decide_loop(inner: Arc<Inner>) {
     let mut corpus = inner.upstream.corpus_changes();
     let mut tick = tokio::time::interval(inner.config.discovery_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut refusals_seen = 0u64;
-    let mut last_try = Instant::now() - Duration::from_secs(60);
+    let mut state = DecideState::default();
+    let mut last_try: Option<Instant> = None;
     let mut backoff = Duration::from_millis(100);
     // Discovery walks the corpus, so it runs only when something it reads
-    // moved (the corpus, the farm's own events, the pool) or on the tick,
-    // not on every record ingest appends.
+    // moved (the corpus, a build's end or a result, the pool) or on the
+    // tick, not on every record ingest appends or every log chunk.
     let mut discovery_due = true;
-    let mut farm_events_seen = u64::MAX;
+    let mut generation_seen = u64::MAX;
     loop {
-        let farm_events = inner.read_farm().events();
-        if farm_events != farm_events_seen {
-            farm_events_seen = farm_events;
+        let generation = inner.read_farm().work_generation();
+        if generation != generation_seen {
+            generation_seen = generation;
             discovery_due = true;
         }
         let discovery = match discovery_due {
             false => Discovery::Skip,
-            true if last_try.elapsed() >= Duration::from_secs(1) => {
-                last_try = Instant::now();
+            true if last_try.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) => {
+                last_try = Some(Instant::now());
                 Discovery::WithTry
             }
             true => Discovery::PostSubmit,
         };
         discovery_due = false;
-        let decisions = decide(&inner, &mut refusals_seen, discovery);
+        let decisions = decide(&inner, &mut state, discovery);
         inner.metrics.decisions.fetch_add(1, Ordering::Relaxed);
         if !decisions.events.is_empty() {
             match inner.append(&decisions.events).await {
@@ -673,6 +798,12 @@ async fn decide_loop(inner: Arc<Inner>) {
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                    // The batch may have been made durable with its answer
+                    // lost: decide again only from a fold that has caught
+                    // up with the log, so nothing is decided twice.
+                    if let Err(e) = inner.sync_to_head().await {
+                        tracing::warn!(error = %e, "could not reach the log's end");
+                    }
                     continue;
                 }
             }
@@ -687,6 +818,20 @@ async fn decide_loop(inner: Arc<Inner>) {
     }
 }
 
+/// What the decision loop remembers between rounds.
+#[derive(Debug, Default)]
+struct DecideState {
+    /// Refusals the reverse pool has had that were looked at.
+    refusals_seen: u64,
+    /// When each kind of refusal (host type, hostname, reason) was last
+    /// recorded: repeats within [`REFUSAL_QUIET`] are counted, not logged,
+    /// so a misconfigured or hostile dialer cannot grow the log.
+    refusals_recorded: BTreeMap<(String, String, String), Instant>,
+}
+
+/// How long an identical refusal goes unrecorded after one was.
+const REFUSAL_QUIET: Duration = Duration::from_secs(60);
+
 /// What a round of decisions discovers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Discovery {
@@ -698,7 +843,7 @@ enum Discovery {
 
 /// One round: reconcile machines, recover orphaned builds, discover work,
 /// assign machines. Reads the fold as it is now; appends nothing itself.
-fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> Decisions {
+fn decide(inner: &Arc<Inner>, state: &mut DecideState, discovery: Discovery) -> Decisions {
     let mut d = Decisions::default();
     let live = inner.machines.live();
     let farm = inner.read_farm();
@@ -731,9 +876,25 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> 
             inner.metrics.machines_lost.fetch_add(1, Ordering::Relaxed);
         }
     }
-    let (refusals, total) = inner.machines.reverse().refusals_since(*refusals_seen);
-    *refusals_seen = total;
+    inner
+        .machines
+        .retain_losses(|id| live_ids.contains(id) || farm.machine(id).is_some());
+    let (refusals, total) = inner.machines.reverse().refusals_since(state.refusals_seen);
+    state.refusals_seen = total;
+    let now = Instant::now();
+    state
+        .refusals_recorded
+        .retain(|_, at| now.duration_since(*at) < REFUSAL_QUIET);
     for r in refusals {
+        let key = (r.host_type.clone(), r.hostname.clone(), r.reason.clone());
+        if state.refusals_recorded.contains_key(&key) {
+            inner
+                .metrics
+                .registrations_refused
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        state.refusals_recorded.insert(key, now);
         d.events.push(inner.machine_event(
             "",
             machine_event::Event::RegistrationRejected(MachineRegistrationRejected {
@@ -797,7 +958,14 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> 
     // New work.
     let connected: BTreeSet<&str> = live.iter().map(|m| m.host_type.as_str()).collect();
     let buildable = |w: &Work| {
+        let key = (
+            w.builder.clone(),
+            w.rev.clone(),
+            w.sub_name.clone(),
+            w.sub_rev.clone(),
+        );
         inner.config.repos.contains_key(&w.repo)
+            && !inner.backing_off(&key)
             && inner.config.envs.hosts.get(&w.host_type).is_some_and(|h| {
                 h.pool != Pool::Reverse || connected.contains(w.host_type.as_str())
             })
@@ -876,6 +1044,22 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> 
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    // Gomote sessions are not served by this coordinator: such requests
+    // are withdrawn, so they cannot hold the head of a queue.
+    for (host_type, _) in farm.queue_lengths() {
+        for w in farm.queue(host_type).filter(|w| w.build_id.is_empty()) {
+            tracing::warn!(request = %w.request_id, session = %w.gomote_session, "withdrawing a gomote request (not served here)");
+            d.events.push(inner.build_event(
+                &w.request_id,
+                build_event::Event::BuildletRequestWithdrawn(BuildletRequestWithdrawn {
+                    request_id: w.request_id.clone(),
+                    reason: "gomote_unsupported".into(),
+                }),
+            ));
+            canceled.insert(w.request_id.clone());
+        }
+    }
+
     // Idle connected machines take the heads of their queues.
     let mut executing = inner.executing();
     for (request_id, machine_id) in farm.next_assignments() {
@@ -893,8 +1077,10 @@ fn decide(inner: &Arc<Inner>, refusals_seen: &mut u64, discovery: Discovery) -> 
         else {
             continue;
         };
-        if waiting.build_id.is_empty() || canceled.contains(&waiting.build_id) {
-            // Gomote sessions are not served by this coordinator yet.
+        if waiting.build_id.is_empty() {
+            continue;
+        }
+        if canceled.contains(&waiting.build_id) || executing.contains(&waiting.build_id) {
             continue;
         }
         let ahead = farm

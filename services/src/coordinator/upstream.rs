@@ -126,7 +126,11 @@ impl Upstream {
             .await
             .map_err(|e| UpstreamError::Append(format!("connecting to {addr}: {e}")))?
             .with_token(token);
-        let url = format!("http://{}/logs", addr.trim_start_matches("http://"));
+        let url = if addr.starts_with("https://") || addr.starts_with("http://") {
+            format!("{}/logs", addr.trim_end_matches('/'))
+        } else {
+            format!("http://{addr}/logs")
+        };
         let (corpus, changes, failure) =
             spawn_corpus_mirror(url, addr.to_owned(), cache_dir.to_owned())
                 .await

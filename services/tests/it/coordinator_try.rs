@@ -298,3 +298,140 @@ fn builds_this_coordinator_cannot_run_are_canceled() {
     }
     rt.block_on(server.shutdown()).expect("shutdown");
 }
+
+/// A build whose source this coordinator cannot read (a commit its copy
+/// of the repository lacks) ends without a result, and its work waits
+/// before it is tried again instead of spinning.
+#[test]
+fn a_missing_source_is_no_result_and_backs_off() {
+    use almanac_proto::pb::maintpb::{GitMutation, GitRepo, Mutation};
+    use prost::Message as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The log knows demo's main at hand-made commit 7, which no git
+    // repository holds.
+    let git_mutation = |m: GitMutation| {
+        bytes::Bytes::from(
+            Mutation {
+                git: Some(m),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    };
+    let repo = Some(GitRepo {
+        go_repo: "demo".into(),
+    });
+    let records = vec![
+        git_mutation(GitMutation {
+            repo: repo.clone(),
+            commit: Some(crate::support::commit(7, None, "demo: first")),
+            ..Default::default()
+        }),
+        git_mutation(GitMutation {
+            repo,
+            refs: vec![crate::support::git_ref("refs/heads/main", 7)],
+            ..Default::default()
+        }),
+    ];
+    let data = dir.path().join("log");
+    write_log(&data, records);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    git(&empty, &["init", "-q", "-b", "main"]);
+
+    let env = dir.path().join("env");
+    std::fs::create_dir_all(&env).expect("mkdir");
+    std::fs::write(env.join("setup.sh"), "#!/bin/sh\n").expect("setup");
+    std::fs::write(
+        env.join("hosts.toml"),
+        "[[host]]\ntype = \"host-try\"\npool = \"listen\"\nsetup = \"setup.sh\"\n",
+    )
+    .expect("hosts");
+    std::fs::write(
+        env.join("builders.toml"),
+        "[[builder]]\nname = \"linux-demo\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\nrepos = [\"demo\"]\nbranches = [\"main\"]\n",
+    )
+    .expect("builders");
+    let rt = runtime();
+    let mut server = rt
+        .block_on(almanac_services::maintnerd::Server::start(
+            almanac_services::maintnerd::Config::new(data, "127.0.0.1:0".parse().expect("addr")),
+        ))
+        .expect("maintnerd");
+    rt.block_on(server.corpus_ready());
+    let key = Secret::new(almanac_services::buildlet::host_key(
+        MASTER.as_bytes(),
+        "host-try",
+    ));
+    let buildlet = rt
+        .block_on(almanac_services::buildlet::Server::start(
+            almanac_services::buildlet::Config::new(
+                "127.0.0.1:0".parse().expect("addr"),
+                dir.path().join("work"),
+                "host-try".into(),
+                key,
+            ),
+        ))
+        .expect("buildlet");
+    let mut config = Config::new(
+        Environments::load(&env).expect("env"),
+        Secret::new(MASTER.into()),
+        dir.path().join("blobs"),
+    );
+    config.repos.insert("demo".into(), empty);
+    config.statics.push(StaticBuildlet {
+        host_type: "host-try".into(),
+        addr: buildlet.addr().to_string(),
+    });
+    config.discovery_interval = Duration::from_millis(100);
+    let coordinator = rt
+        .block_on(Coordinator::start(Upstream::Local(server.sink()), config))
+        .expect("coordinator");
+    let commit = crate::support::hash(7);
+    let ended = rt.block_on(coordinator.wait_until(WAIT, |f| {
+        f.builds()
+            .any(|b| b.sub_rev == commit && matches!(b.state, BuildState::Done { .. }))
+    }));
+    assert!(ended, "the build did not end");
+    // Several discovery passes later, still one build and no result.
+    let passes = || {
+        coordinator
+            .metrics()
+            .discovery_passes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let seen = passes();
+    let deadline = std::time::Instant::now() + WAIT;
+    while passes() < seen + 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no more discovery passes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (builds, results) = coordinator.read_farm(|f| {
+        (
+            f.builds()
+                .filter(|b| b.sub_rev == commit)
+                .cloned()
+                .collect::<Vec<_>>(),
+            f.results().count(),
+        )
+    });
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    assert_eq!(results, 0);
+    match &builds[0].state {
+        BuildState::Done {
+            outcome: BuildOutcome::CommError,
+            done_msg,
+        } => assert!(done_msg.contains("fetching the source"), "{done_msg}"),
+        other => panic!("{other:?}"),
+    }
+    // The machine was not blamed: it is still the same one, idle.
+    assert_eq!(
+        coordinator.read_farm(|f| f.machines().filter(|m| m.assigned_to.is_none()).count()),
+        1
+    );
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
