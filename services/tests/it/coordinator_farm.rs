@@ -10,7 +10,8 @@
 //! error, not a result, and its retry passes on the other machine); a
 //! registration with the wrong key (refused and recorded); the coordinator
 //! killed mid-build and restarted (interrupted builds are retried, nothing
-//! that finished runs again, and its status matches a replay of the log).
+//! that finished runs again, and its status matches a replay of the log);
+//! maintnerd killed and restarted under it.
 //! Tarballs with `../` entries are refused by the buildlet process itself
 //! (see `buildlet.rs`, `nothing_escapes_the_work_directory`).
 
@@ -291,6 +292,31 @@ impl Setup {
     }
 }
 
+/// Starts maintnerd over the test's log, syncing its repository, on
+/// `listen` (a restart takes the same address).
+fn start_maintnerd(root: &Path, n: u32, listen: &str) -> (Daemon, SocketAddr) {
+    let addr_file = root.join(format!("maintnerd-{n}.addr"));
+    let daemon = spawn(
+        &[
+            "maintnerd",
+            "--data",
+            arg(&root.join("log")),
+            "--listen",
+            listen,
+            "--addr-file",
+            arg(&addr_file),
+            "--token-file",
+            arg(&root.join("token")),
+            "--config",
+            arg(&root.join("ingest.toml")),
+            "--repos",
+            arg(&root.join("repos")),
+        ],
+        &root.join(format!("maintnerd-{n}.log")),
+    );
+    (daemon, wait_for_addr_file(&addr_file))
+}
+
 fn setup() -> (Setup, Daemon, Daemon) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
@@ -360,25 +386,7 @@ branches = ["main"]
     std::fs::write(root.join("master"), MASTER).expect("master");
     std::fs::write(root.join("wrong-key"), "not the host key").expect("wrong key");
 
-    let maintnerd = spawn(
-        &[
-            "maintnerd",
-            "--data",
-            arg(&root.join("log")),
-            "--listen",
-            "127.0.0.1:0",
-            "--addr-file",
-            arg(&root.join("maintnerd.addr")),
-            "--token-file",
-            arg(&root.join("token")),
-            "--config",
-            arg(&root.join("ingest.toml")),
-            "--repos",
-            arg(&root.join("repos")),
-        ],
-        &root.join("maintnerd.log"),
-    );
-    let maintnerd_addr = wait_for_addr_file(&root.join("maintnerd.addr"));
+    let (maintnerd, maintnerd_addr) = start_maintnerd(root, 1, "127.0.0.1:0");
     let listen = spawn(
         &[
             "buildlet",
@@ -434,7 +442,7 @@ branches = ["main"]
 
 #[test]
 fn the_farm_builds_commits_survives_lost_machines_and_a_coordinator_restart() {
-    let (s, _maintnerd, listen) = setup();
+    let (s, mut maintnerd, listen) = setup();
     let mut watch = LogWatch::new(s.maintnerd);
     let builders = ["rev-script", "listen-script"];
 
@@ -599,12 +607,28 @@ fn the_farm_builds_commits_survives_lost_machines_and_a_coordinator_restart() {
         interrupted[0].state
     );
 
+    // maintnerd itself killed and restarted on the same address: the
+    // coordinator's subscriptions and appends reconnect, and the next
+    // commit is built as before.
+    maintnerd.kill();
+    let (_maintnerd2, again) = start_maintnerd(s.dir.path(), 2, &s.maintnerd.to_string());
+    assert_eq!(again, s.maintnerd);
+    let c5 = commit(&s.repo, "fifth", &[("slow", None)]);
+    watch.wait(
+        "c5 passes on every builder after maintnerd's restart",
+        |f| {
+            builders
+                .iter()
+                .all(|b| f.result(b, "demo", &c5, "").is_some_and(|r| r.ok))
+        },
+    );
+
     // The configuration was recorded once: the restart found the same hash.
     assert_eq!(watch.farm.config_snapshots(), 1);
     assert!(watch.farm.config_hash().is_some_and(|h| h.len() == 64));
 
     // Nothing that finished ran twice: one verdict per builder and commit.
-    for c in [&c1, &c2, &c3, &c3b, &c4] {
+    for c in [&c1, &c2, &c3, &c3b, &c4, &c5] {
         for b in builders {
             assert_eq!(
                 verdicts(&watch.farm, b, c).len(),
