@@ -1,7 +1,8 @@
 //! The coordinator: the build farm's scheduler and build runner, whose
 //! queue, machine pool and builds are folds of the log (spec/coordinator.md).
 //!
-//! - [`run`]: the process: fold, decide, record, execute.
+//! - [`run`]: the process: fold the log, start decisions and executions.
+//! - `decide`: one round of decisions, and the loop that records them.
 //! - [`discovery`]: which work exists (post-submit commits, trybot CLs).
 //! - [`execute`]: one build on its machine.
 //! - [`machines`]: the machines reachable now (reverse and listen mode).
@@ -16,6 +17,7 @@
 pub mod blobs;
 pub mod client;
 pub mod config;
+mod decide;
 pub mod discovery;
 mod execute;
 mod http;
