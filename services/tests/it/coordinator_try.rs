@@ -28,6 +28,76 @@ fn try_builds<'a>(farm: &'a Farm, commit: &str) -> Vec<&'a almanac_projections::
         .collect()
 }
 
+/// maintnerd over the log in `data`, one listen-mode buildlet of
+/// `host-try`, and a coordinator with `builders` (a builders.toml) and the
+/// source repositories `repos`, all in this process.
+struct InProcess {
+    rt: tokio::runtime::Runtime,
+    server: almanac_services::maintnerd::Server,
+    _buildlet: almanac_services::buildlet::Server,
+    coordinator: Coordinator,
+}
+
+fn start_in_process(
+    dir: &std::path::Path,
+    data: std::path::PathBuf,
+    builders: &str,
+    repos: &[(&str, std::path::PathBuf)],
+) -> InProcess {
+    let env = dir.join("env");
+    std::fs::create_dir_all(&env).expect("mkdir");
+    std::fs::write(env.join("setup.sh"), "#!/bin/sh\n").expect("setup");
+    std::fs::write(
+        env.join("hosts.toml"),
+        "[[host]]\ntype = \"host-try\"\npool = \"listen\"\nsetup = \"setup.sh\"\n",
+    )
+    .expect("hosts");
+    std::fs::write(env.join("builders.toml"), builders).expect("builders");
+    let rt = runtime();
+    let mut server = rt
+        .block_on(almanac_services::maintnerd::Server::start(
+            almanac_services::maintnerd::Config::new(data, "127.0.0.1:0".parse().expect("addr")),
+        ))
+        .expect("maintnerd");
+    rt.block_on(server.corpus_ready());
+    let key = Secret::new(almanac_services::buildlet::host_key(
+        MASTER.as_bytes(),
+        "host-try",
+    ));
+    let buildlet = rt
+        .block_on(almanac_services::buildlet::Server::start(
+            almanac_services::buildlet::Config::new(
+                "127.0.0.1:0".parse().expect("addr"),
+                dir.join("work"),
+                "host-try".into(),
+                key,
+            ),
+        ))
+        .expect("buildlet");
+    let mut config = Config::new(
+        Environments::load(&env).expect("env"),
+        Secret::new(MASTER.into()),
+        dir.join("blobs"),
+    );
+    for (name, path) in repos {
+        config.repos.insert((*name).to_owned(), path.clone());
+    }
+    config.statics.push(StaticBuildlet {
+        host_type: "host-try".into(),
+        addr: buildlet.addr().to_string(),
+    });
+    config.discovery_interval = Duration::from_millis(100);
+    let coordinator = rt
+        .block_on(Coordinator::start(Upstream::Local(server.sink()), config))
+        .expect("coordinator");
+    InProcess {
+        rt,
+        server,
+        _buildlet: buildlet,
+        coordinator,
+    }
+}
+
 #[test]
 fn a_cl_voted_run_trybot_is_built_once_and_concluded() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -69,47 +139,14 @@ fn a_cl_voted_run_trybot_is_built_once_and_concluded() {
     records.push(cl);
     write_log(&data, records);
 
-    let env = dir.path().join("env");
-    std::fs::create_dir_all(&env).expect("mkdir");
-    std::fs::write(env.join("setup.sh"), "#!/bin/sh\n").expect("setup");
-    let hosts = "[[host]]\ntype = \"host-try\"\npool = \"listen\"\nsetup = \"setup.sh\"\n";
     // Try only: the go history's own commits are not in the repository.
     let builders = "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\nrepos = [\"go\"]\nbranches = [\"master\"]\ntry_bot = true\ntry_only = true\n";
-    std::fs::write(env.join("hosts.toml"), hosts).expect("hosts");
-    std::fs::write(env.join("builders.toml"), builders).expect("builders");
-    let envs = Environments::load(&env).expect("env");
-
-    let rt = runtime();
-    let mut server = rt
-        .block_on(almanac_services::maintnerd::Server::start(
-            almanac_services::maintnerd::Config::new(data, "127.0.0.1:0".parse().expect("addr")),
-        ))
-        .expect("maintnerd");
-    rt.block_on(server.corpus_ready());
-    let key = Secret::new(almanac_services::buildlet::host_key(
-        MASTER.as_bytes(),
-        "host-try",
-    ));
-    let buildlet = rt
-        .block_on(almanac_services::buildlet::Server::start(
-            almanac_services::buildlet::Config::new(
-                "127.0.0.1:0".parse().expect("addr"),
-                dir.path().join("work"),
-                "host-try".into(),
-                key,
-            ),
-        ))
-        .expect("buildlet");
-    let mut config = Config::new(envs, Secret::new(MASTER.into()), dir.path().join("blobs"));
-    config.repos.insert("go".into(), repo.clone());
-    config.statics.push(StaticBuildlet {
-        host_type: "host-try".into(),
-        addr: buildlet.addr().to_string(),
-    });
-    config.discovery_interval = Duration::from_millis(200);
-    let coordinator = rt
-        .block_on(Coordinator::start(Upstream::Local(server.sink()), config))
-        .expect("coordinator");
+    let InProcess {
+        rt,
+        server,
+        _buildlet,
+        coordinator,
+    } = start_in_process(dir.path(), data, builders, &[("go", repo.clone())]);
 
     let done = rt.block_on(coordinator.wait_until(WAIT, |f| {
         try_builds(f, &sha)
@@ -225,51 +262,17 @@ fn builds_this_coordinator_cannot_run_are_canceled() {
     }
     let data = dir.path().join("log");
     write_log(&data, records);
-    let env = dir.path().join("env");
-    std::fs::create_dir_all(&env).expect("mkdir");
-    std::fs::write(env.join("setup.sh"), "#!/bin/sh\n").expect("setup");
-    std::fs::write(
-        env.join("hosts.toml"),
-        "[[host]]\ntype = \"host-try\"\npool = \"listen\"\nsetup = \"setup.sh\"\n",
-    )
-    .expect("hosts");
-    std::fs::write(
-        env.join("builders.toml"),
+    let InProcess {
+        rt,
+        server,
+        _buildlet,
+        coordinator,
+    } = start_in_process(
+        dir.path(),
+        data,
         "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\n",
-    )
-    .expect("builders");
-    let rt = runtime();
-    let server = rt
-        .block_on(almanac_services::maintnerd::Server::start(
-            almanac_services::maintnerd::Config::new(data, "127.0.0.1:0".parse().expect("addr")),
-        ))
-        .expect("maintnerd");
-    let key = Secret::new(almanac_services::buildlet::host_key(
-        MASTER.as_bytes(),
-        "host-try",
-    ));
-    let buildlet = rt
-        .block_on(almanac_services::buildlet::Server::start(
-            almanac_services::buildlet::Config::new(
-                "127.0.0.1:0".parse().expect("addr"),
-                dir.path().join("work"),
-                "host-try".into(),
-                key,
-            ),
-        ))
-        .expect("buildlet");
-    let mut config = Config::new(
-        Environments::load(&env).expect("env"),
-        Secret::new(MASTER.into()),
-        dir.path().join("blobs"),
+        &[],
     );
-    config.statics.push(StaticBuildlet {
-        host_type: "host-try".into(),
-        addr: buildlet.addr().to_string(),
-    });
-    let coordinator = rt
-        .block_on(Coordinator::start(Upstream::Local(server.sink()), config))
-        .expect("coordinator");
     let both_done = rt.block_on(coordinator.wait_until(WAIT, |f| {
         ["B000000001", "B000000002"].iter().all(|id| {
             f.build(id)
@@ -340,54 +343,17 @@ fn a_missing_source_is_no_result_and_backs_off() {
     std::fs::create_dir_all(&empty).expect("mkdir");
     git(&empty, &["init", "-q", "-b", "main"]);
 
-    let env = dir.path().join("env");
-    std::fs::create_dir_all(&env).expect("mkdir");
-    std::fs::write(env.join("setup.sh"), "#!/bin/sh\n").expect("setup");
-    std::fs::write(
-        env.join("hosts.toml"),
-        "[[host]]\ntype = \"host-try\"\npool = \"listen\"\nsetup = \"setup.sh\"\n",
-    )
-    .expect("hosts");
-    std::fs::write(
-        env.join("builders.toml"),
+    let InProcess {
+        rt,
+        server,
+        _buildlet,
+        coordinator,
+    } = start_in_process(
+        dir.path(),
+        data,
         "[[builder]]\nname = \"linux-demo\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\nrepos = [\"demo\"]\nbranches = [\"main\"]\n",
-    )
-    .expect("builders");
-    let rt = runtime();
-    let mut server = rt
-        .block_on(almanac_services::maintnerd::Server::start(
-            almanac_services::maintnerd::Config::new(data, "127.0.0.1:0".parse().expect("addr")),
-        ))
-        .expect("maintnerd");
-    rt.block_on(server.corpus_ready());
-    let key = Secret::new(almanac_services::buildlet::host_key(
-        MASTER.as_bytes(),
-        "host-try",
-    ));
-    let buildlet = rt
-        .block_on(almanac_services::buildlet::Server::start(
-            almanac_services::buildlet::Config::new(
-                "127.0.0.1:0".parse().expect("addr"),
-                dir.path().join("work"),
-                "host-try".into(),
-                key,
-            ),
-        ))
-        .expect("buildlet");
-    let mut config = Config::new(
-        Environments::load(&env).expect("env"),
-        Secret::new(MASTER.into()),
-        dir.path().join("blobs"),
+        &[("demo", empty)],
     );
-    config.repos.insert("demo".into(), empty);
-    config.statics.push(StaticBuildlet {
-        host_type: "host-try".into(),
-        addr: buildlet.addr().to_string(),
-    });
-    config.discovery_interval = Duration::from_millis(100);
-    let coordinator = rt
-        .block_on(Coordinator::start(Upstream::Local(server.sink()), config))
-        .expect("coordinator");
     let commit = crate::support::hash(7);
     let ended = rt.block_on(coordinator.wait_until(WAIT, |f| {
         f.builds()
