@@ -1,6 +1,6 @@
 //! The coordinator's HTTP routes: the status pages (`/`, `/status.json`,
 //! `/status/reverse.json`, `/status/post-submit-active.json`,
-//! `/build/{id}`), build logs (`/log/{sha256}`), `/metrics`, and the
+//! `/build/{id}`, `/try` and `/try.json`), build logs (`/log/{sha256}`), `/metrics`, and the
 //! reverse pool's `/reverse`. Pages are rendered from the farm fold alone
 //! (see `status`); nothing here changes state except a buildlet
 //! registering.
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -32,6 +32,8 @@ pub(crate) fn router(inner: Arc<Inner>) -> axum::Router {
         .route("/status/reverse.json", get(reverse_json))
         .route("/status/post-submit-active.json", get(post_submit_active))
         .route("/build/{id}", get(build_page))
+        .route("/try", get(try_page))
+        .route("/try.json", get(try_json))
         .route("/log/{sha256}", get(log))
         .route("/metrics", get(metrics))
         .with_state(inner)
@@ -92,6 +94,58 @@ async fn build_page(State(inner): State<Arc<Inner>>, Path(id): Path<String>) -> 
     match status::render_build_html(&farm, &id, now_nanos()) {
         Some(page) => Html(page).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no build {id:?}\n")).into_response(),
+    }
+}
+
+/// The `commit` of `/try?commit=<prefix>` ("" if absent).
+fn commit_param(query: Option<&str>) -> String {
+    query
+        .and_then(|q| crate::form::first_value(q, "commit"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+fn try_set(inner: &Inner, commit: &str) -> Option<status::TryStatus> {
+    status::try_status(&inner.read_farm(), commit)
+}
+
+/// `/try.json?commit=`: Go's shape, `{success, error?, payload}`, CORS open.
+async fn try_json(State(inner): State<Arc<Inner>>, RawQuery(query): RawQuery) -> Response {
+    let (status, body) = match try_set(&inner, &commit_param(query.as_deref())) {
+        Some(set) => (
+            StatusCode::OK,
+            serde_json::json!({ "success": true, "payload": set }),
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            serde_json::json!({
+                "success": false,
+                "error": "no try set has a commit with that prefix (done long ago, not yet discovered, or never asked for)",
+            }),
+        ),
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        body.to_string() + "\n",
+    )
+        .into_response()
+}
+
+/// `/try?commit=`: the same as a page.
+async fn try_page(State(inner): State<Arc<Inner>>, RawQuery(query): RawQuery) -> Response {
+    let commit = commit_param(query.as_deref());
+    match try_set(&inner, &commit) {
+        Some(set) => Html(status::render_try_html(&set)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no try set has a commit starting with {commit:?}\n"),
+        )
+            .into_response(),
     }
 }
 

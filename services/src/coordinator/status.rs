@@ -1412,5 +1412,111 @@ pub fn post_submit_active_json(farm: &Farm) -> Value {
     Value::Array(list)
 }
 
+/// A try set as `/try.json` reports it: the newest set whose commit starts
+/// with `commit_prefix`, with each builder's latest attempt. `None` if no
+/// try build has such a commit (or the prefix is empty).
+pub fn try_status(farm: &Farm, commit_prefix: &str) -> Option<TryStatus> {
+    if commit_prefix.is_empty() {
+        return None;
+    }
+    let commit_of = |b: &Build| {
+        if b.sub_rev.is_empty() {
+            b.rev.clone()
+        } else {
+            b.sub_rev.clone()
+        }
+    };
+    let matching: Vec<&Build> = farm
+        .builds()
+        .filter(|b| is_try(b.kind) && commit_of(b).starts_with(commit_prefix))
+        .collect();
+    let newest = matching.iter().max_by_key(|b| b.requested_at)?;
+    let (change_id, commit) = (newest.try_id.clone(), commit_of(newest));
+    let mut latest: BTreeMap<&str, &Build> = BTreeMap::new();
+    for b in matching
+        .into_iter()
+        .filter(|b| b.try_id == change_id && commit_of(b) == commit)
+    {
+        let slot = latest.entry(b.builder.as_str()).or_insert(b);
+        if b.requested_at > slot.requested_at {
+            *slot = b;
+        }
+    }
+    let builds = latest
+        .values()
+        .map(|b| TryBuildStatus {
+            name: b.builder.clone(),
+            start_time: rfc3339(b.started_time.unwrap_or(b.requested_time)),
+            done: matches!(b.state, BuildState::Done { .. }),
+            succeeded: matches!(
+                b.state,
+                BuildState::Done {
+                    outcome: BuildOutcome::Passed,
+                    ..
+                }
+            ),
+            url: build_url(&b.build_id),
+        })
+        .collect();
+    Some(TryStatus {
+        change_id,
+        commit,
+        builds,
+    })
+}
+
+/// `/try.json`'s payload (Go's keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TryStatus {
+    #[serde(rename = "changeId")]
+    pub change_id: String,
+    pub commit: String,
+    pub builds: Vec<TryBuildStatus>,
+}
+
+/// One builder of a try set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TryBuildStatus {
+    pub name: String,
+    #[serde(rename = "startTime")]
+    pub start_time: Option<String>,
+    pub done: bool,
+    pub succeeded: bool,
+    /// The build's page (not in Go's payload; extra keys are ignored by
+    /// its readers).
+    pub url: String,
+}
+
+/// `/try?commit=`: the try set as a page.
+pub fn render_try_html(status: &TryStatus) -> String {
+    let mut out = String::new();
+    page_start(&mut out, &format!("TryBots for {}", short(&status.commit)));
+    let _ = write!(
+        out,
+        "<p><a href=\"/\">&larr; farm status</a></p>\n<h1>TryBots</h1>\n\
+         <p>Change <code>{}</code>, commit <code>{}</code></p>\n<table>\n\
+         <tr><th>Builder</th><th>Started</th><th>State</th></tr>\n",
+        escape(&status.change_id),
+        escape(&status.commit)
+    );
+    for b in &status.builds {
+        let (class, state) = match (b.done, b.succeeded) {
+            (false, _) => ("running", "running"),
+            (true, true) => ("ok", "passed"),
+            (true, false) => ("failed", "failed"),
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td class=\"{class}\">{state}</td></tr>",
+            escape(&b.url),
+            escape(&b.name),
+            escape(b.start_time.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</table>\n");
+    page_end(&mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests;

@@ -189,6 +189,40 @@ fn a_cl_voted_run_trybot_is_built_once_and_concluded() {
         String::from_utf8(blobs.get(&log.sha256).expect("get").expect("stored")).expect("utf-8");
     assert!(text.contains("trybot ran on linux-try"), "{text}");
 
+    // The try set on /try.json (Go's shape, CORS open) and /try.
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = coordinator.router();
+    rt.spawn(async move { axum::serve(listener, router).await });
+    let short = &sha[..8];
+    let answer = crate::support::exchange(
+        addr,
+        "GET",
+        &format!("/try.json?commit={short}"),
+        &[],
+        b"",
+        true,
+    );
+    assert_eq!(answer.header("access-control-allow-origin"), Some("*"));
+    let json = answer.json();
+    assert_eq!(json["success"], true, "{json:#}");
+    assert_eq!(json["payload"]["changeId"], change_id(101).as_str());
+    assert_eq!(json["payload"]["commit"], sha.as_str());
+    let builds = json["payload"]["builds"].as_array().expect("builds");
+    assert_eq!(builds.len(), 1, "{json:#}");
+    assert_eq!(builds[0]["name"], "linux-try");
+    assert_eq!(builds[0]["done"], true);
+    assert_eq!(builds[0]["succeeded"], true);
+    let missing =
+        crate::support::exchange(addr, "GET", "/try.json?commit=deadbeef", &[], b"", true);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["success"], false);
+    let page =
+        crate::support::exchange(addr, "GET", &format!("/try?commit={short}"), &[], b"", true);
+    assert!(page.text().contains("linux-try"), "{}", page.text());
+
     // Later try discovery passes do not build it again.
     let passes = || {
         coordinator
