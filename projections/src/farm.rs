@@ -239,6 +239,9 @@ pub struct Farm {
     /// The last [`REJECTIONS_KEPT`] refused registrations, oldest first.
     rejections: std::collections::VecDeque<Rejection>,
     rejections_total: u64,
+    /// Try sets (try id, commit) whose result has not been posted to
+    /// Gerrit, with each builder's latest build.
+    try_sets: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// Bumped whenever what work discovery reads changes: a build ends (its
     /// work may be wanted again), a result is recorded or cleared.
     work_generation: u64,
@@ -302,6 +305,14 @@ impl Farm {
     /// work discovery need only look again when it moved.
     pub fn work_generation(&self) -> u64 {
         self.work_generation
+    }
+
+    /// Try sets whose result has not been posted to Gerrit: (try id,
+    /// commit) and each builder's latest build id.
+    pub fn unposted_try_sets(
+        &self,
+    ) -> impl Iterator<Item = (&(String, String), &BTreeMap<String, String>)> {
+        self.try_sets.iter()
     }
 
     /// How many configuration snapshots were recorded.
@@ -529,6 +540,17 @@ impl Farm {
                     return;
                 }
                 let work = r.work.clone().unwrap_or_default();
+                if !r.try_id.is_empty() && r.kind() != BuildKind::PostSubmit {
+                    let commit = if work.sub_rev.is_empty() {
+                        work.rev.clone()
+                    } else {
+                        work.sub_rev.clone()
+                    };
+                    self.try_sets
+                        .entry((r.try_id.clone(), commit))
+                        .or_default()
+                        .insert(work.builder.clone(), r.build_id.clone());
+                }
                 self.live_work.insert(
                     work_key(&work.builder, &work.rev, &work.sub_name, &work.sub_rev),
                     r.build_id.clone(),
@@ -869,6 +891,10 @@ impl Farm {
                         build_id: r.build_id.clone(),
                     },
                 );
+            }
+            Event::GerritReviewPosted(p) => {
+                self.try_sets
+                    .remove(&(p.try_id.clone(), p.revision.clone()));
             }
             Event::ResultCleared(c) => {
                 self.work_generation += 1;

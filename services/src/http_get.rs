@@ -1,6 +1,6 @@
-//! A minimal HTTP GET client for the daemons' small needs (pubsubhelper's
-//! `/waitevent`, build logs from the coordinator): one connection per
-//! request, plain HTTP or TLS with the system's roots, bodies bounded by
+//! A minimal HTTP/1.1 client for the daemons' small needs (pubsubhelper's
+//! `/waitevent`, build logs from the coordinator, reviews posted to
+//! Gerrit): one connection per request, plain HTTP or TLS with the system's roots, bodies bounded by
 //! the caller. It never follows redirects or keeps connections.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -55,6 +55,26 @@ impl Client {
 
     /// GETs `url`, holding at most `limit` bytes of the body.
     pub(crate) async fn get(&self, url: &str, limit: usize) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.send(http::Method::GET, url, &[], Bytes::new(), limit)
+            .await
+    }
+
+    /// Sends one request with `headers` and `body`, holding at most `limit`
+    /// bytes of the answer's body.
+    pub(crate) async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: &[(http::HeaderName, String)],
+        body: Bytes,
+        limit: usize,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = Outgoing {
+            method,
+            headers,
+            body,
+            limit,
+        };
         let uri: http::Uri = url.parse().context("not a URL")?;
         let host = uri.host().context("no host")?;
         // `[::1]` in a URL is `::1` to connect to and to verify.
@@ -72,7 +92,7 @@ impl Client {
             .with_context(|| format!("connecting to {authority}"))?;
         tcp.set_nodelay(true)?;
         match &self.tls {
-            None => exchange(tcp, &authority, &path, limit).await,
+            None => exchange(tcp, &authority, &path, request).await,
             Some(connector) => {
                 let name = rustls_pki_types::ServerName::try_from(bare_host)
                     .context("not a valid TLS server name")?;
@@ -80,28 +100,42 @@ impl Client {
                     .connect(name, tcp)
                     .await
                     .with_context(|| format!("TLS handshake with {authority}"))?;
-                exchange(tls, &authority, &path, limit).await
+                exchange(tls, &authority, &path, request).await
             }
         }
     }
 }
 
-/// One GET over `io`, driving the connection in this task so that dropping
-/// the future (timeout, cancel) closes it.
+/// What to send.
+struct Outgoing<'a> {
+    method: http::Method,
+    headers: &'a [(http::HeaderName, String)],
+    body: Bytes,
+    limit: usize,
+}
+
+/// One request over `io`, driving the connection in this task so that
+/// dropping the future (timeout, cancel) closes it.
 async fn exchange<T>(
     io: T,
     authority: &str,
     path: &str,
-    limit: usize,
+    request: Outgoing<'_>,
 ) -> anyhow::Result<(StatusCode, Bytes)>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    let limit = request.limit;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    let req = http::Request::get(path)
+    let mut req = http::Request::builder()
+        .method(request.method)
+        .uri(path)
         .header(http::header::HOST, authority)
-        .header(http::header::USER_AGENT, "almanac")
-        .body(Empty::<Bytes>::new())?;
+        .header(http::header::USER_AGENT, "almanac");
+    for (name, value) in request.headers {
+        req = req.header(name, value);
+    }
+    let req = req.body(Full::new(request.body))?;
     let work = async {
         let resp = sender.send_request(req).await?;
         let status = resp.status();

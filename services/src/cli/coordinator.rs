@@ -60,6 +60,18 @@ pub struct CoordinatorArgs {
     /// answer within 5 s is dropped as lost).
     #[arg(long, default_value_t = 15)]
     pub health_interval: u64,
+    /// Gerrit server to post trybot results to (e.g.
+    /// https://go-review.googlesource.com); without it none are posted.
+    #[arg(long)]
+    pub gerrit_url: Option<String>,
+    /// File holding `user:password` for Gerrit (posts go to `/a/...`);
+    /// without it posts are unauthenticated.
+    #[arg(long, requires = "gerrit_url")]
+    pub gerrit_auth_file: Option<PathBuf>,
+    /// This coordinator's address as people reach it, for links in the
+    /// reviews it posts.
+    #[arg(long)]
+    pub public_url: Option<String>,
     /// Write the bound address to this file once listening.
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
@@ -119,6 +131,14 @@ pub fn run(args: CoordinatorArgs) -> Result<()> {
         "--health-interval must be positive"
     );
     config.health_interval = Duration::from_secs(args.health_interval);
+    config.gerrit = match &args.gerrit_url {
+        Some(url) => Some(crate::coordinator::gerrit::GerritConfig {
+            url: url.clone(),
+            auth: crate::cli::pubsub::read_secret(args.gerrit_auth_file.as_deref())?,
+        }),
+        None => None,
+    };
+    config.public_url = args.public_url.clone();
     let cache = args.data.join("corpus-cache");
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     crate::cli::maint::runtime()?.block_on(async move {

@@ -29,6 +29,8 @@ use crate::farm::env::Pool;
 /// One round of decisions: events to append, then builds to start.
 #[derive(Debug, Default)]
 pub(crate) struct Decisions {
+    /// Finished try sets to report to Gerrit.
+    reviews: Vec<super::gerrit::Verdict>,
     events: Vec<Mutation>,
     /// (build id, machine id) pairs assigned in `events`.
     launches: Vec<(String, String)>,
@@ -65,8 +67,13 @@ pub(crate) async fn decide_loop(inner: Arc<Inner>) {
             true => Discovery::PostSubmit,
         };
         discovery_due = false;
-        let decisions = decide(&inner, &mut state, discovery);
+        let mut decisions = decide(&inner, &mut state, discovery);
         inner.metrics.decisions.fetch_add(1, Ordering::Relaxed);
+        if let Some(config) = &inner.config.gerrit {
+            for verdict in std::mem::take(&mut decisions.reviews) {
+                tokio::spawn(super::gerrit::post(inner.clone(), config.clone(), verdict));
+            }
+        }
         if !decisions.events.is_empty() {
             match inner.append(&decisions.events).await {
                 Ok(Some(last)) => {
@@ -348,6 +355,12 @@ fn decide(inner: &Arc<Inner>, state: &mut DecideState, discovery: Discovery) -> 
             ));
             canceled.insert(w.request_id.clone());
         }
+    }
+
+    // Finished try sets go to Gerrit (posted by the loop, outside the
+    // round).
+    if inner.config.gerrit.is_some() {
+        d.reviews = super::gerrit::due(inner, &farm);
     }
 
     // Idle connected machines take the heads of their queues.

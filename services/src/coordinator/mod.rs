@@ -10,6 +10,7 @@
 //! - [`client`]: a client of one buildlet over a held connection.
 //! - [`source`]: a commit's tree as the tarball a build starts from.
 //! - [`blobs`]: build logs by content hash.
+//! - [`gerrit`]: trybot results posted to Gerrit.
 //! - [`config`]: the builders and host types as the log records them.
 //! - [`status`] and `http`: the farmer pages, `/metrics`, `/reverse`.
 //! - [`upstream`]: the log, in process or over maintnerd's gRPC.
@@ -20,6 +21,7 @@ pub mod config;
 mod decide;
 pub mod discovery;
 mod execute;
+pub mod gerrit;
 mod http;
 pub mod machines;
 pub mod reverse;

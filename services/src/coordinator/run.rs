@@ -67,6 +67,10 @@ pub struct Config {
     pub health_interval: Duration,
     /// How long a status check may take before the machine is dropped.
     pub health_timeout: Duration,
+    /// Where trybot results are posted (none: not posted).
+    pub gerrit: Option<super::gerrit::GerritConfig>,
+    /// The coordinator's address as people reach it, for links in reviews.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -82,6 +86,8 @@ impl Config {
             step_timeout: Duration::from_secs(60 * 60),
             health_interval: Duration::from_secs(15),
             health_timeout: Duration::from_secs(5),
+            gerrit: None,
+            public_url: None,
         }
     }
 }
@@ -128,6 +134,8 @@ pub(crate) struct Inner {
     /// waits before it is requested again (kept in memory only: a restart
     /// forgets it, which costs at most a few early retries).
     retry: Mutex<BTreeMap<WorkKey, Backoff>>,
+    /// Try-set reviews in flight or waiting to be tried again.
+    pub(crate) reviews: Mutex<super::gerrit::Reviews>,
     event_seq: AtomicU64,
     id_seq: AtomicU64,
     id_seed: u64,
@@ -472,6 +480,7 @@ impl Coordinator {
             started: SystemTime::now(),
             fatal: watch::Sender::new(None),
             retry: Mutex::new(BTreeMap::new()),
+            reviews: Mutex::new(BTreeMap::new()),
             event_seq: AtomicU64::new(0),
             id_seq: AtomicU64::new(0),
             id_seed: seed,
