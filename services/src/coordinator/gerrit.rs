@@ -261,7 +261,10 @@ mod tests {
         );
         assert!(!message.contains("linux-amd64"), "{message}");
         let (message, _, _) = v.review(None);
-        assert!(message.contains("Failed on linux-386: build B2\n"), "{message}");
+        assert!(
+            message.contains("Failed on linux-386: build B2\n"),
+            "{message}"
+        );
     }
 }
 
