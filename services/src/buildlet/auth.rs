@@ -83,6 +83,29 @@ pub fn keys_match(given: &[u8], key: &[u8]) -> bool {
         == 0
 }
 
+/// Standard base64 (RFC 4648 §4) with padding: how a client encodes Basic
+/// credentials (the coordinator's posts to Gerrit).
+pub(crate) fn encode_base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Standard base64 (RFC 4648 §4), padding optional, as Go's clients encode
 /// Basic credentials. `None` for anything else.
 pub(crate) fn decode_base64(s: &str) -> Option<Vec<u8>> {

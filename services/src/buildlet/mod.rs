@@ -96,7 +96,7 @@
 pub mod metrics;
 pub mod reverse;
 
-mod auth;
+pub(crate) mod auth;
 mod body;
 mod exec;
 mod files;

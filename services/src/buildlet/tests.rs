@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
-use super::auth::{decode_base64, keys_match, presented_key};
+use super::auth::{decode_base64, encode_base64, keys_match, presented_key};
 use super::exec::{describe, go_duration, rewrite_path};
 use super::files::parse_mode;
 use super::form::{Form, parse_bool};
@@ -120,6 +120,15 @@ fn keys_are_presented_as_basic_passwords_or_bearer_tokens() {
     assert_eq!(with("Digest x"), None);
     assert_eq!(presented_key(&HeaderMap::new()), None);
     assert_eq!(decode_base64("Zm9vYmFy").as_deref(), Some(&b"foobar"[..]));
+    for plain in [&b""[..], b"f", b"fo", b"foo", b"git-gobot:secret"] {
+        let encoded = encode_base64(plain);
+        assert_eq!(decode_base64(&encoded).as_deref(), Some(plain));
+    }
+    assert_eq!(encode_base64(b"fo"), "Zm8=");
+    assert_eq!(
+        encode_base64(b"git-gobot:secret"),
+        "Z2l0LWdvYm90OnNlY3JldA=="
+    );
     assert_eq!(decode_base64("Zm9vYg==").as_deref(), Some(&b"foob"[..]));
     assert!(keys_match(b"k", b"k"));
     assert!(!keys_match(b"k", b"K"));

@@ -149,10 +149,12 @@ pub(crate) async fn post(inner: Arc<Inner>, config: GerritConfig, verdict: Verdi
     .to_string();
     let mut headers = vec![(http::header::CONTENT_TYPE, "application/json".to_owned())];
     if let Some(auth) = &config.auth {
-        use base64_like::encode;
         headers.push((
             http::header::AUTHORIZATION,
-            format!("Basic {}", encode(auth.expose().as_bytes())),
+            format!(
+                "Basic {}",
+                crate::buildlet::auth::encode_base64(auth.expose().as_bytes())
+            ),
         ));
     }
     let sent = async {
@@ -265,46 +267,5 @@ mod tests {
             message.contains("Failed on linux-386: build B2\n"),
             "{message}"
         );
-    }
-}
-
-mod base64_like {
-    //! Standard base64 (RFC 4648), for HTTP basic auth.
-
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub(super) fn encode(input: &[u8]) -> String {
-        let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-        for chunk in input.chunks(3) {
-            let b = [
-                chunk[0],
-                chunk.get(1).copied().unwrap_or(0),
-                chunk.get(2).copied().unwrap_or(0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn encodes_as_rfc_4648() {
-            assert_eq!(super::encode(b""), "");
-            assert_eq!(super::encode(b"f"), "Zg==");
-            assert_eq!(super::encode(b"fo"), "Zm8=");
-            assert_eq!(super::encode(b"foo"), "Zm9v");
-            assert_eq!(
-                super::encode(b"git-gobot:secret"),
-                "Z2l0LWdvYm90OnNlY3JldA=="
-            );
-        }
     }
 }
