@@ -51,7 +51,21 @@ impl<'a> Fields<'a> {
         Fields { buf }
     }
 
+    /// A varint. Keys, lengths and most values fit one byte, so that case
+    /// takes no loop.
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
+        if let Some((&b, rest)) = self.buf.split_first()
+            && b < 0x80
+        {
+            self.buf = rest;
+            return Ok(u64::from(b));
+        }
+        self.varint_long()
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, WireError> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let Some((&b, rest)) = self.buf.split_first() else {
@@ -285,14 +299,6 @@ fn field(schema: Schema, n: u32) -> Option<Kind> {
 /// Checks a record as prost would decode it.
 pub fn check(payload: &[u8]) -> Result<Check, WireError> {
     let mut canonical = true;
-    // Farm events (fields 100 to 103) are outside the corpus's schema: let
-    // prost validate them.
-    let mut fields = Fields::new(payload);
-    while let Some((n, _, _)) = fields.next_field()? {
-        if (100..=103).contains(&n) {
-            canonical = false;
-        }
-    }
     check_message(payload, Schema::Mutation, 0, &mut canonical)?;
     Ok(if canonical {
         Check::Canonical
@@ -314,6 +320,11 @@ fn check_message(
     let mut fields = Fields::new(buf);
     while let Some((n, wt, value)) = fields.next_field()? {
         let Some(kind) = field(schema, n) else {
+            // Farm events (fields 100 to 103) are outside the corpus's
+            // schema: let prost validate them.
+            if schema == Schema::Mutation && (100..=103).contains(&n) {
+                *canonical = false;
+            }
             continue;
         };
         fn bytes(v: Value<'_>) -> Result<&[u8], WireError> {
@@ -330,7 +341,9 @@ fn check_message(
             }
             Kind::String | Kind::RepString => {
                 let b = bytes(value)?;
-                if std::str::from_utf8(b).is_err() {
+                // Bodies are most of a log's bytes: the SIMD check is
+                // several times faster than the standard one on text.
+                if simdutf8::basic::from_utf8(b).is_err() {
                     return Err(WireError("invalid string value: data is not UTF-8 encoded"));
                 }
             }
