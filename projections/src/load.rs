@@ -19,7 +19,7 @@ use prost::Message as _;
 
 use bytes::Bytes;
 
-use crate::corpus::{Corpus, Prepared, PreparedRange, wire};
+use crate::corpus::{CommitKeys, Corpus, Prepared, PreparedRange, wire};
 
 /// Progress through a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +245,7 @@ impl Corpus {
             let decoder = scope.spawn(move || {
                 let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
                 let mut prepared = Prepared::default();
+                let mut keys = CommitKeys::default();
                 loop {
                     let item = match reader.next_record() {
                         Ok(Some(rec)) => {
@@ -254,7 +255,7 @@ impl Corpus {
                                 Ok((bytes, at)) => {
                                     // Parse commits here, off the folding
                                     // thread: it is the costly stateless part.
-                                    let range = prepared.add(&bytes);
+                                    let range = prepared.add(&bytes, &mut keys);
                                     Ok((end, Some((bytes, at, range))))
                                 }
                                 Err(_) if skip => Ok((end, None)),

@@ -184,6 +184,88 @@ pub struct GitState {
 pub(crate) struct GitStrings<'a> {
     pub(crate) syms: &'a mut Interner,
     pub(crate) texts: &'a mut Texts,
+    /// The symbols of the keys [`CommitKeys`] gave so far.
+    pub(crate) keyed: &'a mut KeyedSyms,
+}
+
+impl GitStrings<'_> {
+    /// The symbol of `bytes`, which the decoding thread named `key`
+    /// ([`NO_KEY`]: it did not).
+    fn intern_keyed(&mut self, key: u32, bytes: &[u8]) -> Sym {
+        if key == NO_KEY {
+            return self.syms.intern(bytes);
+        }
+        let k = key as usize;
+        if let Some(Some(sym)) = self.keyed.syms.get(k) {
+            return *sym;
+        }
+        let sym = self.syms.intern(bytes);
+        if k >= self.keyed.syms.len() {
+            self.keyed.syms.resize(k + 1, None);
+        }
+        self.keyed.syms[k] = Some(sym);
+        sym
+    }
+}
+
+/// A key [`CommitKeys`] did not assign.
+pub(crate) const NO_KEY: u32 = u32::MAX;
+
+/// Dense keys for the short strings of commits (people, zones, branches),
+/// given on the loader's decoding thread in record order: the folding
+/// thread then finds each string's symbol by index ([`KeyedSyms`]) instead
+/// of hashing and comparing it against every symbol of the corpus. Folding
+/// is the load's critical path; decoding has time to spare.
+#[derive(Debug)]
+pub struct CommitKeys {
+    generation: u64,
+    index: HashMap<Box<[u8]>, u32>,
+}
+
+impl Default for CommitKeys {
+    fn default() -> CommitKeys {
+        static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        CommitKeys {
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            index: HashMap::default(),
+        }
+    }
+}
+
+impl CommitKeys {
+    fn key(&mut self, bytes: &[u8]) -> u32 {
+        if let Some(&k) = self.index.get(bytes) {
+            return k;
+        }
+        let k = self.index.len() as u32;
+        self.index.insert(bytes.into(), k);
+        k
+    }
+
+    /// Which key table this is, so that keys of another are never resolved
+    /// against this one's symbols.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// The folding side of [`CommitKeys`]: each key's symbol, once seen.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct KeyedSyms {
+    /// The generation of the key table these symbols belong to.
+    generation: u64,
+    syms: Vec<Option<Sym>>,
+}
+
+impl KeyedSyms {
+    /// Prepares to apply a batch keyed by table `generation`: the symbols
+    /// are kept if it is the same table, else forgotten.
+    pub(crate) fn begin_batch(&mut self, generation: u64) {
+        if generation != self.generation {
+            self.generation = generation;
+            self.syms.clear();
+        }
+    }
 }
 
 impl GitState {
@@ -289,18 +371,25 @@ impl GitState {
             msg: strings.texts.push(slice(p.msg)),
             ..CommitData::default()
         };
+        let [
+            author_key,
+            author_zone_key,
+            committer_key,
+            committer_zone_key,
+            branch_key,
+        ] = p.keys;
         if let Some((who, secs, zone)) = p.author {
-            commit.author = Some(strings.syms.intern(slice(who)));
+            commit.author = Some(strings.intern_keyed(author_key, slice(who)));
             commit.author_time = Some(GitTime {
                 seconds: secs,
-                zone: strings.syms.intern(slice(zone)),
+                zone: strings.intern_keyed(author_zone_key, slice(zone)),
             });
         }
         if let Some((who, secs, zone)) = p.committer {
-            commit.committer = Committer::Person(strings.syms.intern(slice(who)));
+            commit.committer = Committer::Person(strings.intern_keyed(committer_key, slice(who)));
             commit.commit_time = Some(GitTime {
                 seconds: secs,
-                zone: strings.syms.intern(slice(zone)),
+                zone: strings.intern_keyed(committer_zone_key, slice(zone)),
             });
         }
         if p.reviewer.len > 0 {
@@ -325,7 +414,7 @@ impl GitState {
         }
         if let Some(n) = &p.note {
             let mut facts = n.facts;
-            facts.branch = strings.syms.intern(slice(n.branch));
+            facts.branch = strings.intern_keyed(branch_key, slice(n.branch));
             self.notes.push(facts);
             commit.note = self.notes.len() as u32;
         }
@@ -429,6 +518,9 @@ pub(crate) struct ParsedCommit {
     /// commit: the GitHub issues its message references, read ahead for
     /// when a patch-set ref points at it.
     pub(crate) github_refs: Option<Vec<super::notedb::GitHubRef>>,
+    /// [`CommitKeys`] of the author, author zone, committer, committer
+    /// zone and meta branch ([`NO_KEY`] where not given).
+    keys: [u32; 5],
 }
 
 impl ParsedCommit {
@@ -444,6 +536,22 @@ impl ParsedCommit {
         if self.note.is_none() && self.error.is_none() {
             let msg = &base[self.msg.start as usize..(self.msg.start + self.msg.len) as usize];
             self.github_refs = Some(super::notedb::github_refs(project, msg));
+        }
+    }
+
+    /// Names the commit's short strings with `keys`' dense keys.
+    pub(crate) fn assign_keys(&mut self, base: &[u8], keys: &mut CommitKeys) {
+        let slice = |r: Span| &base[r.start as usize..(r.start + r.len) as usize];
+        if let Some((who, _, zone)) = self.author {
+            self.keys[0] = keys.key(slice(who));
+            self.keys[1] = keys.key(slice(zone));
+        }
+        if let Some((who, _, zone)) = self.committer {
+            self.keys[2] = keys.key(slice(who));
+            self.keys[3] = keys.key(slice(zone));
+        }
+        if let Some(n) = &self.note {
+            self.keys[4] = keys.key(slice(n.branch));
         }
     }
 
@@ -470,7 +578,10 @@ impl ParsedCommit {
         files_out: &mut Vec<FileSpan>,
     ) -> ParsedCommit {
         let (sha1, raw) = (c.sha1, c.raw);
-        let mut p = ParsedCommit::default();
+        let mut p = ParsedCommit {
+            keys: [NO_KEY; 5],
+            ..ParsedCommit::default()
+        };
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         if sha1.len() != 40 {
             p.error = Some(CommitError::BogusSha1(lossy(sha1)));

@@ -39,6 +39,7 @@ use almanac_proto::pb::maintpb::Mutation;
 
 use crate::Projection;
 use gerrit::{GerritSkip, GerritState};
+pub use git::CommitKeys;
 use git::{GitState, GitStrings};
 use github::{Dropped, GitHubState, Strings};
 use text::{Interner, Texts};
@@ -58,6 +59,9 @@ pub struct Corpus {
     pub(crate) source: Option<crate::load::Source>,
     /// The server it follows, when loaded with `Corpus::open_network`.
     pub(crate) remote: Option<Box<crate::network::Remote>>,
+    /// The symbols of the loader's current [`CommitKeys`] (not saved: a
+    /// new load starts new keys).
+    pub(crate) keyed: git::KeyedSyms,
 }
 
 /// Commits of canonical records, parsed ahead of folding (on the loader's
@@ -67,6 +71,8 @@ pub struct Corpus {
 pub struct Prepared {
     commits: Vec<git::ParsedCommit>,
     files: Vec<git::FileSpan>,
+    /// The [`CommitKeys`] table the commits were keyed with.
+    keys_generation: u64,
 }
 
 /// The commits of one record within a [`Prepared`] batch.
@@ -78,12 +84,15 @@ pub struct PreparedRange {
 
 impl Prepared {
     /// Parses the commits of a record that [`wire::check`] accepted as
-    /// canonical, in record order.
-    pub fn add(&mut self, payload: &[u8]) -> PreparedRange {
+    /// canonical, in record order, naming their people, zones and branches
+    /// with `keys` (one table for all the batches of a load, in order).
+    pub fn add(&mut self, payload: &[u8], keys: &mut CommitKeys) -> PreparedRange {
+        self.keys_generation = keys.generation();
         let start = self.commits.len() as u32;
         let m = wire::MutationView::parse_commit_parts(payload);
         if let Some(c) = m.git.as_ref().and_then(|g| g.commit.as_ref()) {
-            let p = git::ParsedCommit::parse(payload, c, &mut self.files);
+            let mut p = git::ParsedCommit::parse(payload, c, &mut self.files);
+            p.assign_keys(payload, keys);
             self.commits.push(p);
         }
         if let Some(gm) = &m.gerrit {
@@ -91,6 +100,7 @@ impl Prepared {
             for c in gm.commits() {
                 let mut p = git::ParsedCommit::parse(payload, &c, &mut self.files);
                 p.read_github_refs(payload, project);
+                p.assign_keys(payload, keys);
                 self.commits.push(p);
             }
         }
@@ -199,6 +209,7 @@ impl Corpus {
             commits: &batch.commits[range.start as usize..range.end as usize],
             files: &batch.files,
         };
+        self.keyed.begin_batch(batch.keys_generation);
         self.apply_with(payload, pos, Some(commits));
     }
 
@@ -239,6 +250,7 @@ impl Corpus {
         let mut strings = GitStrings {
             syms: &mut self.syms,
             texts: &mut self.texts,
+            keyed: &mut self.keyed,
         };
         // Commits come in record order: the git mutation's, then Gerrit's.
         let mut commits = commits;
@@ -279,6 +291,7 @@ impl Corpus {
         let mut strings = GitStrings {
             syms: &mut self.syms,
             texts: &mut self.texts,
+            keyed: &mut self.keyed,
         };
         let mut skips = Vec::new();
         self.gerrit.finish(&mut self.git, &mut strings, &mut skips);

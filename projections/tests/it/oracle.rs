@@ -30,8 +30,24 @@ pub(crate) fn fold(name: &str) -> Corpus {
     corpus
 }
 
+/// The fixture folded by [`Corpus::open`]: decoded and parsed on the
+/// loader's thread, keyed, and folded in batches.
+fn load(name: &str) -> Corpus {
+    let bytes = std::fs::read(fixture(&format!("{name}.mutlog"))).expect("fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = format!("0000.{}.mutlog", Sha224Digest::of(&bytes));
+    std::fs::write(dir.path().join(file), &bytes).expect("write");
+    Corpus::open(dir.path()).expect("load")
+}
+
+/// Go's dump of the fixture equals ours, folded record by record and by
+/// the loader.
 fn check(name: &str) {
-    let corpus = fold(name);
+    check_corpus(name, &fold(name), "replay");
+    check_corpus(name, &load(name), "Corpus::open");
+}
+
+fn check_corpus(name: &str, corpus: &Corpus, how: &str) {
     let want = std::fs::read_to_string(fixture(&format!("{name}.dump"))).expect("dump");
     let got = corpus.dump();
     let mut diffs = Vec::new();
@@ -47,13 +63,17 @@ fn check(name: &str) {
     }
     assert!(
         diffs.is_empty(),
-        "{name}: {} of {} lines differ; first ones:\n{}",
+        "{name} ({how}): {} of {} lines differ; first ones:\n{}",
         diffs.len(),
         w.len(),
         diffs.iter().take(8).cloned().collect::<Vec<_>>().join("\n")
     );
     let counts = std::fs::read_to_string(fixture(&format!("{name}.counts"))).expect("counts");
-    assert_eq!(corpus.counts().to_string(), counts, "{name}: counts");
+    assert_eq!(
+        corpus.counts().to_string(),
+        counts,
+        "{name} ({how}): counts"
+    );
 }
 
 #[test]
