@@ -24,6 +24,11 @@ use crate::table::{Position, SegmentMeta, SegmentTable, Snapshot};
 /// in cache while its records are parsed.
 const CHUNK: usize = 256 << 10;
 
+/// Chunks whose records may still be held elsewhere, kept so that their
+/// memory is reused once those records are dropped (a loader that hands
+/// batches of records to another thread has about this many in flight).
+const RETIRED_CHUNKS: usize = 96;
+
 /// One record as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -116,6 +121,12 @@ pub struct Reader {
     file: Option<File>,
     /// Unparsed bytes of the current segment, starting at `pos`.
     buf: Bytes,
+    /// The whole chunk `buf` is part of.
+    chunk: Bytes,
+    /// Earlier chunks, oldest first, to reuse once no record points into
+    /// them: reading into memory already written needs no zeroing and no
+    /// fresh pages.
+    retired: std::collections::VecDeque<Bytes>,
     torn: Option<TornTail>,
     failed: bool,
 }
@@ -154,6 +165,8 @@ impl Reader {
             seg_idx,
             file: None,
             buf: Bytes::new(),
+            chunk: Bytes::new(),
+            retired: std::collections::VecDeque::new(),
             torn: None,
             failed: false,
         };
@@ -345,19 +358,32 @@ impl Reader {
         let file = self.file.as_ref().expect("opened above");
         // Reuse the previous chunk's memory when no record still points into
         // it (the usual case when scanning): no fresh allocation, no page
-        // faults, and the buffer stays warm in cache.
-        let rest = std::mem::take(&mut self.buf);
-        let mut next = match rest.try_into_mut() {
-            Ok(unique) => unique,
+        // faults, and the buffer stays warm in cache. Otherwise reuse an
+        // earlier chunk whose records are all gone. `buf` is always the
+        // unparsed tail of `chunk`.
+        let tail_len = self.buf.len();
+        self.buf = Bytes::new();
+        let chunk = std::mem::take(&mut self.chunk);
+        let tail_start = chunk.len() - tail_len;
+        let mut next = match chunk.try_into_mut() {
+            Ok(mut unique) => {
+                unique.copy_within(tail_start.., 0);
+                set_len_keeping_bytes(&mut unique, tail_len + want);
+                unique
+            }
             Err(shared) => {
-                let mut fresh = BytesMut::with_capacity(shared.len() + want);
-                fresh.extend_from_slice(&shared);
-                fresh
+                let mut next = reusable_chunk(&mut self.retired, tail_len + want);
+                next[..tail_len].copy_from_slice(&shared[tail_start..]);
+                if !shared.is_empty() {
+                    if self.retired.len() == RETIRED_CHUNKS {
+                        self.retired.pop_front();
+                    }
+                    self.retired.push_back(shared);
+                }
+                next
             }
         };
-        next.reserve(want);
-        let old = next.len();
-        next.resize(old + want, 0);
+        let old = tail_len;
         let mut filled = old;
         while filled < next.len() {
             let at = file_offset + (filled - old) as u64;
@@ -389,8 +415,39 @@ impl Reader {
                 ),
             });
         }
-        self.buf = next.freeze();
+        let chunk = next.freeze();
+        self.buf = chunk.clone();
+        self.chunk = chunk;
         Ok(())
+    }
+}
+
+/// A buffer of exactly `len` bytes, from a retired chunk nobody else holds
+/// if there is one (its old bytes are overwritten, not zeroed).
+fn reusable_chunk(retired: &mut std::collections::VecDeque<Bytes>, len: usize) -> BytesMut {
+    for _ in 0..retired.len() {
+        let Some(old) = retired.pop_front() else {
+            break;
+        };
+        match old.try_into_mut() {
+            Ok(mut unique) => {
+                set_len_keeping_bytes(&mut unique, len);
+                return unique;
+            }
+            Err(shared) => retired.push_back(shared),
+        }
+    }
+    let mut fresh = BytesMut::with_capacity(len.max(CHUNK));
+    fresh.resize(len, 0);
+    fresh
+}
+
+/// Makes `buf` `len` bytes long, zeroing only bytes it never held.
+fn set_len_keeping_bytes(buf: &mut BytesMut, len: usize) {
+    if buf.len() >= len {
+        buf.truncate(len);
+    } else {
+        buf.resize(len, 0);
     }
 }
 

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use almanac_log::append::Error as AppendError;
-use almanac_log::{Options, Position};
+use almanac_log::{Options, Position, Snapshot};
 use bytes::Bytes;
 
-use crate::support::{open, payload, read_all, small_segments};
+use crate::support::{open, payload, read_all, segment_files, small_segments};
 
 #[test]
 fn concurrent_appenders_each_keep_their_order() {
@@ -186,4 +186,55 @@ fn append_times_are_known_for_records_appended_since_open() {
     }
     assert_eq!(log.append_time(before), None, "appended before this open");
     assert_eq!(log.append_time(log.end()), None, "not appended yet");
+}
+
+/// A reader whose records are held for a while by someone else (a loader
+/// hands batches to another thread) reuses their chunks' memory once they
+/// are dropped; every payload must still read back exactly, including
+/// records larger than a chunk and records across segment seals.
+#[test]
+fn records_held_in_a_sliding_window_read_back_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), small_segments(3 << 20));
+    // Sizes from a few bytes to 600 KiB (more than two read chunks), each
+    // payload filled with its own index so any reuse mix-up shows.
+    let expected: Vec<Bytes> = (0..1_200u32)
+        .map(|i| {
+            let len = match i % 97 {
+                0 => 600 << 10,
+                n if n % 7 == 0 => 40_000 + n as usize,
+                n => 100 + (n as usize * 131) % 3_000,
+            };
+            let mut b = vec![0u8; len];
+            for (j, byte) in b.iter_mut().enumerate() {
+                *byte = (i as usize * 31 + j / 7) as u8;
+            }
+            Bytes::from(b)
+        })
+        .collect();
+    for batch in expected.chunks(50) {
+        log.append_blocking(batch.to_vec()).expect("append");
+    }
+    assert!(segment_files(dir.path()).len() > 3, "crosses seals");
+    let snap = Snapshot::open(dir.path()).expect("snapshot");
+    let mut window = std::collections::VecDeque::new();
+    let mut checked = 0;
+    for (i, rec) in snap.read_from(Position(0)).expect("reader").enumerate() {
+        window.push_back((i, rec.expect("record").payload));
+        // Drop the oldest records only now and then, in bursts, so chunks
+        // are sometimes still held and sometimes free when the reader
+        // needs one.
+        if window.len() > 400 || (i % 173 == 0 && window.len() > 40) {
+            while window.len() > 20 {
+                let (j, payload) = window.pop_front().expect("non-empty");
+                assert_eq!(payload, expected[j], "record {j}");
+                checked += 1;
+            }
+        }
+    }
+    for (j, payload) in window {
+        assert_eq!(payload, expected[j], "record {j}");
+        checked += 1;
+    }
+    assert_eq!(checked, expected.len());
 }

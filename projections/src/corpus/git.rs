@@ -21,10 +21,12 @@ impl GitHash {
             return None;
         }
         let mut out = [0u8; 20];
-        for (i, pair) in hex.chunks(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            out[i] = (hi * 16 + lo) as u8;
+        for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let (hi, lo) = (HEX_DIGITS[pair[0] as usize], HEX_DIGITS[pair[1] as usize]);
+            if (hi | lo) > 0xf {
+                return None;
+            }
+            *o = (hi << 4) | lo;
         }
         Some(GitHash(out))
     }
@@ -34,6 +36,23 @@ impl GitHash {
         self.0 == [0; 20]
     }
 }
+
+/// Each byte's value as a hex digit (either case), 0xff if it is none.
+const HEX_DIGITS: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 impl fmt::Display for GitHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -598,7 +617,11 @@ impl ParsedCommit {
         };
         let (hdr, msg) = (&raw[..i], &raw[i + 2..]);
         p.msg = Span::of(base, msg);
-        for line in hdr.split(|&b| b == b'\n') {
+        let mut line_start = 0;
+        let line_ends = memchr::memchr_iter(b'\n', hdr).chain(std::iter::once(hdr.len()));
+        for line_end in line_ends {
+            let line = &hdr[line_start..line_end];
+            line_start = line_end + 1;
             if let Some(rest) = line.strip_prefix(b"parent ") {
                 match GitHash::from_hex(rest) {
                     Some(parent) => p.push_parent(parent),
@@ -722,4 +745,32 @@ impl GitTime {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     super::notedb::find(haystack, needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GitHash;
+
+    #[test]
+    fn hex_ids_parse_in_either_case_and_nothing_else() {
+        let lower = b"0123456789abcdef0123456789abcdef01234567";
+        let upper = b"0123456789ABCDEF0123456789ABCDEF01234567";
+        let want = [
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+            0xcd, 0xef, 0x01, 0x23, 0x45, 0x67,
+        ];
+        assert_eq!(GitHash::from_hex(lower).map(|h| h.0), Some(want));
+        assert_eq!(GitHash::from_hex(upper).map(|h| h.0), Some(want));
+        assert_eq!(
+            GitHash::from_hex(lower).map(|h| h.to_string()).as_deref(),
+            Some(std::str::from_utf8(lower).unwrap())
+        );
+        for bad in [b'g', b'G', b' ', b'/', b':', b'@', b'`', 0xff] {
+            let mut text = *lower;
+            text[17] = bad;
+            assert_eq!(GitHash::from_hex(&text), None, "byte {bad:#x}");
+        }
+        assert_eq!(GitHash::from_hex(&lower[..39]), None);
+        assert_eq!(GitHash::from_hex(b""), None);
+    }
 }

@@ -83,6 +83,7 @@ impl<'a> Fields<'a> {
         Err(WireError("invalid varint"))
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {
             return Err(WireError("buffer underflow"));
@@ -93,6 +94,9 @@ impl<'a> Fields<'a> {
     }
 
     /// The next field: number, wire type and value. Groups are skipped.
+    /// Inlined: it runs for every field of every record, and the call
+    /// itself cost as much as the work.
+    #[inline(always)]
     pub(crate) fn next_field(&mut self) -> Result<Option<(u32, WireType, Value<'a>)>, WireError> {
         loop {
             if self.buf.is_empty() {
