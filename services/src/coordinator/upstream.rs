@@ -66,7 +66,7 @@ pub struct Record {
 /// A live stream of records.
 #[derive(Debug)]
 pub enum Records {
-    Local(almanac_log::Follower),
+    Local(Box<almanac_log::Follower>),
     Remote(Box<Subscription>),
 }
 
@@ -195,7 +195,7 @@ impl Upstream {
             Upstream::Local(sink) => sink
                 .log()
                 .follow(almanac_log::Position(from))
-                .map(Records::Local)
+                .map(|f| Records::Local(Box::new(f)))
                 .map_err(|e| UpstreamError::Follow(e.to_string())),
             Upstream::Remote(remote) => Ok(Records::Remote(Box::new(Subscription::new(
                 &remote.addr,
