@@ -20,6 +20,10 @@ use almanac_log::Snapshot;
 use almanac_projections::corpus::Corpus;
 use almanac_services::cli::corpus::{ProfileName, gen_history};
 
+/// The `almanac` binary's allocator, so the figures are the command's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data")
 }
