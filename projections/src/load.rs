@@ -309,6 +309,8 @@ impl Corpus {
             Ok(())
         });
         // Whatever was folded stays folded; derive CLs before reporting.
+        // This load's commit keys die with its decoding thread.
+        self.keyed = Default::default();
         self.finish();
         result?;
         if let Some(report) = opts.progress.as_mut() {
