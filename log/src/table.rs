@@ -190,16 +190,47 @@ impl Snapshot {
     /// Go's netsource client filled from a server other than Google's
     /// (every segment kept as `NNNN.growing.mutlog`) reads too: see
     /// [`segment::scan_dir_lenient`].
+    ///
+    /// A writer sealing a segment while the directory is listed renames its
+    /// growing file: a file can vanish between the listing and its `stat`,
+    /// or the listing can miss both names. Either shows as a missing file
+    /// or a gap, so the listing is taken again (a few times) before either
+    /// is reported.
     pub fn open(dir: &Path) -> Result<Snapshot, SnapshotError> {
-        let layout = segment::scan_dir_lenient(dir)
-            .map_err(|source| SnapshotError::Io {
-                dir: dir.to_owned(),
-                source,
-            })?
-            .map_err(|source| SnapshotError::Layout {
-                dir: dir.to_owned(),
-                source,
-            })?;
+        const ATTEMPTS: usize = 8;
+        let mut attempt = 1;
+        let layout = loop {
+            let transient = match segment::scan_dir_lenient(dir) {
+                Ok(Ok(layout)) => break layout,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.is_dir() => {
+                    SnapshotError::Io {
+                        dir: dir.to_owned(),
+                        source: e,
+                    }
+                }
+                Ok(Err(e @ LayoutError::Gap { .. })) => SnapshotError::Layout {
+                    dir: dir.to_owned(),
+                    source: e,
+                },
+                Err(source) => {
+                    return Err(SnapshotError::Io {
+                        dir: dir.to_owned(),
+                        source,
+                    });
+                }
+                Ok(Err(source)) => {
+                    return Err(SnapshotError::Layout {
+                        dir: dir.to_owned(),
+                        source,
+                    });
+                }
+            };
+            if attempt == ATTEMPTS {
+                return Err(transient);
+            }
+            attempt += 1;
+            std::thread::yield_now();
+        };
         Ok(Snapshot {
             dir: dir.to_owned(),
             table: Arc::new(SegmentTable::from_layout(&layout)),
