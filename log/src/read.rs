@@ -24,11 +24,6 @@ use crate::table::{Position, SegmentMeta, SegmentTable, Snapshot};
 /// in cache while its records are parsed.
 const CHUNK: usize = 256 << 10;
 
-/// Chunks whose records may still be held elsewhere, kept so that their
-/// memory is reused once those records are dropped (a loader that hands
-/// batches of records to another thread has about this many in flight).
-const RETIRED_CHUNKS: usize = 96;
-
 /// One record as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -125,8 +120,10 @@ pub struct Reader {
     chunk: Bytes,
     /// Earlier chunks, oldest first, to reuse once no record points into
     /// them: reading into memory already written needs no zeroing and no
-    /// fresh pages.
+    /// fresh pages. Empty unless [`Reader::reuse_chunks`] asked for it.
     retired: std::collections::VecDeque<Bytes>,
+    /// How many chunks `retired` may keep.
+    retired_limit: usize,
     torn: Option<TornTail>,
     failed: bool,
 }
@@ -167,11 +164,24 @@ impl Reader {
             buf: Bytes::new(),
             chunk: Bytes::new(),
             retired: std::collections::VecDeque::new(),
+            retired_limit: 0,
             torn: None,
             failed: false,
         };
         reader.check_boundary(from)?;
         Ok(reader)
+    }
+
+    /// Keeps up to `chunks` read chunks whose records the caller still
+    /// holds, to read into again once it has dropped them, instead of
+    /// allocating and zeroing fresh memory. For a caller that holds many
+    /// records at a time and reads a lot (a loader handing batches to
+    /// another thread, which has about 100 chunks in flight); the kept
+    /// chunks (256 KiB each) live as long as the reader, so a long-lived
+    /// follower should not ask for this.
+    pub fn reuse_chunks(&mut self, chunks: usize) {
+        self.retired_limit = chunks;
+        self.retired.truncate(chunks);
     }
 
     /// The position of the next record this reader would return.
@@ -374,8 +384,8 @@ impl Reader {
             Err(shared) => {
                 let mut next = reusable_chunk(&mut self.retired, tail_len + want);
                 next[..tail_len].copy_from_slice(&shared[tail_start..]);
-                if !shared.is_empty() {
-                    if self.retired.len() == RETIRED_CHUNKS {
+                if !shared.is_empty() && self.retired_limit > 0 {
+                    if self.retired.len() == self.retired_limit {
                         self.retired.pop_front();
                     }
                     self.retired.push_back(shared);
@@ -437,7 +447,7 @@ fn reusable_chunk(retired: &mut std::collections::VecDeque<Bytes>, len: usize) -
             Err(shared) => retired.push_back(shared),
         }
     }
-    let mut fresh = BytesMut::with_capacity(len.max(CHUNK));
+    let mut fresh = BytesMut::with_capacity(len);
     fresh.resize(len, 0);
     fresh
 }

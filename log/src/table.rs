@@ -185,6 +185,20 @@ pub enum SnapshotError {
     },
 }
 
+impl SnapshotError {
+    /// A file that vanished from a directory that is still there, or a gap
+    /// between segments: what a listing taken while a segment is sealed
+    /// (its growing file renamed) can show.
+    fn may_be_a_seal_in_progress(&self) -> bool {
+        match self {
+            SnapshotError::Io { dir, source } => {
+                source.kind() == std::io::ErrorKind::NotFound && dir.is_dir()
+            }
+            SnapshotError::Layout { source, .. } => matches!(source, LayoutError::Gap { .. }),
+        }
+    }
+}
+
 impl Snapshot {
     /// Lists `dir` and snapshots its segments as they are now. A cache that
     /// Go's netsource client filled from a server other than Google's
@@ -198,38 +212,27 @@ impl Snapshot {
     /// is reported.
     pub fn open(dir: &Path) -> Result<Snapshot, SnapshotError> {
         const ATTEMPTS: usize = 8;
+        let scan = || {
+            segment::scan_dir_lenient(dir)
+                .map_err(|source| SnapshotError::Io {
+                    dir: dir.to_owned(),
+                    source,
+                })?
+                .map_err(|source| SnapshotError::Layout {
+                    dir: dir.to_owned(),
+                    source,
+                })
+        };
         let mut attempt = 1;
         let layout = loop {
-            let transient = match segment::scan_dir_lenient(dir) {
-                Ok(Ok(layout)) => break layout,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.is_dir() => {
-                    SnapshotError::Io {
-                        dir: dir.to_owned(),
-                        source: e,
-                    }
+            match scan() {
+                Ok(layout) => break layout,
+                Err(e) if attempt < ATTEMPTS && e.may_be_a_seal_in_progress() => {
+                    attempt += 1;
+                    std::thread::yield_now();
                 }
-                Ok(Err(e @ LayoutError::Gap { .. })) => SnapshotError::Layout {
-                    dir: dir.to_owned(),
-                    source: e,
-                },
-                Err(source) => {
-                    return Err(SnapshotError::Io {
-                        dir: dir.to_owned(),
-                        source,
-                    });
-                }
-                Ok(Err(source)) => {
-                    return Err(SnapshotError::Layout {
-                        dir: dir.to_owned(),
-                        source,
-                    });
-                }
-            };
-            if attempt == ATTEMPTS {
-                return Err(transient);
+                Err(e) => return Err(e),
             }
-            attempt += 1;
-            std::thread::yield_now();
         };
         Ok(Snapshot {
             dir: dir.to_owned(),

@@ -234,6 +234,8 @@ impl Corpus {
     ) -> Result<u64, LoadError> {
         self.map_log(snapshot)?;
         let mut reader = snapshot.read_from(self.position())?;
+        // Up to 9 batches of 2,048 records are in flight, about 100 chunks.
+        reader.reuse_chunks(128);
         let end = snapshot.end();
         let skip = opts.skip_undecodable;
         let started = Instant::now();

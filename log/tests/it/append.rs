@@ -219,7 +219,9 @@ fn records_held_in_a_sliding_window_read_back_exactly() {
     let snap = Snapshot::open(dir.path()).expect("snapshot");
     let mut window = std::collections::VecDeque::new();
     let mut checked = 0;
-    for (i, rec) in snap.read_from(Position(0)).expect("reader").enumerate() {
+    let mut reader = snap.read_from(Position(0)).expect("reader");
+    reader.reuse_chunks(8);
+    for (i, rec) in reader.enumerate() {
         window.push_back((i, rec.expect("record").payload));
         // Drop the oldest records only now and then, in bursts, so chunks
         // are sometimes still held and sometimes free when the reader
