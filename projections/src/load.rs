@@ -244,9 +244,16 @@ impl Corpus {
         type Item = Result<(Position, Option<(Bytes, Option<Position>, PreparedRange)>), LoadError>;
         let result = std::thread::scope(|scope| -> Result<(), LoadError> {
             let (tx, rx) = mpsc::sync_channel::<(Vec<Item>, Prepared)>(8);
+            // Emptied batches go back to the decoding thread, so their
+            // vectors are grown once per load rather than once per batch.
+            let (recycle_tx, recycle_rx) = mpsc::channel::<(Vec<Item>, Prepared)>();
             let decoder = scope.spawn(move || {
-                let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
-                let mut prepared = Prepared::default();
+                let fresh = || {
+                    recycle_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| (Vec::with_capacity(BATCH), Prepared::default()))
+                };
+                let (mut batch, mut prepared) = fresh();
                 let mut keys = CommitKeys::default();
                 loop {
                     let item = match reader.next_record() {
@@ -273,17 +280,20 @@ impl Corpus {
                     let stop = item.is_err();
                     batch.push(item);
                     if batch.len() == BATCH || stop {
-                        let full = (std::mem::take(&mut batch), std::mem::take(&mut prepared));
+                        let (next_batch, next_prepared) = fresh();
+                        let full = (
+                            std::mem::replace(&mut batch, next_batch),
+                            std::mem::replace(&mut prepared, next_prepared),
+                        );
                         if tx.send(full).is_err() || stop {
                             return;
                         }
-                        batch.reserve(BATCH);
                     }
                 }
                 let _ = tx.send((batch, prepared));
             });
-            for (batch, prepared) in rx {
-                for item in batch {
+            for (mut batch, mut prepared) in rx {
+                for item in batch.drain(..) {
                     let (pos, m) = item?;
                     match m {
                         Some((bytes, at, range)) => {
@@ -294,6 +304,10 @@ impl Corpus {
                     self.set_position(pos);
                     records += 1;
                 }
+                prepared.clear();
+                // The decoding thread may have finished: then the batch is
+                // simply freed.
+                let _ = recycle_tx.send((batch, prepared));
                 if let Some(report) = opts.progress.as_mut()
                     && last_report.elapsed() >= Duration::from_millis(100)
                 {

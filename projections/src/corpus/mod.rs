@@ -83,6 +83,12 @@ pub struct PreparedRange {
 }
 
 impl Prepared {
+    /// Empties the batch, keeping its memory for the next one.
+    pub fn clear(&mut self) {
+        self.commits.clear();
+        self.files.clear();
+    }
+
     /// Parses the commits of a record that [`wire::check`] accepted as
     /// canonical, in record order, naming their people, zones and branches
     /// with `keys` (one table for all the batches of a load, in order).

@@ -574,3 +574,48 @@ fn repeated_singular_messages_need_canonicalising() {
         [1, 2]
     );
 }
+
+/// Varints of every length, with and without bytes after them (the reader
+/// takes a different path when fewer than ten bytes remain), read as prost
+/// reads them; malformed ones refused as prost refuses them.
+#[test]
+fn varints_of_every_length_read_as_prost_reads_them() {
+    let mut values = vec![0u64, 1, u64::MAX, u64::MAX - 1];
+    for bits in 1..64 {
+        values.extend([(1u64 << bits) - 1, 1u64 << bits, (1u64 << bits) + 1]);
+    }
+    for v in values {
+        let mut encoded = Vec::new();
+        prost::encoding::encode_varint(v, &mut encoded);
+        for trailing in [0usize, 1, 9, 12] {
+            let mut buf = encoded.clone();
+            buf.extend(std::iter::repeat_n(0x7fu8, trailing));
+            let mut fields = Fields::new(&buf);
+            assert_eq!(fields.varint(), Ok(v), "{v} with {trailing} bytes after");
+            assert_eq!(
+                fields.buf.len(),
+                trailing,
+                "{v} with {trailing} bytes after"
+            );
+        }
+    }
+    let malformed: [&[u8]; 5] = [
+        &[0x80],
+        &[0xff; 9],
+        &[0xff; 10],
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+        &[
+            0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+        ],
+    ];
+    for bytes in malformed {
+        for trailing in [0usize, 12] {
+            let mut buf = bytes.to_vec();
+            buf.extend(std::iter::repeat_n(0xffu8, trailing));
+            let ours = Fields::new(&buf).varint();
+            let prosts = prost::encoding::decode_varint(&mut &buf[..]);
+            assert!(ours.is_err(), "{bytes:?} with {trailing} bytes after");
+            assert!(prosts.is_err(), "{bytes:?}: prost accepts it");
+        }
+    }
+}
