@@ -17,18 +17,18 @@ pub struct GitHash(pub [u8; 20]);
 impl GitHash {
     /// Parses 40 hex digits (either case).
     pub fn from_hex(hex: &[u8]) -> Option<GitHash> {
-        if hex.len() != 40 {
-            return None;
-        }
+        let hex: &[u8; 40] = hex.try_into().ok()?;
+        let (pairs, _) = hex.as_chunks::<2>();
         let mut out = [0u8; 20];
-        for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-            let (hi, lo) = (HEX_DIGITS[pair[0] as usize], HEX_DIGITS[pair[1] as usize]);
-            if (hi | lo) > 0xf {
-                return None;
-            }
-            *o = (hi << 4) | lo;
+        // Without a branch per digit: any non-digit sets a high bit, tested
+        // once at the end.
+        let mut any_bad = 0u8;
+        for (o, &[hi, lo]) in out.iter_mut().zip(pairs) {
+            let (hi, lo) = (HEX_DIGITS[hi as usize], HEX_DIGITS[lo as usize]);
+            any_bad |= hi | lo;
+            *o = (hi << 4) | (lo & 0xf);
         }
-        Some(GitHash(out))
+        (any_bad <= 0xf).then_some(GitHash(out))
     }
 
     /// Whether this is the all-zero id (used for "no tree").
@@ -710,13 +710,31 @@ fn split_person(v: &[u8]) -> Option<(&[u8], i64, &[u8])> {
 }
 
 /// `strconv.ParseInt(s, 10, 64)`: optional sign, decimal digits.
+/// Out of range is an error, as in Go.
 pub(crate) fn parse_go_int(s: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(s).ok()?;
-    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let (negative, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
         return None;
     }
-    text.strip_prefix('+').unwrap_or(text).parse().ok()
+    let mut v: i64 = 0;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        // Accumulating toward the sign reaches i64::MIN too.
+        v = v.checked_mul(10)?;
+        v = if negative {
+            v.checked_sub(i64::from(d))?
+        } else {
+            v.checked_add(i64::from(d))?
+        };
+    }
+    Some(v)
 }
 
 /// The zone offset in seconds east of UTC for a zone text, as Go computes
@@ -749,7 +767,46 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::GitHash;
+    use super::{GitHash, parse_go_int};
+
+    /// Go's `strconv.ParseInt(s, 10, 64)` on the cases that matter: signs,
+    /// the range's ends and one past them, and anything not a digit.
+    #[test]
+    fn integers_parse_as_go_parses_them() {
+        let good: [(&str, i64); 9] = [
+            ("0", 0),
+            ("+0", 0),
+            ("-0", 0),
+            ("1700000000", 1_700_000_000),
+            ("+42", 42),
+            ("-42", -42),
+            ("007", 7),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+        ];
+        for (text, want) in good {
+            assert_eq!(parse_go_int(text.as_bytes()), Some(want), "{text}");
+        }
+        let bad = [
+            "",
+            "+",
+            "-",
+            "+-1",
+            "--1",
+            " 1",
+            "1 ",
+            "1_000",
+            "0x10",
+            "1.5",
+            "١",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+        ];
+        for text in bad {
+            assert_eq!(parse_go_int(text.as_bytes()), None, "{text}");
+        }
+    }
 
     #[test]
     fn hex_ids_parse_in_either_case_and_nothing_else() {
