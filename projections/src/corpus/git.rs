@@ -664,7 +664,7 @@ impl ParsedCommit {
             // gpgsig, continuation lines (leading space), encoding and
             // anything unrecognised (mergetag, ...) are ignored, as Go does.
         }
-        let reviewer = super::notedb::line_value(msg, b"Reviewer: ");
+        let reviewer = super::notedb::REVIEWER.line_value(msg);
         if !reviewer.is_empty() {
             p.reviewer = Span::of(base, reviewer);
         }

@@ -61,27 +61,76 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     None
 }
 
+/// A fixed needle whose searcher is built once per process. A meta commit
+/// is searched for several needles that mostly start with `\n`: scanning
+/// for the first byte stops at every line, while `memmem`'s prefilter
+/// jumps between occurrences of the needle's rarest bytes.
+pub(crate) struct Needle {
+    bytes: &'static [u8],
+    finder: std::sync::OnceLock<memchr::memmem::Finder<'static>>,
+}
+
+impl Needle {
+    pub(crate) const fn new(bytes: &'static [u8]) -> Needle {
+        Needle {
+            bytes,
+            finder: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where the needle first occurs, as [`find`] says.
+    pub(crate) fn find(&self, haystack: &[u8]) -> Option<usize> {
+        self.finder
+            .get_or_init(|| memchr::memmem::Finder::new(self.bytes))
+            .find(haystack)
+    }
+
+    /// [`line_value`] with this needle as the prefix.
+    pub(crate) fn line_value<'a>(&self, all: &'a [u8]) -> &'a [u8] {
+        line_value_ok_by(all, self.bytes.len(), |hay| self.find(hay)).0
+    }
+}
+
+static STATUS: Needle = Needle::new(b"\nStatus: ");
+static PATCH_SET: Needle = Needle::new(b"\nPatch Set ");
+static UPLOADED_PATCH_SET: Needle = Needle::new(b"\nUploaded patch set ");
+static LABEL: Needle = Needle::new(b"\nLabel: ");
+static PRIVATE: Needle = Needle::new(b"\nPrivate: true\n");
+static PATCH_SET_FOOTER: Needle = Needle::new(b"\nPatch-set:");
+static WORK_IN_PROGRESS: Needle = Needle::new(b"Work-in-progress:");
+static BRANCH: Needle = Needle::new(b"Branch:");
+pub(crate) static REVIEWER: Needle = Needle::new(b"Reviewer: ");
+
 /// Go's `lineValueOK`: the value of the first line starting with `prefix`
 /// (at offset 0 or after `\n` or `\r`), trimmed; the text after that line;
 /// and whether it was found. An occurrence that is not at a line start is
 /// skipped, and an occurrence right after a skipped one counts as a line
 /// start (Go's quirk).
 pub fn line_value_ok<'a>(all: &'a [u8], prefix: &[u8]) -> (&'a [u8], &'a [u8], bool) {
+    line_value_ok_by(all, prefix.len(), |hay| find(hay, prefix))
+}
+
+/// [`line_value_ok`] with the prefix's search given.
+fn line_value_ok_by(
+    all: &[u8],
+    prefix_len: usize,
+    find_prefix: impl Fn(&[u8]) -> Option<usize>,
+) -> (&[u8], &[u8], bool) {
     let orig = all;
     let mut all = all;
     let mut consumed = 0usize;
     loop {
-        let Some(i) = find(all, prefix) else {
+        let Some(i) = find_prefix(all) else {
             return (b"", b"", false);
         };
         if i > 0 && all[i - 1] != b'\n' && all[i - 1] != b'\r' {
-            let skip = i + prefix.len();
+            let skip = i + prefix_len;
             all = &all[skip..];
             consumed += skip;
             continue;
         }
-        let mut val = &all[i + prefix.len()..];
-        consumed += i + prefix.len();
+        let mut val = &all[i + prefix_len..];
+        consumed += i + prefix_len;
         match val.iter().position(|&b| b == b'\n') {
             Some(nl) => {
                 val = &val[..=nl];
@@ -107,7 +156,7 @@ pub fn line_value_rest<'a>(all: &'a [u8], prefix: &[u8]) -> (&'a [u8], &'a [u8])
 /// Go's `getGerritStatus`: after the first `\nStatus: `, the first of
 /// `merged`, `abandoned`, `draft`, `new` that is a prefix of the rest.
 pub fn gerrit_status(msg: &[u8]) -> Option<&'static str> {
-    let i = find(msg, b"\nStatus: ")?;
+    let i = STATUS.find(msg)?;
     let rest = &msg[i + b"\nStatus: ".len()..];
     ["merged", "abandoned", "draft", "new"]
         .into_iter()
@@ -131,8 +180,10 @@ pub struct MessageSpan {
 /// it), and the text from the phrase up to the `Patch-set:` line minus two
 /// bytes. The `Patch-set:` line must end with `\n`.
 pub fn gerrit_message(msg: &[u8]) -> Option<MessageSpan> {
-    let exist = find(msg, b"\nPatch Set ").map(|i| (i, b"\nPatch Set ".len()));
-    let new = find(msg, b"\nUploaded patch set ").map(|i| (i, b"\nUploaded patch set ".len()));
+    let exist = PATCH_SET.find(msg).map(|i| (i, b"\nPatch Set ".len()));
+    let new = UPLOADED_PATCH_SET
+        .find(msg)
+        .map(|i| (i, b"\nUploaded patch set ".len()));
     let (start, phrase_len) = match (exist, new) {
         (None, None) => return None,
         (Some(a), None) => a,
@@ -211,23 +262,23 @@ impl NoteFacts {
     pub fn of_raw(msg: &[u8]) -> (NoteFacts, &[u8]) {
         let facts = NoteFacts {
             branch: super::text::Sym::default(),
-            label: find(msg, b"\nLabel: ").is_some(),
-            private: find(msg, b"\nPrivate: true\n").is_some(),
+            label: LABEL.find(msg).is_some(),
+            private: PRIVATE.find(msg).is_some(),
             status: gerrit_status(msg),
             message: gerrit_message(msg),
-            wip: match line_value(msg, b"Work-in-progress:") {
+            wip: match WORK_IN_PROGRESS.line_value(msg) {
                 b"true" => Some(true),
                 b"false" => Some(false),
                 _ => None,
             },
         };
-        (facts, line_value(msg, b"Branch:"))
+        (facts, BRANCH.line_value(msg))
     }
 
     /// Whether a message may be a NoteDB meta commit worth precomputing:
     /// Gerrit writes a `Patch-set:` footer on every one.
     pub fn worth_computing(msg: &[u8]) -> bool {
-        find(msg, b"\nPatch-set:").is_some()
+        PATCH_SET_FOOTER.find(msg).is_some()
     }
 }
 
@@ -329,7 +380,10 @@ pub fn github_refs(project: &str, msg: &[u8]) -> Vec<GitHubRef> {
     let mut p = 0;
     while p < s.len() {
         let Some((owner, repo, digits, end)) = match_ref_at(s, p) else {
-            p += 1;
+            match next_ref_start(s, p + 1) {
+                Some(next) => p = next,
+                None => break,
+            }
             continue;
         };
         p = end;
@@ -357,6 +411,19 @@ pub fn github_refs(project: &str, msg: &[u8]) -> Vec<GitHubRef> {
         }
     }
     out
+}
+
+/// The first position at or after `p` where [`match_ref_at`] can match.
+/// A match holds exactly one `#`, the first at or after its start, and only
+/// an `owner/repo` run of name bytes and slashes comes before it; starts
+/// further left are skipped without trying them.
+fn next_ref_start(s: &[u8], p: usize) -> Option<usize> {
+    let hash = p + memchr::memchr(b'#', s.get(p..)?)?;
+    let run = s[p..hash]
+        .iter()
+        .rposition(|&b| !(is_name(b) || b == b'/'))
+        .map_or(p, |i| p + i + 1);
+    Some(run)
 }
 
 type RefMatch<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, &'a [u8], usize);
