@@ -324,6 +324,27 @@ impl<T: Dec> Dec for Vec<T> {
     }
 }
 
+/// The same bytes as a `Vec` of the same entries.
+impl<T: Enc> Enc for super::chunked::Chunked<T> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
+        (self.len() as u64).enc(o)?;
+        self.iter().try_for_each(|v| v.enc(o))
+    }
+}
+impl<T: Dec> Dec for super::chunked::Chunked<T> {
+    fn dec(i: &mut In<'_>) -> io::Result<Self> {
+        let n = u64::dec(i)?;
+        if n > i.remaining() {
+            return Err(bad("bad length"));
+        }
+        let mut v = super::chunked::Chunked::default();
+        for _ in 0..n {
+            v.push(T::dec(i)?);
+        }
+        Ok(v)
+    }
+}
+
 impl<A: Enc, B: Enc> Enc for (A, B) {
     fn enc(&self, o: &mut Out) -> io::Result<()> {
         self.0.enc(o)?;
@@ -784,9 +805,9 @@ const SECTION_HEADER: usize = 12;
 /// commits), GitHub, Gerrit.
 const FIXED_SECTIONS: usize = 5;
 
-/// Commits per commit-chunk section: chunks are decoded by whichever
-/// thread is free.
-const COMMITS_PER_CHUNK: usize = 1 << 17;
+/// Commits per commit-chunk section (one chunk of the commit table):
+/// chunks are decoded by whichever thread is free.
+const COMMITS_PER_CHUNK: usize = super::chunked::CHUNK;
 
 /// Where one section's body lies in the file.
 #[derive(Debug, Clone, Copy)]
@@ -985,7 +1006,7 @@ impl Corpus {
         }
         o.end_section()?;
         // The commits, in chunks.
-        for chunk in self.git.commits.chunks(COMMITS_PER_CHUNK) {
+        for chunk in self.git.commits.chunks() {
             o.begin_section()?;
             chunk.iter().try_for_each(|c| c.enc(o))?;
             o.end_section()?;
@@ -1089,12 +1110,14 @@ impl Corpus {
             end: corpus.folded_to.0,
             commits: commit_count,
         };
-        let mut commits = Vec::new();
+        let mut commits: Vec<Vec<CommitData>> = Vec::new();
         // The commit chunks go to whichever thread is free; the queue is
         // set up once the table is allocated, which overlaps the other
         // thread's first sections.
-        type Work<'c> =
-            std::iter::Zip<std::slice::ChunksMut<'c, CommitData>, std::slice::Iter<'c, SectionAt>>;
+        type Work<'c> = std::iter::Zip<
+            std::slice::IterMut<'c, Vec<CommitData>>,
+            std::slice::Iter<'c, SectionAt>,
+        >;
         let queue: std::sync::OnceLock<std::sync::Mutex<Work<'_>>> = std::sync::OnceLock::new();
         let decode_chunks = || -> Result<(), String> {
             let queue = queue.wait();
@@ -1116,8 +1139,15 @@ impl Corpus {
                 decode_chunks()?;
                 Ok((github, gerrit))
             });
-            commits.resize_with(commit_count, CommitData::default);
-            let work = commits.chunks_mut(COMMITS_PER_CHUNK).zip(chunks);
+            commits = (0..commit_count.div_ceil(COMMITS_PER_CHUNK))
+                .map(|i| {
+                    let len = COMMITS_PER_CHUNK.min(commit_count - i * COMMITS_PER_CHUNK);
+                    let mut chunk = Vec::with_capacity(len);
+                    chunk.resize_with(len, CommitData::default);
+                    chunk
+                })
+                .collect();
+            let work = commits.iter_mut().zip(chunks);
             // Set exactly once, before anything can fail, so the other
             // thread never waits for nothing.
             let _ = queue.set(std::sync::Mutex::new(work));
@@ -1130,6 +1160,8 @@ impl Corpus {
         });
         drop(queue);
         let (notes, hg, by_hash, repo_refs) = git.map_err(&damaged)?;
+        let commits = super::chunked::Chunked::from_chunks(commits)
+            .ok_or_else(|| damaged("the commit sections do not fill whole chunks".to_owned()))?;
         corpus.git = GitState {
             commits,
             by_hash,
@@ -1208,7 +1240,7 @@ fn read_strings(i: &mut In<'_>) -> io::Result<(Interner, Texts)> {
 
 /// The git tables decoded apart from the commits.
 type GitRest = (
-    Vec<NoteFacts>,
+    super::chunked::Chunked<NoteFacts>,
     rustc_hash::FxHashMap<Box<[u8]>, GitHash>,
     CommitIndex,
     BTreeMap<String, BTreeMap<String, GitHash>>,

@@ -15,6 +15,7 @@
 
 use std::hash::BuildHasher as _;
 
+use super::chunked::Chunked;
 use super::git::{CommitData, CommitIdx, GitHash};
 
 /// One slot: the hash prefix and the commit's index plus one (0 = empty).
@@ -67,7 +68,7 @@ impl CommitIndex {
     }
 
     /// The commit with this hash.
-    pub(crate) fn get(&self, hash: &GitHash, commits: &[CommitData]) -> Option<CommitIdx> {
+    pub(crate) fn get(&self, hash: &GitHash, commits: &Chunked<CommitData>) -> Option<CommitIdx> {
         if self.slots.is_empty() {
             return None;
         }
@@ -180,7 +181,7 @@ mod tests {
     #[test]
     fn finds_every_commit_through_growth_and_shared_prefixes() {
         let mut index = CommitIndex::default();
-        let mut commits = Vec::new();
+        let mut commits = Chunked::default();
         // Every hash shares its first eight bytes with the others of its
         // salt: only the full-hash check tells them apart.
         for n in 0..2_000u32 {
@@ -208,6 +209,9 @@ mod tests {
 
     #[test]
     fn an_empty_index_finds_nothing() {
-        assert_eq!(CommitIndex::default().get(&hash(0, 0), &[]), None);
+        assert_eq!(
+            CommitIndex::default().get(&hash(0, 0), &Chunked::default()),
+            None
+        );
     }
 }

@@ -187,12 +187,12 @@ pub enum CommitError {
 /// The global commit table.
 #[derive(Debug, Clone, Default)]
 pub struct GitState {
-    pub(crate) commits: Vec<CommitData>,
+    pub(crate) commits: super::chunked::Chunked<CommitData>,
     pub(crate) by_hash: super::commit_index::CommitIndex,
     /// `golang-hg` header values to commit hashes.
     pub(crate) hg: HashMap<Box<[u8]>, GitHash>,
     /// NoteDB facts of meta-looking commits.
-    pub(crate) notes: Vec<super::notedb::NoteFacts>,
+    pub(crate) notes: super::chunked::Chunked<super::notedb::NoteFacts>,
     /// The branch and tag refs of plain git repositories (almanac's
     /// `GitMutation.refs`), by `GitRepo.go_repo` then ref name.
     pub(crate) repo_refs:

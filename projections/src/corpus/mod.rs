@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod checkpoint;
+pub(crate) mod chunked;
 pub(crate) mod commit_index;
 pub mod dump;
 pub mod gerrit;
