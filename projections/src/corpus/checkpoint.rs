@@ -34,8 +34,8 @@ use super::commit_index::{CommitIndex, Slot};
 use super::gerrit::{ClData, ClStatus, GerritState, MessageData, ProjectData};
 use super::git::{CommitData, CommitIdx, Committer, FileStat, GitHash, GitState, GitTime, Parents};
 use super::github::{
-    CommentData, DismissedReview, EventData, EventExtra, GitHubState, IssueData, MilestoneData,
-    MilestoneRef, RepoData, RepoKey, ReviewData, UserData, UserRef,
+    ById, CommentData, DismissedReview, EventData, EventExtra, GitHubState, HasId, IssueData,
+    MilestoneData, MilestoneRef, RepoData, RepoKey, ReviewData, UserData, UserRef,
 };
 use super::notedb::{MessageSpan, NoteFacts};
 use super::text::{Interner, Sym, Text, TextArena, Texts};
@@ -500,6 +500,19 @@ impl Dec for UserRef {
         std::num::NonZeroU32::new(u32::dec(i)?)
             .map(UserRef)
             .ok_or_else(|| bad("bad user"))
+    }
+}
+
+/// The same bytes as a `Vec` of the entries.
+impl<T: Enc> Enc for ById<T> {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
+        (self.len() as u64).enc(o)?;
+        self.iter().try_for_each(|v| v.enc(o))
+    }
+}
+impl<T: Dec + HasId> Dec for ById<T> {
+    fn dec(i: &mut In<'_>) -> io::Result<Self> {
+        Ok(ById::from_items(Vec::<T>::dec(i)?))
     }
 }
 

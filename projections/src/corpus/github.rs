@@ -97,13 +97,93 @@ pub struct IssueData {
     pub(crate) milestone: MilestoneRef,
     /// Label ids, kept sorted.
     pub(crate) labels: Vec<i64>,
-    pub(crate) comments: Vec<CommentData>,
-    pub(crate) events: Vec<EventData>,
+    pub(crate) comments: ById<CommentData>,
+    pub(crate) events: ById<EventData>,
     pub(crate) reviews: Vec<ReviewData>,
     pub(crate) comments_synced: Time,
     pub(crate) events_synced: Time,
     pub(crate) reviews_synced: Time,
     pub(crate) event_max_time: Time,
+}
+
+/// Entries with ids, in arrival order, replaced by id (Go keeps them in
+/// maps by id). New ids are almost always larger than every id before, so
+/// the largest is kept to add those without scanning the entries: a
+/// linear scan per added event made the events of long-lived issues cost
+/// quadratic time.
+#[derive(Debug, Clone)]
+pub(crate) struct ById<T> {
+    items: Vec<T>,
+    /// The largest id among `items` (`i64::MIN` when there are none).
+    max_id: i64,
+}
+
+/// An entry of a [`ById`] table.
+pub(crate) trait HasId {
+    fn id(&self) -> i64;
+}
+
+impl HasId for CommentData {
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+impl HasId for EventData {
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+impl<T> Default for ById<T> {
+    fn default() -> Self {
+        ById {
+            items: Vec::new(),
+            max_id: i64::MIN,
+        }
+    }
+}
+
+impl<T: HasId> ById<T> {
+    /// The table holding `items`.
+    pub(crate) fn from_items(items: Vec<T>) -> ById<T> {
+        let max_id = items.iter().map(HasId::id).max().unwrap_or(i64::MIN);
+        ById { items, max_id }
+    }
+
+    /// Where the entry with `id` is, if there is one.
+    pub(crate) fn position(&self, id: i64) -> Option<usize> {
+        if id > self.max_id {
+            return None;
+        }
+        self.items.iter().rposition(|x| x.id() == id)
+    }
+
+    /// Adds an entry whose id the table does not hold.
+    pub(crate) fn push(&mut self, item: T) {
+        self.max_id = self.max_id.max(item.id());
+        self.items.push(item);
+    }
+
+    /// The memory held, in entries.
+    pub(crate) fn capacity(&self) -> usize {
+        self.items.capacity()
+    }
+}
+
+impl<T> std::ops::Deref for ById<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.items
+    }
+}
+
+impl<T> std::ops::DerefMut for ById<T> {
+    /// For changing entries in place; callers keep their ids.
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.items
+    }
 }
 
 /// An issue comment.
@@ -413,7 +493,7 @@ impl GitHubState {
                 continue;
             }
             let user = c.user.as_ref().map(|u| users.user(strings.syms, u));
-            let idx = match issue.comments.iter().rposition(|x| x.id == c.id) {
+            let idx = match issue.comments.position(c.id) {
                 Some(i) => i,
                 None => {
                     issue.comments.push(CommentData {
@@ -448,7 +528,7 @@ impl GitHubState {
             if e.created > issue.event_max_time {
                 issue.event_max_time = e.created;
             }
-            match issue.events.iter().rposition(|x| x.id == e.id) {
+            match issue.events.position(e.id) {
                 Some(i) => issue.events[i] = e,
                 None => issue.events.push(e),
             }
@@ -605,5 +685,42 @@ fn set_assignees(
         if i < list.len() {
             list.remove(i);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ById, EventData};
+
+    fn event(id: i64) -> EventData {
+        EventData {
+            id,
+            ..EventData::default()
+        }
+    }
+
+    /// Ids in any order are found where they are, whether the table was
+    /// built entry by entry or from a saved list.
+    #[test]
+    fn entries_are_found_by_id_in_any_order() {
+        let ids = [40, 7, 41, -3, 12, 100, 99];
+        let mut table = ById::default();
+        assert_eq!(table.position(5), None);
+        for id in ids {
+            assert_eq!(table.position(id), None, "{id} before it is added");
+            table.push(event(id));
+        }
+        let rebuilt = ById::from_items(ids.map(event).to_vec());
+        for t in [&table, &rebuilt] {
+            for (at, id) in ids.iter().enumerate() {
+                assert_eq!(t.position(*id), Some(at), "{id}");
+            }
+            for absent in [i64::MIN, -4, 8, 98, 101, i64::MAX] {
+                assert_eq!(t.position(absent), None, "{absent}");
+            }
+        }
+        table[2].created = crate::corpus::time::Time::from_unix(5);
+        assert_eq!(table.position(41), Some(2));
+        assert_eq!(table.len(), ids.len());
     }
 }
