@@ -368,6 +368,16 @@ fn is_name(b: u8) -> bool {
 /// a bare `#N` means golang/go only in project `go.googlesource.com/go`;
 /// duplicates dropped, first occurrence first.
 pub fn github_refs(project: &str, msg: &[u8]) -> Vec<GitHubRef> {
+    github_refs_trying(project, msg, next_ref_start)
+}
+
+/// [`github_refs`], trying the pattern at the starts `next_start` gives
+/// (the first at or after a position, `None` when there is none).
+fn github_refs_trying(
+    project: &str,
+    msg: &[u8],
+    next_start: impl Fn(&[u8], usize) -> Option<usize>,
+) -> Vec<GitHubRef> {
     let Some(hash) = memchr::memchr(b'#', msg) else {
         return Vec::new();
     };
@@ -380,7 +390,7 @@ pub fn github_refs(project: &str, msg: &[u8]) -> Vec<GitHubRef> {
     let mut p = 0;
     while p < s.len() {
         let Some((owner, repo, digits, end)) = match_ref_at(s, p) else {
-            match next_ref_start(s, p + 1) {
+            match next_start(s, p + 1) {
                 Some(next) => p = next,
                 None => break,
             }
