@@ -302,21 +302,36 @@ impl<T: Dec> Dec for Option<T> {
     }
 }
 
+/// A sequence: its length, then each entry.
+fn enc_seq<'a, T: Enc + 'a>(
+    len: usize,
+    mut entries: impl Iterator<Item = &'a T>,
+    o: &mut Out,
+) -> io::Result<()> {
+    (len as u64).enc(o)?;
+    entries.try_for_each(|v| v.enc(o))
+}
+
+/// The length of a sequence [`enc_seq`] wrote.
+fn dec_seq_len(i: &mut In<'_>) -> io::Result<usize> {
+    let n = u64::dec(i)?;
+    // Every element takes at least one byte: a count beyond the bytes
+    // left is damage, caught before anything is allocated for it.
+    if n > i.remaining() {
+        return Err(bad("bad length"));
+    }
+    Ok(n as usize)
+}
+
 impl<T: Enc> Enc for Vec<T> {
     fn enc(&self, o: &mut Out) -> io::Result<()> {
-        (self.len() as u64).enc(o)?;
-        self.iter().try_for_each(|v| v.enc(o))
+        enc_seq(self.len(), self.iter(), o)
     }
 }
 impl<T: Dec> Dec for Vec<T> {
     fn dec(i: &mut In<'_>) -> io::Result<Self> {
-        let n = u64::dec(i)?;
-        // Every element takes at least one byte: a count beyond the bytes
-        // left is damage, caught before anything is allocated for it.
-        if n > i.remaining() {
-            return Err(bad("bad length"));
-        }
-        let mut v = Vec::with_capacity(n as usize);
+        let n = dec_seq_len(i)?;
+        let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             v.push(T::dec(i)?);
         }
@@ -327,18 +342,13 @@ impl<T: Dec> Dec for Vec<T> {
 /// The same bytes as a `Vec` of the same entries.
 impl<T: Enc> Enc for super::chunked::Chunked<T> {
     fn enc(&self, o: &mut Out) -> io::Result<()> {
-        (self.len() as u64).enc(o)?;
-        self.iter().try_for_each(|v| v.enc(o))
+        enc_seq(self.len(), self.iter(), o)
     }
 }
 impl<T: Dec> Dec for super::chunked::Chunked<T> {
     fn dec(i: &mut In<'_>) -> io::Result<Self> {
-        let n = u64::dec(i)?;
-        if n > i.remaining() {
-            return Err(bad("bad length"));
-        }
         let mut v = super::chunked::Chunked::default();
-        for _ in 0..n {
+        for _ in 0..dec_seq_len(i)? {
             v.push(T::dec(i)?);
         }
         Ok(v)
@@ -506,8 +516,7 @@ impl Dec for UserRef {
 /// The same bytes as a `Vec` of the entries.
 impl<T: Enc> Enc for ById<T> {
     fn enc(&self, o: &mut Out) -> io::Result<()> {
-        (self.len() as u64).enc(o)?;
-        self.iter().try_for_each(|v| v.enc(o))
+        enc_seq(self.len(), self.iter(), o)
     }
 }
 impl<T: Dec + HasId> Dec for ById<T> {

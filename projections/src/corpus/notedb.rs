@@ -78,6 +78,11 @@ impl Needle {
         }
     }
 
+    /// The needle's length.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Where the needle first occurs, as [`find`] says.
     pub(crate) fn find(&self, haystack: &[u8]) -> Option<usize> {
         self.finder
@@ -87,7 +92,7 @@ impl Needle {
 
     /// [`line_value`] with this needle as the prefix.
     pub(crate) fn line_value<'a>(&self, all: &'a [u8]) -> &'a [u8] {
-        line_value_ok_by(all, self.bytes.len(), |hay| self.find(hay)).0
+        line_value_ok_by(all, self.len(), |hay| self.find(hay)).0
     }
 }
 
@@ -157,7 +162,7 @@ pub fn line_value_rest<'a>(all: &'a [u8], prefix: &[u8]) -> (&'a [u8], &'a [u8])
 /// `merged`, `abandoned`, `draft`, `new` that is a prefix of the rest.
 pub fn gerrit_status(msg: &[u8]) -> Option<&'static str> {
     let i = STATUS.find(msg)?;
-    let rest = &msg[i + b"\nStatus: ".len()..];
+    let rest = &msg[i + STATUS.len()..];
     ["merged", "abandoned", "draft", "new"]
         .into_iter()
         .find(|s| rest.starts_with(s.as_bytes()))
@@ -180,10 +185,10 @@ pub struct MessageSpan {
 /// it), and the text from the phrase up to the `Patch-set:` line minus two
 /// bytes. The `Patch-set:` line must end with `\n`.
 pub fn gerrit_message(msg: &[u8]) -> Option<MessageSpan> {
-    let exist = PATCH_SET.find(msg).map(|i| (i, b"\nPatch Set ".len()));
+    let exist = PATCH_SET.find(msg).map(|i| (i, PATCH_SET.len()));
     let new = UPLOADED_PATCH_SET
         .find(msg)
-        .map(|i| (i, b"\nUploaded patch set ".len()));
+        .map(|i| (i, UPLOADED_PATCH_SET.len()));
     let (start, phrase_len) = match (exist, new) {
         (None, None) => return None,
         (Some(a), None) => a,
