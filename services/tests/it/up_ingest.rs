@@ -43,6 +43,16 @@ async fn receive_until(
     }
 }
 
+/// Whether a mutation pointed `name` at `sha`. The sync appends a ref only
+/// after the commits it reaches, in a later append.
+fn has_ref(seen: &[Mutation], name: &str, sha: &str) -> bool {
+    seen.iter().any(|m| {
+        m.git
+            .as_ref()
+            .is_some_and(|g| g.refs.iter().any(|r| r.r#ref == name && r.sha1 == sha))
+    })
+}
+
 fn has_commit(seen: &[Mutation], sha: &str) -> bool {
     seen.iter().any(|m| {
         m.git
@@ -122,15 +132,16 @@ fn up_syncs_a_local_repository_and_github_into_the_corpus() {
         )
         .await;
 
-        // A commit made while up runs is logged within its 5 s poll.
+        // A commit made while up runs is logged within its 5 s poll, and
+        // then the branch that reaches it.
         std::fs::write(repo.join("hello.go"), "package hello\n\nfunc Hi() {}\n").expect("write");
         git(&repo, &["commit", "-q", "-am", "hello: second"]);
         let second = git(&repo, &["rev-parse", "HEAD"]);
         receive_until(
             &mut sub,
             &mut seen,
-            |s| has_commit(s, &second),
-            "second commit",
+            |s| has_commit(s, &second) && has_ref(s, "refs/heads/main", &second),
+            "second commit and main moved to it",
         )
         .await;
     });
