@@ -1,6 +1,8 @@
 //! Read-only memory maps of a log's segments, so that programs folding the
 //! log (the corpus) can keep the text of records as slices of the segment
-//! files instead of copying gigabytes into memory.
+//! files instead of copying gigabytes into memory, and can read the records
+//! themselves without copying them out of the page cache (see
+//! [`Reader::read_mapped`](crate::read::Reader::read_mapped)).
 //!
 //! This module holds the project's only `unsafe` code: creating the maps.
 //! Mapping a file is sound in Rust only while nobody changes the mapped
@@ -20,23 +22,36 @@
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use memmap2::{Mmap, MmapOptions};
+use bytes::Bytes;
+use memmap2::{Mmap, MmapOptions, UncheckedAdvice};
 
 use crate::read;
 use crate::table::{Position, SegmentMeta, SegmentTable};
 
 /// One mapped segment.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Mapped {
     start: Position,
     len: u64,
-    /// `None` for an empty segment (empty files cannot be mapped).
-    map: Option<Mmap>,
+    /// `None` for an empty segment (empty files cannot be mapped). Shared
+    /// with the [`Bytes`] handed out by [`SegmentMaps::bytes`], which keep
+    /// the map alive.
+    map: Option<Arc<Mmap>>,
 }
 
-/// Maps of a log's segments up to an end position.
-#[derive(Debug, Default)]
+/// A map as the owner of [`Bytes`].
+struct SharedMap(Arc<Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Maps of a log's segments up to an end position. Cloning shares the maps.
+#[derive(Debug, Default, Clone)]
 pub struct SegmentMaps {
     dir: PathBuf,
     segments: Vec<Mapped>,
@@ -90,11 +105,7 @@ impl SegmentMaps {
     /// The mapped bytes at `pos`, `len` long, if they lie within one mapped
     /// segment.
     pub fn get(&self, pos: Position, len: usize) -> Option<&[u8]> {
-        let idx = self
-            .segments
-            .partition_point(|m| m.start <= pos)
-            .checked_sub(1)?;
-        let seg = &self.segments[idx];
+        let seg = self.segment_of(pos)?;
         let off = usize::try_from(pos.0 - seg.start.0).ok()?;
         let end = off.checked_add(len)?;
         if end as u64 > seg.len {
@@ -104,6 +115,64 @@ impl SegmentMaps {
             Some(map) => map.get(off..end),
             None => (len == 0).then_some(&[][..]),
         }
+    }
+
+    /// The mapped bytes at `pos`, `len` long, as a handle that keeps the
+    /// map alive, if they lie within one mapped segment.
+    pub fn bytes(&self, pos: Position, len: usize) -> Option<Bytes> {
+        let seg = self.segment_of(pos)?;
+        let off = usize::try_from(pos.0 - seg.start.0).ok()?;
+        let end = off.checked_add(len)?;
+        if end as u64 > seg.len {
+            return None;
+        }
+        match &seg.map {
+            Some(map) => Some(Bytes::from_owner(SharedMap(Arc::clone(map))).slice(off..end)),
+            None => (len == 0).then(Bytes::new),
+        }
+    }
+
+    /// Lets the kernel take back this process's pages of the maps between
+    /// `from` and `to` (whole pages only). The bytes stay readable: the next
+    /// access maps them again from the page cache. For a reader that has
+    /// scanned past them, so that scanning a large log does not count the
+    /// whole log towards its resident memory.
+    pub fn release(&self, from: Position, to: Position) {
+        const PAGE: u64 = 4096;
+        for seg in &self.segments {
+            let Some(map) = &seg.map else { continue };
+            let lo = from.0.max(seg.start.0) - seg.start.0;
+            let hi = to.0.min(seg.start.0 + seg.len).saturating_sub(seg.start.0);
+            // The map starts on a page; only pages wholly inside the range.
+            let (lo, hi) = (lo.div_ceil(PAGE) * PAGE, hi / PAGE * PAGE);
+            if hi <= lo {
+                continue;
+            }
+            let (Ok(lo), Ok(len)) = (usize::try_from(lo), usize::try_from(hi - lo)) else {
+                continue;
+            };
+            // SAFETY: the map is a shared, read-only map of a file whose
+            // mapped bytes never change (module documentation). Dropping its
+            // pages changes no byte anyone can read: the next access maps
+            // the same file bytes again.
+            #[expect(
+                unsafe_code,
+                reason = "MADV_DONTNEED on a shared read-only file map only unmaps pages"
+            )]
+            let advised = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, lo, len) };
+            if let Err(e) = advised {
+                // Only memory is at stake: the pages stay counted.
+                tracing::debug!(error = %e, "releasing mapped log pages");
+            }
+        }
+    }
+
+    fn segment_of(&self, pos: Position) -> Option<&Mapped> {
+        let idx = self
+            .segments
+            .partition_point(|m| m.start <= pos)
+            .checked_sub(1)?;
+        self.segments.get(idx)
     }
 
     /// The end of the mapped bytes.
@@ -131,10 +200,10 @@ fn map_segment(dir: &std::path::Path, meta: &SegmentMeta) -> Result<Mapped, Erro
             reason = "read-only map of append-only log bytes; see module docs"
         )]
         let map = unsafe { MmapOptions::new().len(len).map(&file) };
-        Some(map.map_err(|source| Error::Io {
+        Some(Arc::new(map.map_err(|source| Error::Io {
             path: meta.path.clone(),
             source,
-        })?)
+        })?))
     };
     Ok(Mapped {
         start: meta.start,

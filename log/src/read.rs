@@ -126,6 +126,9 @@ pub struct Reader {
     retired_limit: usize,
     torn: Option<TornTail>,
     failed: bool,
+    /// Maps to take segment bytes from instead of reading them, when they
+    /// cover them.
+    maps: Option<crate::mapped::SegmentMaps>,
 }
 
 impl Snapshot {
@@ -167,6 +170,7 @@ impl Reader {
             retired_limit: 0,
             torn: None,
             failed: false,
+            maps: None,
         };
         reader.check_boundary(from)?;
         Ok(reader)
@@ -182,6 +186,16 @@ impl Reader {
     pub fn reuse_chunks(&mut self, chunks: usize) {
         self.retired_limit = chunks;
         self.retired.truncate(chunks);
+    }
+
+    /// Takes the bytes of segments from `maps` wherever they cover them,
+    /// instead of reading them into chunks: records are then slices of the
+    /// maps (no copy, no buffer memory), and a segment's pages count
+    /// towards the process's resident memory until released (see
+    /// [`SegmentMaps::release`](crate::mapped::SegmentMaps::release)).
+    /// Bytes past the maps are read as usual.
+    pub fn read_mapped(&mut self, maps: &crate::mapped::SegmentMaps) {
+        self.maps = Some(maps.clone());
     }
 
     /// The position of the next record this reader would return.
@@ -362,6 +376,9 @@ impl Reader {
 
     /// Reads `want` more bytes of `seg` from `file_offset` onto the buffer.
     fn fill(&mut self, seg: &SegmentMeta, file_offset: u64, want: usize) -> Result<(), Error> {
+        if self.fill_mapped(seg, file_offset) {
+            return Ok(());
+        }
         if self.file.is_none() {
             self.file = Some(open_segment(&self.dir, seg)?);
         }
@@ -429,6 +446,29 @@ impl Reader {
         self.buf = chunk.clone();
         self.chunk = chunk;
         Ok(())
+    }
+}
+
+impl Reader {
+    /// Makes the buffer the mapped bytes of `seg` from the unparsed tail up
+    /// to what may be read, if the maps hold them.
+    fn fill_mapped(&mut self, seg: &SegmentMeta, file_offset: u64) -> bool {
+        let Some(maps) = &self.maps else {
+            return false;
+        };
+        let from = file_offset - self.buf.len() as u64;
+        let readable_end = seg.len.min(self.bound.0 - seg.start.0);
+        let Ok(len) = usize::try_from(readable_end - from) else {
+            return false;
+        };
+        match maps.bytes(Position(seg.start.0 + from), len) {
+            Some(bytes) => {
+                self.chunk = bytes.clone();
+                self.buf = bytes;
+                true
+            }
+            None => false,
+        }
     }
 }
 

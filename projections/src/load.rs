@@ -104,6 +104,17 @@ pub(crate) struct Source {
 /// Records decoded per batch handed to the folding thread.
 const BATCH: usize = 2048;
 
+/// Decoded batches queued for the folding thread.
+const IN_FLIGHT: usize = 8;
+
+/// How far behind the decoding thread mapped log pages are released: past
+/// every batch in flight (a released page the folding thread still reads
+/// is only mapped again, at some cost).
+const RELEASE_LAG: u64 = 40 << 20;
+
+/// How many bytes are released at a time.
+const RELEASE_STEP: u64 = 8 << 20;
+
 impl Corpus {
     /// Folds the whole log in `dir` and returns when caught up.
     ///
@@ -234,24 +245,40 @@ impl Corpus {
     ) -> Result<u64, LoadError> {
         self.map_log(snapshot)?;
         let mut reader = snapshot.read_from(self.position())?;
-        // Up to 9 batches of 2,048 records are in flight, about 100 chunks.
-        reader.reuse_chunks(128);
+        // Records are read as slices of the maps: no copy out of the page
+        // cache, and views of them made on the decoding thread stay valid
+        // on the folding one. The pages scanned are released as reading
+        // moves on, behind the batches in flight, so that the whole log
+        // never counts towards the resident memory.
+        let maps = self.texts.maps().cloned().unwrap_or_default();
+        reader.read_mapped(&maps);
+        let maps = &maps;
+        let mut released = self.position();
         let end = snapshot.end();
         let skip = opts.skip_undecodable;
         let started = Instant::now();
         let mut last_report = started;
         let mut records = 0u64;
-        type Item = Result<(Position, Option<(Bytes, Option<Position>, PreparedRange)>), LoadError>;
         let result = std::thread::scope(|scope| -> Result<(), LoadError> {
-            let (tx, rx) = mpsc::sync_channel::<(Vec<Item>, Prepared)>(8);
+            let (tx, rx) = mpsc::sync_channel::<(Vec<Item<'_>>, Prepared)>(IN_FLIGHT);
             // Emptied batches go back to the decoding thread, so their
             // vectors are grown once per load rather than once per batch.
-            let (recycle_tx, recycle_rx) = mpsc::channel::<(Vec<Item>, Prepared)>();
+            let (recycle_tx, recycle_rx) = mpsc::channel::<(Vec<Item<'_>>, Prepared)>();
             let decoder = scope.spawn(move || {
-                let fresh = || {
-                    recycle_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| (Vec::with_capacity(BATCH), Prepared::default()))
+                // Batches in flight: the channel's, the one being folded
+                // and the one being filled. Once that many exist, wait for
+                // one to come back rather than make another: records are
+                // large (a view each), and fresh memory costs page faults.
+                let mut made = 0;
+                let mut fresh = || match recycle_rx.try_recv() {
+                    Ok(batch) => batch,
+                    Err(_) if made == IN_FLIGHT + 2 => recycle_rx
+                        .recv()
+                        .unwrap_or_else(|_| (Vec::new(), Prepared::default())),
+                    Err(_) => {
+                        made += 1;
+                        (Vec::with_capacity(BATCH), Prepared::default())
+                    }
                 };
                 let (mut batch, mut prepared) = fresh();
                 let mut keys = CommitKeys::default();
@@ -259,15 +286,17 @@ impl Corpus {
                     let item = match reader.next_record() {
                         Ok(Some(rec)) => {
                             let end = rec.end();
+                            if end.0 - released.0 >= RELEASE_LAG + RELEASE_STEP {
+                                let to = Position(end.0 - RELEASE_LAG);
+                                maps.release(released, to);
+                                released = to;
+                            }
                             let at = Position(rec.position.0 + u64::from(rec.header_len));
-                            match canonical(rec.payload, at) {
-                                Ok((bytes, at)) => {
-                                    // Parse commits here, off the folding
-                                    // thread: it is the costly stateless part.
-                                    let range = prepared.add(&bytes, &mut keys);
-                                    Ok((end, Some((bytes, at, range))))
-                                }
-                                Err(_) if skip => Ok((end, None)),
+                            // Views and commits are made here, off the
+                            // folding thread.
+                            match decode(maps, rec.payload, at, &mut prepared, &mut keys) {
+                                Ok(decoded) => Ok((end, decoded)),
+                                Err(_) if skip => Ok((end, Decoded::Skipped)),
                                 Err(source) => Err(LoadError::Undecodable {
                                     position: rec.position,
                                     source,
@@ -293,17 +322,30 @@ impl Corpus {
                 let _ = tx.send((batch, prepared));
             });
             for (mut batch, mut prepared) in rx {
-                for item in batch.drain(..) {
-                    let (pos, m) = item?;
-                    match m {
-                        Some((bytes, at, range)) => {
-                            self.apply_prepared(&bytes, at, &prepared, range)
+                // Records are read in place: a view is hundreds of bytes,
+                // and moving each out of the batch costs a copy.
+                for item in batch.iter_mut() {
+                    let Ok((pos, decoded)) = item else {
+                        // Where the decoding thread stopped: its error.
+                        return std::mem::replace(item, Ok((Position(0), Decoded::Skipped)))
+                            .map(drop);
+                    };
+                    match decoded {
+                        Decoded::Viewed {
+                            payload,
+                            at,
+                            view,
+                            range,
+                        } => self.apply_prepared_view(payload, view, Some(*at), &prepared, *range),
+                        Decoded::Owned { bytes, at, range } => {
+                            self.apply_prepared(bytes, *at, &prepared, *range)
                         }
-                        None => self.skipped.undecodable_records += 1,
+                        Decoded::Skipped => self.skipped.undecodable_records += 1,
                     }
-                    self.set_position(pos);
+                    self.set_position(*pos);
                     records += 1;
                 }
+                batch.clear();
                 prepared.clear();
                 // The decoding thread may have finished: then the batch is
                 // simply freed.
@@ -340,20 +382,72 @@ impl Corpus {
     }
 }
 
-/// A record in the canonical form the corpus views read: as it is when the
-/// zero-copy check accepts it, else decoded by prost (whose verdict and
-/// error text are the reference) and re-encoded.
-/// The log position comes along when the bytes are the record's own, so
-/// that texts can stay in the mapped log.
-fn canonical(
+/// A record as the decoding thread hands it to the folding one.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every record is viewed; boxing each view would cost an allocation per record"
+)]
+enum Decoded<'m> {
+    /// A canonical record in the mapped log, viewed.
+    Viewed {
+        payload: &'m [u8],
+        /// The payload's log position.
+        at: Position,
+        view: wire::MutationView<'m>,
+        range: PreparedRange,
+    },
+    /// A record re-encoded into canonical form (or, should the maps not
+    /// cover it, read into memory): viewed when folded.
+    Owned {
+        bytes: Bytes,
+        /// The payload's log position when the bytes are the record's own.
+        at: Option<Position>,
+        range: PreparedRange,
+    },
+    /// Undecodable, and skipped on request.
+    Skipped,
+}
+
+/// What the decoding thread sends: the record's end position and the
+/// record, or why loading stops.
+type Item<'m> = Result<(Position, Decoded<'m>), LoadError>;
+
+/// Puts a record (its payload at log position `at`) in the canonical form
+/// the corpus views read, and parses its commits into `prepared`. A record
+/// the zero-copy check accepts is used as it is; any other is decoded by
+/// prost (whose verdict and error text are the reference) and re-encoded.
+fn decode<'m>(
+    maps: &'m SegmentMaps,
     payload: Bytes,
     at: Position,
-) -> Result<(Bytes, Option<Position>), prost::DecodeError> {
+    prepared: &mut Prepared,
+    keys: &mut CommitKeys,
+) -> Result<Decoded<'m>, prost::DecodeError> {
     if let Ok(wire::Check::Canonical) = wire::check(&payload) {
-        return Ok((payload, Some(at)));
+        if let Some(payload) = maps.get(at, payload.len()) {
+            let view = wire::MutationView::parse(payload);
+            let range = prepared.add_view(payload, &view, keys);
+            return Ok(Decoded::Viewed {
+                payload,
+                at,
+                view,
+                range,
+            });
+        }
+        let range = prepared.add(&payload, keys);
+        return Ok(Decoded::Owned {
+            bytes: payload,
+            at: Some(at),
+            range,
+        });
     }
-    let m = Mutation::decode(payload)?;
-    Ok((Bytes::from(m.encode_to_vec()), None))
+    let bytes = Bytes::from(Mutation::decode(payload)?.encode_to_vec());
+    let range = prepared.add(&bytes, keys);
+    Ok(Decoded::Owned {
+        bytes,
+        at: None,
+        range,
+    })
 }
 
 /// The godata cache directory: `$XDG_CACHE_HOME/golang-maintner`, else

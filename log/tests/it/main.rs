@@ -5,5 +5,6 @@ mod follow;
 mod go_fixtures;
 mod golden;
 mod maintenance;
+mod mapped;
 mod recovery;
 mod support;

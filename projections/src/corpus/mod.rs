@@ -94,9 +94,22 @@ impl Prepared {
     /// canonical, in record order, naming their people, zones and branches
     /// with `keys` (one table for all the batches of a load, in order).
     pub fn add(&mut self, payload: &[u8], keys: &mut CommitKeys) -> PreparedRange {
+        self.add_view(
+            payload,
+            &wire::MutationView::parse_commit_parts(payload),
+            keys,
+        )
+    }
+
+    /// [`Prepared::add`] for a record already viewed (`m` views `payload`).
+    pub fn add_view(
+        &mut self,
+        payload: &[u8],
+        m: &wire::MutationView<'_>,
+        keys: &mut CommitKeys,
+    ) -> PreparedRange {
         self.keys_generation = keys.generation();
         let start = self.commits.len() as u32;
-        let m = wire::MutationView::parse_commit_parts(payload);
         if let Some(c) = m.git.as_ref().and_then(|g| g.commit.as_ref()) {
             let mut p = git::ParsedCommit::parse(payload, c, &mut self.files);
             p.assign_keys(payload, keys);
@@ -212,12 +225,29 @@ impl Corpus {
         batch: &Prepared,
         range: PreparedRange,
     ) {
+        let view = wire::MutationView::parse(payload);
+        self.apply_prepared_view(payload, &view, pos, batch, range);
+    }
+
+    /// [`Corpus::apply_prepared`] for a record already viewed (`view` views
+    /// `payload`), as the loader's decoding thread does when it reads
+    /// records from the mapped log.
+    pub fn apply_prepared_view(
+        &mut self,
+        payload: &[u8],
+        view: &wire::MutationView<'_>,
+        pos: Option<Position>,
+        batch: &Prepared,
+        range: PreparedRange,
+    ) {
         let commits = PreparedCommits {
             commits: &batch.commits[range.start as usize..range.end as usize],
             files: &batch.files,
         };
         self.keyed.begin_batch(batch.keys_generation);
-        self.apply_with(payload, pos, Some(commits));
+        self.texts.begin_record(payload, pos.map(|p| p.0));
+        self.apply_view(payload, view, Some(commits));
+        self.texts.end_record();
     }
 
     fn apply_with(

@@ -157,6 +157,11 @@ impl Texts {
         self.base = None;
     }
 
+    /// The maps of the log, if texts live there.
+    pub(crate) fn maps(&self) -> Option<&almanac_log::mapped::SegmentMaps> {
+        self.log.as_ref()
+    }
+
     /// The maps of the log, if texts may live there.
     pub(crate) fn maps_mut(&mut self) -> &mut Option<almanac_log::mapped::SegmentMaps> {
         &mut self.log
