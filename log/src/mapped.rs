@@ -41,6 +41,50 @@ struct Mapped {
     map: Option<Arc<Mmap>>,
 }
 
+impl Mapped {
+    /// The offsets of `len` bytes at `pos` in this segment, if it holds
+    /// them all.
+    fn range(&self, pos: Position, len: usize) -> Option<(usize, usize)> {
+        let off = usize::try_from(pos.0.checked_sub(self.start.0)?).ok()?;
+        let end = off.checked_add(len)?;
+        (end as u64 <= self.len).then_some((off, end))
+    }
+
+    fn get(&self, pos: Position, len: usize) -> Option<&[u8]> {
+        let (off, end) = self.range(pos, len)?;
+        match &self.map {
+            Some(map) => map.get(off..end),
+            None => (len == 0).then_some(&[][..]),
+        }
+    }
+}
+
+/// [`SegmentMaps::get`] for positions looked up in order: the segment of
+/// the last lookup is tried first.
+#[derive(Debug)]
+pub struct Cursor<'m> {
+    maps: &'m SegmentMaps,
+    idx: usize,
+}
+
+impl<'m> Cursor<'m> {
+    /// The mapped bytes at `pos`, `len` long, if they lie within one mapped
+    /// segment.
+    pub fn get(&mut self, pos: Position, len: usize) -> Option<&'m [u8]> {
+        if let Some(bytes) = self
+            .maps
+            .segments
+            .get(self.idx)
+            .and_then(|s| s.get(pos, len))
+        {
+            return Some(bytes);
+        }
+        let idx = self.maps.segment_index(pos)?;
+        self.idx = idx;
+        self.maps.segments[idx].get(pos, len)
+    }
+}
+
 /// A map as the owner of [`Bytes`].
 struct SharedMap(Arc<Mmap>);
 
@@ -105,27 +149,19 @@ impl SegmentMaps {
     /// The mapped bytes at `pos`, `len` long, if they lie within one mapped
     /// segment.
     pub fn get(&self, pos: Position, len: usize) -> Option<&[u8]> {
-        let seg = self.segment_of(pos)?;
-        let off = usize::try_from(pos.0 - seg.start.0).ok()?;
-        let end = off.checked_add(len)?;
-        if end as u64 > seg.len {
-            return None;
-        }
-        match &seg.map {
-            Some(map) => map.get(off..end),
-            None => (len == 0).then_some(&[][..]),
-        }
+        self.segment_of(pos)?.get(pos, len)
+    }
+
+    /// A cursor for looking up positions in order, as a scan does.
+    pub fn cursor(&self) -> Cursor<'_> {
+        Cursor { maps: self, idx: 0 }
     }
 
     /// The mapped bytes at `pos`, `len` long, as a handle that keeps the
     /// map alive, if they lie within one mapped segment.
     pub fn bytes(&self, pos: Position, len: usize) -> Option<Bytes> {
         let seg = self.segment_of(pos)?;
-        let off = usize::try_from(pos.0 - seg.start.0).ok()?;
-        let end = off.checked_add(len)?;
-        if end as u64 > seg.len {
-            return None;
-        }
+        let (off, end) = seg.range(pos, len)?;
         match &seg.map {
             Some(map) => Some(Bytes::from_owner(SharedMap(Arc::clone(map))).slice(off..end)),
             None => (len == 0).then(Bytes::new),
@@ -167,12 +203,14 @@ impl SegmentMaps {
         }
     }
 
-    fn segment_of(&self, pos: Position) -> Option<&Mapped> {
-        let idx = self
-            .segments
+    fn segment_index(&self, pos: Position) -> Option<usize> {
+        self.segments
             .partition_point(|m| m.start <= pos)
-            .checked_sub(1)?;
-        self.segments.get(idx)
+            .checked_sub(1)
+    }
+
+    fn segment_of(&self, pos: Position) -> Option<&Mapped> {
+        self.segments.get(self.segment_index(pos)?)
     }
 
     /// The end of the mapped bytes.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use almanac_log::mapped::SegmentMaps;
+use almanac_log::mapped::{Cursor, SegmentMaps};
 use almanac_log::{Position, Snapshot};
 use almanac_proto::pb::maintpb::Mutation;
 use prost::Message as _;
@@ -282,6 +282,7 @@ impl Corpus {
                 };
                 let (mut batch, mut prepared) = fresh();
                 let mut keys = CommitKeys::default();
+                let mut cursor = maps.cursor();
                 loop {
                     let item = match reader.next_record() {
                         Ok(Some(rec)) => {
@@ -294,7 +295,7 @@ impl Corpus {
                             let at = Position(rec.position.0 + u64::from(rec.header_len));
                             // Views and commits are made here, off the
                             // folding thread.
-                            match decode(maps, rec.payload, at, &mut prepared, &mut keys) {
+                            match decode(&mut cursor, rec.payload, at, &mut prepared, &mut keys) {
                                 Ok(decoded) => Ok((end, decoded)),
                                 Err(_) if skip => Ok((end, Decoded::Skipped)),
                                 Err(source) => Err(LoadError::Undecodable {
@@ -417,7 +418,7 @@ type Item<'m> = Result<(Position, Decoded<'m>), LoadError>;
 /// the zero-copy check accepts is used as it is; any other is decoded by
 /// prost (whose verdict and error text are the reference) and re-encoded.
 fn decode<'m>(
-    maps: &'m SegmentMaps,
+    maps: &mut Cursor<'m>,
     payload: Bytes,
     at: Position,
     prepared: &mut Prepared,

@@ -12,17 +12,17 @@ use almanac_log::read::{Reader, Record};
 
 use crate::support::{open, payload, segment_files, small_segments};
 
-/// Every record (position and payload) a reader returns, and how it ended.
-fn read(
-    mut reader: Reader,
-    mut after_each: impl FnMut(&Record),
-) -> (Vec<(Position, Vec<u8>)>, String) {
+/// A record: its position, header length and payload.
+type Read = (Position, u32, Vec<u8>);
+
+/// Every record a reader returns, and how it ended.
+fn read(mut reader: Reader, mut after_each: impl FnMut(&Record)) -> (Vec<Read>, String) {
     let mut records = Vec::new();
     loop {
         match reader.next_record() {
             Ok(Some(rec)) => {
                 after_each(&rec);
-                records.push((rec.position, rec.payload.to_vec()));
+                records.push((rec.position, rec.header_len, rec.payload.to_vec()));
             }
             Ok(None) => return (records, format!("end {:?}", reader.torn_tail())),
             Err(e) => return (records, format!("error {e}")),
@@ -67,9 +67,10 @@ fn mapped_reads_equal_file_reads_across_segments_and_a_torn_tail() {
     // Each payload is the map's own bytes, not a copy; every page behind
     // the reader is released as it goes, the payloads kept so far
     // included: they must read back the same.
+    let mut cursor = maps.cursor();
     let (from_maps, maps_end) = read(reader, |rec| {
         let at = Position(rec.position.0 + u64::from(rec.header_len));
-        let mapped = maps.get(at, rec.payload.len()).expect("mapped");
+        let mapped = cursor.get(at, rec.payload.len()).expect("mapped");
         assert_eq!(mapped.as_ptr(), rec.payload.as_ptr(), "copied at {at}");
         maps.release(Position(0), rec.end());
     });
@@ -77,6 +78,18 @@ fn mapped_reads_equal_file_reads_across_segments_and_a_torn_tail() {
     assert_eq!(from_maps.len(), from_files.len());
     assert!(from_maps == from_files, "mapped records differ");
     assert!(from_maps.last().expect("records").0 < end);
+    // A cursor also looks back, and across segments.
+    for (pos, header, payload) in [
+        &from_files[3],
+        &from_files[from_files.len() - 3],
+        &from_files[0],
+    ] {
+        let at = Position(pos.0 + u64::from(*header));
+        assert!(cursor.get(at, payload.len()) == Some(&payload[..]));
+        assert!(maps.get(at, payload.len()) == Some(&payload[..]));
+    }
+    assert_eq!(cursor.get(snap.end(), 1), None);
+    assert_eq!(maps.get(snap.end(), 1), None);
 
     // From a record in the middle of a later segment, too.
     let middle = from_files[from_files.len() * 2 / 3].0;

@@ -175,10 +175,20 @@ impl GerritState {
                 ..ProjectData::default()
             }),
         };
-        for (i, c) in gm.commits().enumerate() {
-            let applied = match parsed.and_then(|p| p.commits.get(i).map(|c| (c, p.files))) {
-                Some((p, files)) => git.apply_parsed(strings, base, p, files),
-                None => git.apply_commit(strings, base, &c),
+        // The commits parsed ahead are the record's, in order; without them
+        // (a record applied on its own), each is parsed here.
+        let mut commits = gm.commits();
+        let mut prepared = parsed.map(|p| (p.commits.iter(), p.files));
+        loop {
+            let applied = match &mut prepared {
+                Some((ahead, files)) => match ahead.next() {
+                    Some(p) => git.apply_parsed(strings, base, p, files),
+                    None => break,
+                },
+                None => match commits.next() {
+                    Some(c) => git.apply_commit(strings, base, &c),
+                    None => break,
+                },
             };
             match applied {
                 Ok(idx) => {
