@@ -179,10 +179,11 @@ impl Reader {
     /// Keeps up to `chunks` read chunks whose records the caller still
     /// holds, to read into again once it has dropped them, instead of
     /// allocating and zeroing fresh memory. For a caller that holds many
-    /// records at a time and reads a lot (a loader handing batches to
-    /// another thread, which has about 100 chunks in flight); the kept
-    /// chunks (256 KiB each) live as long as the reader, so a long-lived
-    /// follower should not ask for this.
+    /// records at a time and reads a lot without mapping the log (a
+    /// scanner handing batches to another thread); the kept chunks
+    /// (256 KiB each) live as long as the reader, so a long-lived follower
+    /// should not ask for this. Mapped bytes ([`Reader::read_mapped`]) need
+    /// no chunks.
     pub fn reuse_chunks(&mut self, chunks: usize) {
         self.retired_limit = chunks;
         self.retired.truncate(chunks);
