@@ -234,6 +234,25 @@ fn http_get(addr: SocketAddr, path: &str) -> crate::support::HttpResponse {
     crate::support::exchange(addr, "GET", path, &[], b"", true)
 }
 
+/// The coordinator's `/status.json` once its own fold (fed by its own
+/// subscription) has read the log at least to `position`: the pages are
+/// rendered from that fold, not from the test's.
+fn status_at(addr: SocketAddr, position: u64) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = http_get(addr, "/status.json").json();
+        if status["header"]["log_position"].as_u64() >= Some(position) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the coordinator's fold did not reach {position} within {WAIT:?}: {:#}",
+            status["header"]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 struct Setup {
     dir: tempfile::TempDir,
     repo: PathBuf,
@@ -474,7 +493,7 @@ fn the_farm_builds_commits_survives_lost_machines_and_a_coordinator_restart() {
     let text = http_get(coordinator_addr, &format!("/log/{}", log.sha256)).text();
     assert!(text.contains("failing as asked"), "{text}");
     assert!(text.contains(&c2), "{text}");
-    let status = http_get(coordinator_addr, "/status.json").json();
+    let status = status_at(coordinator_addr, watch.position);
     let recent: Vec<(String, String)> = status["recent_builds"]
         .as_array()
         .expect("recent builds")

@@ -886,6 +886,21 @@ fn a_webhook_syncs_the_named_repository_at_once() {
         "repository": {"full_name": format!("{OWNER}/{REPO}")},
     })
     .to_string();
+    // The follower's first long-poll starts from "now": publish only once
+    // it waits, or the event predates it and is never seen.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while helper
+        .metrics()
+        .waiters
+        .load(std::sync::atomic::Ordering::SeqCst)
+        < 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the syncer's follower never long-polled the helper"
+        );
+        std::thread::yield_now();
+    }
     let refused = post_webhook(helper.addr(), "sha256=00", &body);
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     let signature = almanac_services::pubsubhelper::signature(SECRET.as_bytes(), body.as_bytes());

@@ -116,32 +116,24 @@ fn folded(data: &Path) -> (Vec<String>, BTreeMap<String, String>, usize) {
     (logged, refs, commits)
 }
 
-#[test]
-fn a_sync_killed_midway_is_completed_by_the_next() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let repo = work.path().join("big");
-    make_big_repo(&repo);
-    let config = work.path().join("ingest.toml");
-    write_config(&config, &repo);
-
-    // Reference: one uninterrupted sync.
-    let reference = work.path().join("reference");
-    let out = sync_and_quit(&reference, &config);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    // Killed after its first durable batch.
-    let data = work.path().join("data");
+/// Runs a sync into `data`, SIGKILLs it as soon as it reports its first
+/// durable batch, and returns its exit status and the commits and refs
+/// then in the log.
+fn kill_after_first_batch(
+    data: &Path,
+    config: &Path,
+) -> (
+    std::process::ExitStatus,
+    Vec<String>,
+    BTreeMap<String, String>,
+) {
     let mut child = almanac()
         .args([
             "maintnerd",
             "--data",
-            arg(&data),
+            arg(data),
             "--config",
-            arg(&config),
+            arg(config),
             "--sync-and-quit",
         ])
         .env("ALMANAC_LOG", "info")
@@ -161,17 +153,51 @@ fn a_sync_killed_midway_is_completed_by_the_next() {
     assert!(saw_progress, "maintnerd never reported progress");
     child.kill().expect("SIGKILL");
     let status = child.wait().expect("wait");
-    assert!(!status.success(), "killed before it could finish");
-    let (partial, partial_refs, _) = folded(&data);
+    let (partial, partial_refs, _) = folded(data);
+    (status, partial, partial_refs)
+}
+
+#[test]
+fn a_sync_killed_midway_is_completed_by_the_next() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let repo = work.path().join("big");
+    make_big_repo(&repo);
+    let config = work.path().join("ingest.toml");
+    write_config(&config, &repo);
+
+    // Reference: one uninterrupted sync.
+    let reference = work.path().join("reference");
+    let out = sync_and_quit(&reference, &config);
     assert!(
-        !partial.is_empty() && partial.len() < COMMITS,
-        "{} commits at the kill",
-        partial.len()
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        partial_refs.is_empty(),
-        "refs are logged only after every commit"
-    );
+
+    // Killed after its first durable batch. On a slow machine the sync can
+    // finish between the progress line and the kill; then the kill proved
+    // nothing, and it is tried again in a fresh directory.
+    let mut data = work.path().join("data");
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (status, partial, partial_refs) = kill_after_first_batch(&data, &config);
+        if partial.len() == COMMITS && attempts < 3 {
+            data = work.path().join(format!("data-{attempts}"));
+            continue;
+        }
+        assert!(!status.success(), "killed before it could finish");
+        assert!(
+            !partial.is_empty() && partial.len() < COMMITS,
+            "{} commits at the kill",
+            partial.len()
+        );
+        assert!(
+            partial_refs.is_empty(),
+            "refs are logged only after every commit"
+        );
+        break;
+    }
 
     // The next run completes the picture.
     let out = sync_and_quit(&data, &config);
