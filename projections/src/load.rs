@@ -19,7 +19,7 @@ use prost::Message as _;
 
 use bytes::Bytes;
 
-use crate::corpus::{CommitKeys, Corpus, Prepared, PreparedRange, wire};
+use crate::corpus::{CommitKeys, Corpus, IssueParts, Prepared, PreparedRange, wire};
 
 /// Progress through a load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,10 +260,10 @@ impl Corpus {
         let mut last_report = started;
         let mut records = 0u64;
         let result = std::thread::scope(|scope| -> Result<(), LoadError> {
-            let (tx, rx) = mpsc::sync_channel::<(Vec<Item<'_>>, Prepared)>(IN_FLIGHT);
+            let (tx, rx) = mpsc::sync_channel::<Batch<'_>>(IN_FLIGHT);
             // Emptied batches go back to the decoding thread, so their
             // vectors are grown once per load rather than once per batch.
-            let (recycle_tx, recycle_rx) = mpsc::channel::<(Vec<Item<'_>>, Prepared)>();
+            let (recycle_tx, recycle_rx) = mpsc::channel::<Batch<'_>>();
             let decoder = scope.spawn(move || {
                 // Batches in flight: the channel's, the one being folded
                 // and the one being filled. Once that many exist, wait for
@@ -272,15 +272,17 @@ impl Corpus {
                 let mut made = 0;
                 let mut fresh = || match recycle_rx.try_recv() {
                     Ok(batch) => batch,
-                    Err(_) if made == IN_FLIGHT + 2 => recycle_rx
-                        .recv()
-                        .unwrap_or_else(|_| (Vec::new(), Prepared::default())),
+                    Err(_) if made == IN_FLIGHT + 2 => recycle_rx.recv().unwrap_or_default(),
                     Err(_) => {
                         made += 1;
-                        (Vec::with_capacity(BATCH), Prepared::default())
+                        (
+                            Vec::with_capacity(BATCH),
+                            Prepared::default(),
+                            ViewedParts::default(),
+                        )
                     }
                 };
-                let (mut batch, mut prepared) = fresh();
+                let (mut batch, mut prepared, mut parts) = fresh();
                 let mut keys = CommitKeys::default();
                 let mut cursor = maps.cursor();
                 loop {
@@ -295,7 +297,12 @@ impl Corpus {
                             let at = Position(rec.position.0 + u64::from(rec.header_len));
                             // Views and commits are made here, off the
                             // folding thread.
-                            match decode(&mut cursor, rec.payload, at, &mut prepared, &mut keys) {
+                            let ahead = Ahead {
+                                prepared: &mut prepared,
+                                keys: &mut keys,
+                                parts: &mut parts,
+                            };
+                            match decode(&mut cursor, rec.payload, at, ahead) {
                                 Ok(decoded) => Ok((end, decoded)),
                                 Err(_) if skip => Ok((end, Decoded::Skipped)),
                                 Err(source) => Err(LoadError::Undecodable {
@@ -310,19 +317,20 @@ impl Corpus {
                     let stop = item.is_err();
                     batch.push(item);
                     if batch.len() == BATCH || stop {
-                        let (next_batch, next_prepared) = fresh();
+                        let (next_batch, next_prepared, next_parts) = fresh();
                         let full = (
                             std::mem::replace(&mut batch, next_batch),
                             std::mem::replace(&mut prepared, next_prepared),
+                            std::mem::replace(&mut parts, next_parts),
                         );
                         if tx.send(full).is_err() || stop {
                             return;
                         }
                     }
                 }
-                let _ = tx.send((batch, prepared));
+                let _ = tx.send((batch, prepared, parts));
             });
-            for (mut batch, mut prepared) in rx {
+            for (mut batch, mut prepared, mut parts) in rx {
                 // Records are read in place: a view is hundreds of bytes,
                 // and moving each out of the batch costs a copy.
                 for item in batch.iter_mut() {
@@ -337,7 +345,18 @@ impl Corpus {
                             at,
                             view,
                             range,
-                        } => self.apply_prepared_view(payload, view, Some(*at), &prepared, *range),
+                            issue,
+                        } => {
+                            let issue = issue.map(|r| parts.get(r));
+                            self.apply_prepared_view(
+                                payload,
+                                view,
+                                issue,
+                                Some(*at),
+                                &prepared,
+                                *range,
+                            )
+                        }
                         Decoded::Owned { bytes, at, range } => {
                             self.apply_prepared(bytes, *at, &prepared, *range)
                         }
@@ -348,9 +367,10 @@ impl Corpus {
                 }
                 batch.clear();
                 prepared.clear();
+                parts.clear();
                 // The decoding thread may have finished: then the batch is
                 // simply freed.
-                let _ = recycle_tx.send((batch, prepared));
+                let _ = recycle_tx.send((batch, prepared, parts));
                 if let Some(report) = opts.progress.as_mut()
                     && last_report.elapsed() >= Duration::from_millis(100)
                 {
@@ -396,6 +416,9 @@ enum Decoded<'m> {
         at: Position,
         view: wire::MutationView<'m>,
         range: PreparedRange,
+        /// Where its issue's comments and events are in the batch's
+        /// [`ViewedParts`].
+        issue: Option<PartsRange>,
     },
     /// A record re-encoded into canonical form (or, should the maps not
     /// cover it, read into memory): viewed when folded.
@@ -413,6 +436,58 @@ enum Decoded<'m> {
 /// record, or why loading stops.
 type Item<'m> = Result<(Position, Decoded<'m>), LoadError>;
 
+/// A batch handed to the folding thread: its records, their commits, and
+/// their issues' comments and events.
+type Batch<'m> = (Vec<Item<'m>>, Prepared, ViewedParts<'m>);
+
+/// The comments and events of a batch's issue mutations, viewed on the
+/// decoding thread (each walk of a record's fields for one of them would
+/// otherwise be made on the folding thread).
+#[derive(Default)]
+struct ViewedParts<'m> {
+    comments: Vec<wire::CommentView<'m>>,
+    events: Vec<wire::EventView<'m>>,
+}
+
+/// Where one record's comments and events are in [`ViewedParts`].
+#[derive(Clone, Copy)]
+struct PartsRange {
+    comments: (u32, u32),
+    events: (u32, u32),
+}
+
+impl<'m> ViewedParts<'m> {
+    fn add(&mut self, issue: &wire::IssueView<'m>) -> PartsRange {
+        let comments_start = self.comments.len() as u32;
+        self.comments.extend(issue.comments());
+        let events_start = self.events.len() as u32;
+        self.events.extend(issue.events());
+        PartsRange {
+            comments: (comments_start, self.comments.len() as u32),
+            events: (events_start, self.events.len() as u32),
+        }
+    }
+
+    fn get(&self, r: PartsRange) -> IssueParts<'_, 'm> {
+        IssueParts {
+            comments: &self.comments[r.comments.0 as usize..r.comments.1 as usize],
+            events: &self.events[r.events.0 as usize..r.events.1 as usize],
+        }
+    }
+
+    fn clear(&mut self) {
+        self.comments.clear();
+        self.events.clear();
+    }
+}
+
+/// What the decoding thread prepares for each record besides its view.
+struct Ahead<'a, 'm> {
+    prepared: &'a mut Prepared,
+    keys: &'a mut CommitKeys,
+    parts: &'a mut ViewedParts<'m>,
+}
+
 /// Puts a record (its payload at log position `at`) in the canonical form
 /// the corpus views read, and parses its commits into `prepared`. A record
 /// the zero-copy check accepts is used as it is; any other is decoded by
@@ -421,18 +496,24 @@ fn decode<'m>(
     maps: &mut Cursor<'m>,
     payload: Bytes,
     at: Position,
-    prepared: &mut Prepared,
-    keys: &mut CommitKeys,
+    ahead: Ahead<'_, 'm>,
 ) -> Result<Decoded<'m>, prost::DecodeError> {
+    let Ahead {
+        prepared,
+        keys,
+        parts,
+    } = ahead;
     if let Ok(wire::Check::Canonical) = wire::check(&payload) {
         if let Some(payload) = maps.get(at, payload.len()) {
             let view = wire::MutationView::parse(payload);
             let range = prepared.add_view(payload, &view, keys);
+            let issue = view.github_issue.as_ref().map(|i| parts.add(i));
             return Ok(Decoded::Viewed {
                 payload,
                 at,
                 view,
                 range,
+                issue,
             });
         }
         let range = prepared.add(&payload, keys);

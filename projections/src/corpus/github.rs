@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use super::text::{Interner, Sym, Text, Texts};
 use super::time::Time;
-use super::wire::{EventView, IssueView, MilestoneView, RepoView, UserView};
+use super::wire::{CommentView, EventView, IssueView, MilestoneView, RepoView, UserView};
 
 /// A repository key, case-sensitive as in the mutation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -372,6 +372,8 @@ impl GitHubState {
         &mut self,
         strings: &mut Strings<'_>,
         m: &IssueView<'_>,
+        comments: &[CommentView<'_>],
+        events: &[EventView<'_>],
         dropped: &mut Vec<Dropped>,
     ) {
         if m.owner.is_empty() || m.repo.is_empty() {
@@ -488,7 +490,7 @@ impl GitHubState {
                 }
             }
         }
-        for c in m.comments() {
+        for c in comments {
             if c.id == 0 {
                 continue;
             }
@@ -520,11 +522,11 @@ impl GitHubState {
         if let Some(t) = m.comment_status {
             issue.comments_synced = t;
         }
-        for e in m.events() {
+        for e in events {
             if e.id == 0 {
                 continue;
             }
-            let e = event(&mut users, teams, event_extras, strings, &e);
+            let e = event(&mut users, teams, event_extras, strings, e);
             if e.created > issue.event_max_time {
                 issue.event_max_time = e.created;
             }

@@ -131,6 +131,16 @@ impl Prepared {
     }
 }
 
+/// The comments and events of a record's issue mutation, viewed ahead of
+/// folding (the loader's decoding thread does), in record order.
+#[derive(Debug, Clone, Copy)]
+pub struct IssueParts<'v, 'a> {
+    /// Its comments.
+    pub comments: &'v [wire::CommentView<'a>],
+    /// Its events.
+    pub events: &'v [wire::EventView<'a>],
+}
+
 /// A record's parsed commits and the batch's file list they index.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PreparedCommits<'a> {
@@ -205,7 +215,7 @@ impl Corpus {
     /// parts, in Go's order.
     pub fn apply_mutation(&mut self, m: &Mutation) {
         let bytes = prost::Message::encode_to_vec(m);
-        self.apply_view(&bytes, &wire::MutationView::parse(&bytes), None);
+        self.apply_view(&bytes, &wire::MutationView::parse(&bytes), None, None);
     }
 
     /// Applies a record's bytes, which must have passed [`wire::check`] as
@@ -226,7 +236,7 @@ impl Corpus {
         range: PreparedRange,
     ) {
         let view = wire::MutationView::parse(payload);
-        self.apply_prepared_view(payload, &view, pos, batch, range);
+        self.apply_prepared_view(payload, &view, None, pos, batch, range);
     }
 
     /// [`Corpus::apply_prepared`] for a record already viewed (`view` views
@@ -236,6 +246,7 @@ impl Corpus {
         &mut self,
         payload: &[u8],
         view: &wire::MutationView<'_>,
+        parts: Option<IssueParts<'_, '_>>,
         pos: Option<Position>,
         batch: &Prepared,
         range: PreparedRange,
@@ -246,7 +257,7 @@ impl Corpus {
         };
         self.keyed.begin_batch(batch.keys_generation);
         self.texts.begin_record(payload, pos.map(|p| p.0));
-        self.apply_view(payload, view, Some(commits));
+        self.apply_view(payload, view, Some(commits), parts);
         self.texts.end_record();
     }
 
@@ -257,7 +268,7 @@ impl Corpus {
         commits: Option<PreparedCommits<'_>>,
     ) {
         self.texts.begin_record(payload, pos.map(|p| p.0));
-        self.apply_view(payload, &wire::MutationView::parse(payload), commits);
+        self.apply_view(payload, &wire::MutationView::parse(payload), commits, None);
         self.texts.end_record();
     }
 
@@ -266,6 +277,7 @@ impl Corpus {
         base: &[u8],
         m: &wire::MutationView<'_>,
         commits: Option<PreparedCommits<'_>>,
+        parts: Option<IssueParts<'_, '_>>,
     ) {
         self.mutations += 1;
         let mut dropped = Vec::new();
@@ -274,7 +286,18 @@ impl Corpus {
                 syms: &mut self.syms,
                 texts: &mut self.texts,
             };
-            self.github.apply_issue(&mut strings, issue, &mut dropped);
+            match parts {
+                Some(p) => {
+                    self.github
+                        .apply_issue(&mut strings, issue, p.comments, p.events, &mut dropped)
+                }
+                None => {
+                    let comments: Vec<_> = issue.comments().collect();
+                    let events: Vec<_> = issue.events().collect();
+                    self.github
+                        .apply_issue(&mut strings, issue, &comments, &events, &mut dropped)
+                }
+            }
         }
         if let Some(repo) = &m.github {
             let mut strings = Strings {
