@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashSet as HashSet;
 
-use super::git::{CommitError, CommitIdx, GitHash, GitState, GitStrings, GitTime};
+use super::git::{CommitError, CommitIdx, GitHash, GitState, GitStrings, GitTime, Span};
 use super::github::GitHubState;
 use super::notedb;
 use super::text::{Interner, Sym, Text};
@@ -217,13 +217,23 @@ impl GerritState {
         for deleted in gm.deleted_refs() {
             project.refs.remove(deleted);
         }
-        for (ref_name, sha1) in gm.refs() {
+        // Parsed ahead with the commits, or here for a record on its own.
+        let read_now: Vec<RefAhead>;
+        let refs = match parsed {
+            Some(p) => p.refs,
+            None => {
+                read_now = gm.refs().map(|(n, s)| RefAhead::parse(base, n, s)).collect();
+                &read_now[..]
+            }
+        };
+        for r in refs {
+            let ref_name = r.name.get(base);
             let lossy = || String::from_utf8_lossy(ref_name).into_owned();
-            let Some(hash) = GitHash::from_hex(sha1) else {
+            let Some(hash) = r.hash else {
                 skipped.push(GerritSkip::BadRefHash(lossy()));
                 continue;
             };
-            let Some((cl_num, version)) = change_ref(ref_name) else {
+            let Some((cl_num, version)) = r.change else {
                 if ref_name.starts_with(b"refs/meta/") {
                     continue;
                 }
@@ -307,6 +317,30 @@ impl GerritState {
                     skipped.push(GerritSkip::MetaWalk(number, why));
                 }
             }
+        }
+    }
+}
+
+/// A Gerrit ref update with its hash and change-ref parts parsed: work that
+/// needs no state, so the loader's decoding thread does it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RefAhead {
+    /// The ref's name, in the record.
+    name: Span,
+    /// The hash, if it is 40 hex digits.
+    hash: Option<GitHash>,
+    /// CL number and version, for `refs/changes/` names (see
+    /// [`change_ref`]).
+    change: Option<(Option<i32>, Option<i32>)>,
+}
+
+impl RefAhead {
+    /// Parses a ref update whose `name` lies within the record `base`.
+    pub(crate) fn parse(base: &[u8], name: &[u8], sha1: &[u8]) -> RefAhead {
+        RefAhead {
+            name: Span::of(base, name),
+            hash: GitHash::from_hex(sha1),
+            change: change_ref(name),
         }
     }
 }

@@ -481,8 +481,13 @@ pub(crate) struct Span {
 }
 
 impl Span {
+    /// The bytes of `base` it covers.
+    pub(crate) fn get(self, base: &[u8]) -> &[u8] {
+        &base[self.start as usize..(self.start + self.len) as usize]
+    }
+
     /// Where `part` lies within `base`.
-    fn of(base: &[u8], part: &[u8]) -> Span {
+    pub(crate) fn of(base: &[u8], part: &[u8]) -> Span {
         if part.is_empty() {
             return Span::default();
         }

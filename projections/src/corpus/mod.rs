@@ -65,13 +65,15 @@ pub struct Corpus {
     pub(crate) keyed: git::KeyedSyms,
 }
 
-/// Commits of canonical records, parsed ahead of folding (on the loader's
-/// decoding thread), for a whole batch of records: one allocation per
-/// batch, not per commit.
+/// Commits and Gerrit ref updates of canonical records, parsed ahead of
+/// folding (on the loader's decoding thread), for a whole batch of
+/// records: one allocation per batch, not per commit.
 #[derive(Debug, Default)]
 pub struct Prepared {
     commits: Vec<git::ParsedCommit>,
     files: Vec<git::FileSpan>,
+    /// Gerrit ref updates, parsed.
+    refs: Vec<gerrit::RefAhead>,
     /// The [`CommitKeys`] table the commits were keyed with.
     keys_generation: u64,
 }
@@ -81,6 +83,8 @@ pub struct Prepared {
 pub struct PreparedRange {
     start: u32,
     end: u32,
+    refs_start: u32,
+    refs_end: u32,
 }
 
 impl Prepared {
@@ -88,6 +92,7 @@ impl Prepared {
     pub fn clear(&mut self) {
         self.commits.clear();
         self.files.clear();
+        self.refs.clear();
     }
 
     /// Parses the commits of a record that [`wire::check`] accepted as
@@ -110,6 +115,7 @@ impl Prepared {
     ) -> PreparedRange {
         self.keys_generation = keys.generation();
         let start = self.commits.len() as u32;
+        let refs_start = self.refs.len() as u32;
         if let Some(c) = m.git.as_ref().and_then(|g| g.commit.as_ref()) {
             let mut p = git::ParsedCommit::parse(payload, c, &mut self.files);
             p.assign_keys(payload, keys);
@@ -123,10 +129,16 @@ impl Prepared {
                 p.assign_keys(payload, keys);
                 self.commits.push(p);
             }
+            self.refs.extend(
+                gm.refs()
+                    .map(|(name, sha1)| gerrit::RefAhead::parse(payload, name, sha1)),
+            );
         }
         PreparedRange {
             start,
             end: self.commits.len() as u32,
+            refs_start,
+            refs_end: self.refs.len() as u32,
         }
     }
 }
@@ -146,6 +158,8 @@ pub struct IssueParts<'v, 'a> {
 pub(crate) struct PreparedCommits<'a> {
     pub(crate) commits: &'a [git::ParsedCommit],
     pub(crate) files: &'a [git::FileSpan],
+    /// The record's Gerrit ref updates.
+    pub(crate) refs: &'a [gerrit::RefAhead],
 }
 
 /// Parts of mutations that could not be applied, by reason. Go logs most of
@@ -254,6 +268,7 @@ impl Corpus {
         let commits = PreparedCommits {
             commits: &batch.commits[range.start as usize..range.end as usize],
             files: &batch.files,
+            refs: &batch.refs[range.refs_start as usize..range.refs_end as usize],
         };
         self.keyed.begin_batch(batch.keys_generation);
         self.texts.begin_record(payload, pos.map(|p| p.0));
@@ -320,6 +335,7 @@ impl Corpus {
                     commits = Some(PreparedCommits {
                         commits: rest,
                         files: c.files,
+                        refs: c.refs,
                     });
                     self.git.apply_parsed(&mut strings, base, first, c.files)
                 }
