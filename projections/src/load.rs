@@ -347,10 +347,10 @@ impl Corpus {
                             range,
                             issue,
                         } => {
-                            let issue = issue.map(|r| parts.get(r));
+                            let issue = issue.map(|r| parts.issues.get(r));
                             self.apply_prepared_view(
                                 payload,
-                                view,
+                                &parts.views[*view as usize],
                                 issue,
                                 Some(*at),
                                 &prepared,
@@ -404,20 +404,18 @@ impl Corpus {
 }
 
 /// A record as the decoding thread hands it to the folding one.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "nearly every record is viewed; boxing each view would cost an allocation per record"
-)]
 enum Decoded<'m> {
     /// A canonical record in the mapped log, viewed.
     Viewed {
         payload: &'m [u8],
         /// The payload's log position.
         at: Position,
-        view: wire::MutationView<'m>,
+        /// Its view, in the batch's [`ViewedParts`] (views are hundreds of
+        /// bytes: written once there, they are not copied again).
+        view: u32,
         range: PreparedRange,
         /// Where its issue's comments and events are in the batch's
-        /// [`ViewedParts`].
+        /// [`IssueVecs`].
         issue: Option<PartsRange>,
     },
     /// A record re-encoded into canonical form (or, should the maps not
@@ -440,23 +438,30 @@ type Item<'m> = Result<(Position, Decoded<'m>), LoadError>;
 /// their issues' comments and events.
 type Batch<'m> = (Vec<Item<'m>>, Prepared, ViewedParts<'m>);
 
-/// The comments and events of a batch's issue mutations, viewed on the
-/// decoding thread (each walk of a record's fields for one of them would
-/// otherwise be made on the folding thread).
+/// The views of a batch's records, and the comments and events of its
+/// issue mutations, all made on the decoding thread (each walk of a
+/// record's fields for them would otherwise be made on the folding one).
 #[derive(Default)]
 struct ViewedParts<'m> {
+    views: Vec<wire::MutationView<'m>>,
+    issues: IssueVecs<'m>,
+}
+
+/// The comments and events of a batch's issue mutations.
+#[derive(Default)]
+struct IssueVecs<'m> {
     comments: Vec<wire::CommentView<'m>>,
     events: Vec<wire::EventView<'m>>,
 }
 
-/// Where one record's comments and events are in [`ViewedParts`].
+/// Where one record's comments and events are in [`IssueVecs`].
 #[derive(Clone, Copy)]
 struct PartsRange {
     comments: (u32, u32),
     events: (u32, u32),
 }
 
-impl<'m> ViewedParts<'m> {
+impl<'m> IssueVecs<'m> {
     fn add(&mut self, issue: &wire::IssueView<'m>) -> PartsRange {
         let comments_start = self.comments.len() as u32;
         self.comments.extend(issue.comments());
@@ -474,10 +479,13 @@ impl<'m> ViewedParts<'m> {
             events: &self.events[r.events.0 as usize..r.events.1 as usize],
         }
     }
+}
 
+impl ViewedParts<'_> {
     fn clear(&mut self) {
-        self.comments.clear();
-        self.events.clear();
+        self.views.clear();
+        self.issues.comments.clear();
+        self.issues.events.clear();
     }
 }
 
@@ -505,9 +513,11 @@ fn decode<'m>(
     } = ahead;
     if let Ok(wire::Check::Canonical) = wire::check(&payload) {
         if let Some(payload) = maps.get(at, payload.len()) {
-            let view = wire::MutationView::parse(payload);
-            let range = prepared.add_view(payload, &view, keys);
-            let issue = view.github_issue.as_ref().map(|i| parts.add(i));
+            let view = parts.views.len() as u32;
+            parts.views.push(wire::MutationView::parse(payload));
+            let viewed = &parts.views[view as usize];
+            let range = prepared.add_view(payload, viewed, keys);
+            let issue = viewed.github_issue.as_ref().map(|i| parts.issues.add(i));
             return Ok(Decoded::Viewed {
                 payload,
                 at,

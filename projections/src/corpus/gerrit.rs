@@ -222,7 +222,10 @@ impl GerritState {
         let refs = match parsed {
             Some(p) => p.refs,
             None => {
-                read_now = gm.refs().map(|(n, s)| RefAhead::parse(base, n, s)).collect();
+                read_now = gm
+                    .refs()
+                    .map(|(n, s)| RefAhead::parse(base, n, s))
+                    .collect();
                 &read_now[..]
             }
         };
