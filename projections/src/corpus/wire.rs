@@ -38,6 +38,9 @@ pub(crate) enum Value<'a> {
     Fixed64,
     Bytes(&'a [u8]),
     Fixed32,
+    /// A group, skipped (the schema has none: valid only for unknown
+    /// fields).
+    Group,
 }
 
 /// Iterates the fields of a message.
@@ -113,47 +116,46 @@ impl<'a> Fields<'a> {
         Ok(head)
     }
 
-    /// The next field: number, wire type and value. Groups are skipped.
+    /// The next field: number, wire type and value. A group's contents are
+    /// skipped, and it comes back as [`Value::Group`].
     /// Inlined: it runs for every field of every record, and the call
     /// itself cost as much as the work.
     #[inline(always)]
     pub(crate) fn next_field(&mut self) -> Result<Option<(u32, WireType, Value<'a>)>, WireError> {
-        loop {
-            if self.buf.is_empty() {
-                return Ok(None);
-            }
-            let key = self.varint()?;
-            if key > u64::from(u32::MAX) {
-                return Err(WireError("invalid key value"));
-            }
-            let number = (key >> 3) as u32;
-            if number == 0 {
-                return Err(WireError("invalid tag value: 0"));
-            }
-            let value = match key & 7 {
-                0 => (WireType::Varint, Value::Varint(self.varint()?)),
-                1 => {
-                    self.take(8)?;
-                    (WireType::SixtyFourBit, Value::Fixed64)
-                }
-                2 => {
-                    let len = self.varint()?;
-                    let len = usize::try_from(len).map_err(|_| WireError("buffer underflow"))?;
-                    (WireType::LengthDelimited, Value::Bytes(self.take(len)?))
-                }
-                3 => {
-                    self.skip_group(number, 0)?;
-                    continue;
-                }
-                4 => return Err(WireError("unexpected end group tag")),
-                5 => {
-                    self.take(4)?;
-                    (WireType::ThirtyTwoBit, Value::Fixed32)
-                }
-                _ => return Err(WireError("invalid wire type value")),
-            };
-            return Ok(Some((number, value.0, value.1)));
+        if self.buf.is_empty() {
+            return Ok(None);
         }
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(WireError("invalid key value"));
+        }
+        let number = (key >> 3) as u32;
+        if number == 0 {
+            return Err(WireError("invalid tag value: 0"));
+        }
+        let (wire_type, value) = match key & 7 {
+            0 => (WireType::Varint, Value::Varint(self.varint()?)),
+            1 => {
+                self.take(8)?;
+                (WireType::SixtyFourBit, Value::Fixed64)
+            }
+            2 => {
+                let len = self.varint()?;
+                let len = usize::try_from(len).map_err(|_| WireError("buffer underflow"))?;
+                (WireType::LengthDelimited, Value::Bytes(self.take(len)?))
+            }
+            3 => {
+                self.skip_group(number, 0)?;
+                (WireType::StartGroup, Value::Group)
+            }
+            4 => return Err(WireError("unexpected end group tag")),
+            5 => {
+                self.take(4)?;
+                (WireType::ThirtyTwoBit, Value::Fixed32)
+            }
+            _ => return Err(WireError("invalid wire type value")),
+        };
+        Ok(Some((number, wire_type, value)))
     }
 
     fn skip_group(&mut self, number: u32, depth: u32) -> Result<(), WireError> {
@@ -201,7 +203,13 @@ impl<'a> Iterator for Fields<'a> {
     /// cost as much as the walk itself.
     #[inline(always)]
     fn next(&mut self) -> Option<(u32, Value<'a>)> {
-        self.next_field().ok().flatten().map(|(n, _, v)| (n, v))
+        loop {
+            match self.next_field().ok().flatten()? {
+                // Only unknown fields can be groups in a checked record.
+                (_, _, Value::Group) => continue,
+                (n, _, v) => return Some((n, v)),
+            }
+        }
     }
 }
 
@@ -354,6 +362,11 @@ fn check_message(
             }
             continue;
         };
+        // A known field never has the group wire type (prost refuses it;
+        // groups are skipped only as unknown fields).
+        if wt == WireType::StartGroup {
+            return Err(WireError("invalid wire type"));
+        }
         fn bytes(v: Value<'_>) -> Result<&[u8], WireError> {
             match v {
                 Value::Bytes(b) => Ok(b),

@@ -575,6 +575,52 @@ fn repeated_singular_messages_need_canonicalising() {
     );
 }
 
+/// A group where the schema has a field is refused, as prost refuses it;
+/// a group under an unknown number is skipped, as prost skips it, and the
+/// views read past it.
+#[test]
+fn groups_are_refused_for_known_fields_and_skipped_for_unknown_ones() {
+    let wrap = |field: u32, inner: &[u8]| {
+        let mut out = Vec::new();
+        prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(inner.len() as u64, &mut out);
+        out.extend_from_slice(inner);
+        out
+    };
+    let group = |field: u32| {
+        let mut g = Vec::new();
+        prost::encoding::encode_key(field, prost::encoding::WireType::StartGroup, &mut g);
+        prost::encoding::encode_key(1, prost::encoding::WireType::Varint, &mut g);
+        g.push(7);
+        prost::encoding::encode_key(field, prost::encoding::WireType::EndGroup, &mut g);
+        g
+    };
+    // An event (issue field 26) whose actor id (field 3) is a group.
+    let mut event = vec![0x08, 0x05];
+    event.extend(group(3));
+    let mut issue = b"\x0a\x06golang\x12\x02go\x18\x07".to_vec();
+    issue.extend(wrap(26, &event));
+    let record = wrap(1, &issue);
+    assert!(Mutation::decode(&record[..]).is_err());
+    assert!(check(&record).is_err(), "{:?}", check(&record));
+
+    // The same group under a number the event does not have.
+    let mut event = vec![0x08, 0x05];
+    event.extend(group(99));
+    event.extend([0x18, 0x2a]);
+    let mut issue = b"\x0a\x06golang\x12\x02go\x18\x07".to_vec();
+    issue.extend(wrap(26, &event));
+    let record = wrap(1, &issue);
+    let decoded = Mutation::decode(&record[..]).expect("prost skips it");
+    assert_eq!(check(&record), Ok(Check::Canonical));
+    let view = MutationView::parse(&record);
+    let events: Vec<_> = view.github_issue.expect("issue").events().collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].id, events[0].actor_id), (5, 42));
+    let issue = decoded.github_issue.expect("issue");
+    assert_eq!((issue.event[0].id, issue.event[0].actor_id), (5, 42));
+}
+
 /// Varints of every length, with and without bytes after them (the reader
 /// takes a different path when fewer than ten bytes remain), read as prost
 /// reads them; malformed ones refused as prost refuses them.
