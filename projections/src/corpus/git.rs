@@ -382,7 +382,7 @@ impl GitState {
         if let Some(e) = &p.error {
             return Err(e.clone());
         }
-        let slice = |r: Span| &base[r.start as usize..(r.start + r.len) as usize];
+        let slice = |r: Span| r.get(base);
         let mut commit = CommitData {
             hash: p.hash,
             tree: p.tree,
@@ -558,14 +558,14 @@ impl ParsedCommit {
     /// failed to parse have none to read.
     pub(crate) fn read_github_refs(&mut self, base: &[u8], project: &str) {
         if self.note.is_none() && self.error.is_none() {
-            let msg = &base[self.msg.start as usize..(self.msg.start + self.msg.len) as usize];
+            let msg = self.msg.get(base);
             self.github_refs = Some(super::notedb::github_refs(project, msg));
         }
     }
 
     /// Names the commit's short strings with `keys`' dense keys.
     pub(crate) fn assign_keys(&mut self, base: &[u8], keys: &mut CommitKeys) {
-        let slice = |r: Span| &base[r.start as usize..(r.start + r.len) as usize];
+        let slice = |r: Span| r.get(base);
         if let Some((who, _, zone)) = self.author {
             self.keys[0] = keys.key(slice(who));
             self.keys[1] = keys.key(slice(zone));
@@ -682,7 +682,7 @@ impl ParsedCommit {
                 binary: f.binary,
             }));
             files_out[start..].sort_by(|a, b| {
-                let name = |s: Span| &base[s.start as usize..(s.start + s.len) as usize];
+                let name = |s: Span| s.get(base);
                 name(a.name).cmp(name(b.name))
             });
             p.files = Some((start as u32, (files_out.len() - start) as u32));
