@@ -166,8 +166,15 @@ impl<'a> Fields<'a> {
             if self.buf.is_empty() {
                 return Err(WireError("buffer underflow"));
             }
+            // Keys inside a group are checked as prost checks every key.
             let key = self.varint()?;
+            if key > u64::from(u32::MAX) {
+                return Err(WireError("invalid key value"));
+            }
             let n = (key >> 3) as u32;
+            if n == 0 {
+                return Err(WireError("invalid tag value: 0"));
+            }
             match key & 7 {
                 0 => {
                     self.varint()?;

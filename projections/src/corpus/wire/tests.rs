@@ -635,6 +635,20 @@ fn groups_are_refused_for_known_fields_and_skipped_for_unknown_ones() {
     assert_eq!((events[0].id, events[0].actor_id), (5, 42));
     let issue = decoded.github_issue.expect("issue");
     assert_eq!((issue.event[0].id, issue.event[0].actor_id), (5, 42));
+
+    // Inside a skipped group, keys are checked as everywhere: field 0 and
+    // keys past 32 bits are refused.
+    for inner in [
+        &[0x05u8, 0, 0, 0, 0][..],
+        &[0x80, 0x80, 0x80, 0x80, 0x10, 0],
+    ] {
+        let mut record = Vec::new();
+        prost::encoding::encode_key(8, prost::encoding::WireType::StartGroup, &mut record);
+        record.extend_from_slice(inner);
+        prost::encoding::encode_key(8, prost::encoding::WireType::EndGroup, &mut record);
+        assert!(Mutation::decode(&record[..]).is_err(), "{record:?}");
+        assert!(check(&record).is_err(), "{record:?}");
+    }
 }
 
 /// Varints of every length, with and without bytes after them (the reader
