@@ -125,15 +125,8 @@ impl<'a> Fields<'a> {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let key = self.varint()?;
-        if key > u64::from(u32::MAX) {
-            return Err(WireError("invalid key value"));
-        }
-        let number = (key >> 3) as u32;
-        if number == 0 {
-            return Err(WireError("invalid tag value: 0"));
-        }
-        let (wire_type, value) = match key & 7 {
+        let (number, wire_type) = self.key()?;
+        let (wire_type, value) = match wire_type {
             0 => (WireType::Varint, Value::Varint(self.varint()?)),
             1 => {
                 self.take(8)?;
@@ -158,6 +151,20 @@ impl<'a> Fields<'a> {
         Ok(Some((number, wire_type, value)))
     }
 
+    /// A field's key: its number (never 0) and its wire type's bits.
+    #[inline(always)]
+    fn key(&mut self) -> Result<(u32, u64), WireError> {
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(WireError("invalid key value"));
+        }
+        let number = (key >> 3) as u32;
+        if number == 0 {
+            return Err(WireError("invalid tag value: 0"));
+        }
+        Ok((number, key & 7))
+    }
+
     fn skip_group(&mut self, number: u32, depth: u32) -> Result<(), WireError> {
         if depth > 100 {
             return Err(WireError("recursion limit reached"));
@@ -167,15 +174,8 @@ impl<'a> Fields<'a> {
                 return Err(WireError("buffer underflow"));
             }
             // Keys inside a group are checked as prost checks every key.
-            let key = self.varint()?;
-            if key > u64::from(u32::MAX) {
-                return Err(WireError("invalid key value"));
-            }
-            let n = (key >> 3) as u32;
-            if n == 0 {
-                return Err(WireError("invalid tag value: 0"));
-            }
-            match key & 7 {
+            let (n, wire_type) = self.key()?;
+            match wire_type {
                 0 => {
                     self.varint()?;
                 }
