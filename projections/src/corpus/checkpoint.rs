@@ -281,6 +281,17 @@ impl Dec for bool {
     }
 }
 
+impl Enc for super::git::MetaMark {
+    fn enc(&self, o: &mut Out) -> io::Result<()> {
+        self.get().enc(o)
+    }
+}
+impl Dec for super::git::MetaMark {
+    fn dec(i: &mut In<'_>) -> io::Result<Self> {
+        Ok(super::git::MetaMark::new(bool::dec(i)?))
+    }
+}
+
 impl<T: Enc> Enc for Option<T> {
     fn enc(&self, o: &mut Out) -> io::Result<()> {
         match self {

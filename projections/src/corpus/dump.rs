@@ -302,7 +302,7 @@ impl Corpus {
                 c.reviewer
                     .map_or("-".to_owned(), |r| go_quote(self.texts.get(r))),
                 c.files.as_ref().map_or(0, |f| f.len()),
-                c.gerrit_meta,
+                c.gerrit_meta.get(),
                 go_quote(self.texts.get(c.msg)),
             );
         }

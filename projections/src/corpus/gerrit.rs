@@ -298,29 +298,258 @@ impl GerritState {
     }
 
     /// Go's `finishProcessing`: derives every dirty CL from its meta chain.
+    /// Many CLs (a whole log's load) are walked on several threads: on
+    /// `threads` of them, or (`None`) on as many as the count of dirty CLs
+    /// makes worth it.
     pub(crate) fn finish(
         &mut self,
         git: &mut GitState,
         strings: &mut GitStrings<'_>,
         skipped: &mut Vec<GerritSkip>,
+        threads: Option<usize>,
     ) {
+        // The CLs to derive, in Go's order: projects by name, CLs by number.
+        // A CL without a meta commit has nothing to derive.
+        let mut jobs: Vec<Vec<(i32, CommitIdx)>> = Vec::with_capacity(self.projects.len());
         for project in self.projects.values_mut() {
             let dirty = std::mem::take(&mut project.dirty);
-            for number in dirty {
+            jobs.push(
+                dirty
+                    .into_iter()
+                    .filter_map(|number| Some((number, project.cls.get(&number)?.meta?)))
+                    .collect(),
+            );
+        }
+        let starts: Vec<CommitIdx> = jobs.iter().flatten().map(|&(_, at)| at).collect();
+        let threads = threads.unwrap_or_else(|| finish_threads(starts.len()));
+        let mut walks = walk_all(&starts, git, strings.texts, threads).into_iter();
+        // Applied in order, so that symbols are interned as one walk after
+        // the other would have interned them.
+        for (project, jobs) in self.projects.values_mut().zip(jobs) {
+            for (number, _) in jobs {
+                let Some(walk) = walks.next() else { return };
                 let Some(cl) = project.cls.get_mut(&number) else {
                     continue;
                 };
-                if let Err(why) = finish_cl(
-                    cl,
-                    &mut project.num_label_changes,
-                    git,
-                    strings.syms,
-                    strings.texts,
-                ) {
+                if let Err(why) =
+                    walk.apply_to(cl, &mut project.num_label_changes, git, strings.syms)
+                {
                     skipped.push(GerritSkip::MetaWalk(number, why));
                 }
             }
         }
+    }
+}
+
+/// Dirty CLs from which a finish walks on more than one thread: below this
+/// a thread costs more than it saves.
+const PARALLEL_FINISH_MIN: usize = 2048;
+
+/// How many threads walk `cls` meta chains.
+fn finish_threads(cls: usize) -> usize {
+    if cls < PARALLEL_FINISH_MIN {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// Walks the meta chain from each of `starts`, on `threads` threads, and
+/// returns the walks in the order of `starts`.
+fn walk_all<'t>(
+    starts: &[CommitIdx],
+    git: &'t GitState,
+    texts: &'t super::text::Texts,
+    threads: usize,
+) -> Vec<MetaWalk<'t>> {
+    if threads <= 1 || starts.len() < 2 {
+        return starts
+            .iter()
+            .map(|&at| MetaWalk::of(at, git, texts))
+            .collect();
+    }
+    let per_thread = starts.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut parts = starts.chunks(per_thread);
+        let first = parts.next().unwrap_or_default();
+        let others: Vec<_> = parts
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&at| MetaWalk::of(at, git, texts))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut walks: Vec<MetaWalk<'t>> = Vec::with_capacity(starts.len());
+        walks.extend(first.iter().map(|&at| MetaWalk::of(at, git, texts)));
+        for other in others {
+            match other.join() {
+                Ok(part) => walks.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        walks
+    })
+}
+
+/// How a meta walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WalkEnd {
+    /// At a root commit: the CL is derived.
+    Root,
+    /// The chain was longer than the commit table (Go's cycle check).
+    Cycle,
+    /// A meta commit with more than one parent.
+    Merge,
+}
+
+/// A `Branch:` footer's value: interned when the commit's facts were
+/// precomputed, else still the message's bytes.
+#[derive(Debug, Clone, Copy)]
+enum BranchValue<'t> {
+    Sym(Sym),
+    Bytes(&'t [u8]),
+}
+
+/// What walking one CL's meta chain found. Walks read shared state only
+/// (they mark commits through [`MetaMark`]), so many run at once; applying
+/// one to its CL is [`MetaWalk::apply_to`].
+///
+/// [`MetaMark`]: super::git::MetaMark
+#[derive(Debug)]
+struct MetaWalk<'t> {
+    /// Newest first (the walk's order).
+    metas: Vec<CommitIdx>,
+    /// Newest first.
+    messages: Vec<MessageData>,
+    /// The first `Status:` found, newest to oldest.
+    status: Option<&'static str>,
+    label_metas: u32,
+    private: bool,
+    /// The first `Branch:` found, newest to oldest.
+    branch: Option<BranchValue<'t>>,
+    /// The non-empty `Branch:` values of visited commits whose facts were
+    /// not precomputed, in walk order: a walk with the interner at hand
+    /// interns each as it goes, and so must its application.
+    uninterned: Vec<&'t [u8]>,
+    end: WalkEnd,
+}
+
+impl<'t> MetaWalk<'t> {
+    fn of(start: CommitIdx, git: &'t GitState, texts: &'t super::text::Texts) -> MetaWalk<'t> {
+        let mut walk = MetaWalk {
+            metas: Vec::new(),
+            messages: Vec::new(),
+            status: None,
+            label_metas: 0,
+            private: false,
+            branch: None,
+            uninterned: Vec::new(),
+            end: WalkEnd::Root,
+        };
+        let limit = git.commits.len() + 1;
+        let mut at = start;
+        loop {
+            if walk.metas.len() > limit {
+                walk.end = WalkEnd::Cycle;
+                return walk;
+            }
+            let data = git.get(at);
+            let (facts, branch) = match data.note {
+                0 => {
+                    let (facts, raw) = notedb::NoteFacts::of_raw(texts.get(data.msg));
+                    if !raw.is_empty() {
+                        walk.uninterned.push(raw);
+                    }
+                    (facts, (!raw.is_empty()).then_some(BranchValue::Bytes(raw)))
+                }
+                n => {
+                    let facts = git.notes[n as usize - 1];
+                    let branch =
+                        (facts.branch != Sym::default()).then_some(BranchValue::Sym(facts.branch));
+                    (facts, branch)
+                }
+            };
+            if facts.label {
+                walk.label_metas += 1;
+            }
+            if facts.private {
+                walk.private = true;
+            }
+            data.gerrit_meta.set();
+            if walk.status.is_none() {
+                walk.status = facts.status;
+            }
+            if walk.branch.is_none() {
+                walk.branch = branch;
+            }
+            walk.metas.push(at);
+            if let Some(span) = facts.message {
+                walk.messages.push(MessageData {
+                    meta: at,
+                    version: span.version,
+                    text: data.msg.slice(span.start, span.end),
+                    date: data.commit_time,
+                    author: data.author,
+                });
+            }
+            match data.parents.as_slice() {
+                [] => return walk,
+                [parent] => at = *parent,
+                _ => {
+                    walk.end = WalkEnd::Merge;
+                    return walk;
+                }
+            }
+        }
+    }
+
+    /// Derives `cl` from the walk, exactly as Go's walk of its metas does.
+    fn apply_to(
+        self,
+        cl: &mut ClData,
+        num_label_changes: &mut i64,
+        git: &GitState,
+        syms: &mut Interner,
+    ) -> Result<(), &'static str> {
+        for value in &self.uninterned {
+            syms.intern(value);
+        }
+        if self.private {
+            cl.private = true;
+        }
+        match self.end {
+            WalkEnd::Root => {}
+            WalkEnd::Cycle => return Err("meta commit cycle"),
+            WalkEnd::Merge => {
+                // Go counts the metas it visited before giving up.
+                count_label_metas(cl, num_label_changes, self.label_metas);
+                return Err("too many commit parents");
+            }
+        }
+        match self.status {
+            Some(s) => cl.status = ClStatus::parse(s),
+            None if cl.status == ClStatus::Unset => cl.status = ClStatus::New,
+            None => {}
+        }
+        count_label_metas(cl, num_label_changes, self.label_metas);
+        let (mut metas, mut messages) = (self.metas, self.messages);
+        metas.reverse();
+        messages.reverse();
+        // A root ending means at least one meta was visited.
+        cl.created = metas.first().and_then(|&m| git.get(m).commit_time);
+        // The first Branch: value searching newest to oldest (the walk's order).
+        let branch = match self.branch {
+            None => None,
+            Some(BranchValue::Sym(b)) => Some(syms.get(b).to_vec()),
+            Some(BranchValue::Bytes(b)) => Some(b.to_vec()),
+        };
+        if let Some(value) = branch {
+            cl.branch = syms.intern(value.strip_prefix(b"refs/heads/").unwrap_or(&value));
+        }
+        cl.metas = metas;
+        cl.messages = messages;
+        Ok(())
     }
 }
 
@@ -379,84 +608,6 @@ fn change_ref(name: &[u8]) -> Option<(Option<i32>, Option<i32>)> {
     Some((cl, version))
 }
 
-fn finish_cl(
-    cl: &mut ClData,
-    num_label_changes: &mut i64,
-    git: &mut GitState,
-    syms: &mut Interner,
-    texts: &super::text::Texts,
-) -> Result<(), &'static str> {
-    let Some(mut at) = cl.meta else {
-        return Ok(());
-    };
-    let mut found_status: Option<&'static str> = None;
-    let mut label_metas = 0u32;
-    let mut metas: Vec<CommitIdx> = Vec::new();
-    let mut messages: Vec<MessageData> = Vec::new();
-    let limit = git.commits.len() + 1;
-    let mut branch: Option<Sym> = None;
-    loop {
-        if metas.len() > limit {
-            return Err("meta commit cycle");
-        }
-        let facts = git.note_facts(at, texts, syms);
-        let data = &mut git.commits[at.0 as usize];
-        if facts.label {
-            label_metas += 1;
-        }
-        if facts.private {
-            cl.private = true;
-        }
-        data.gerrit_meta = true;
-        if found_status.is_none() {
-            found_status = facts.status;
-        }
-        if branch.is_none() && facts.branch != Sym::default() {
-            branch = Some(facts.branch);
-        }
-        metas.push(at);
-        if let Some(span) = facts.message {
-            messages.push(MessageData {
-                meta: at,
-                version: span.version,
-                text: data.msg.slice(span.start, span.end),
-                date: data.commit_time,
-                author: data.author,
-            });
-        }
-        match data.parents.as_slice() {
-            [] => break,
-            [parent] => at = *parent,
-            _ => {
-                // Go counts the metas it visited before giving up.
-                count_label_metas(cl, num_label_changes, label_metas);
-                return Err("too many commit parents");
-            }
-        }
-    }
-    match found_status {
-        Some(s) => cl.status = ClStatus::parse(s),
-        None if cl.status == ClStatus::Unset => cl.status = ClStatus::New,
-        None => {}
-    }
-    count_label_metas(cl, num_label_changes, label_metas);
-    metas.reverse();
-    messages.reverse();
-    cl.created = git.get(metas[0]).commit_time;
-    // The first Branch: value searching newest to oldest (the walk's order).
-    if let Some(b) = branch {
-        let value = syms.get(b).to_vec();
-        cl.branch = syms.intern(value.strip_prefix(b"refs/heads/").unwrap_or(&value));
-    }
-    cl.metas = metas;
-    cl.messages = messages;
-    Ok(())
-}
-
-/// Go adds every label-change meta each time a CL is re-walked, so its count
-/// depends on how often CLs are derived. We count each one once: the same as
-/// Go after a single load, and the same whatever the update cadence (so a
-/// checkpoint plus the rest equals one fold).
 fn count_label_metas(cl: &mut ClData, num_label_changes: &mut i64, label_metas: u32) {
     *num_label_changes += i64::from(label_metas.saturating_sub(cl.label_metas_counted));
     cl.label_metas_counted = cl.label_metas_counted.max(label_metas);

@@ -147,13 +147,40 @@ pub struct CommitData {
     pub(crate) files: Option<Box<[FileStat]>>,
     /// Set when a Gerrit meta walk visited it (Go's cached `GerritMeta`);
     /// cleared when the commit is processed again.
-    pub(crate) gerrit_meta: bool,
+    pub(crate) gerrit_meta: MetaMark,
     /// NoteDB facts of its message (index + 1 into `GitState::notes`), for
     /// messages with a `Patch-set:` footer; 0 when not computed.
     pub(crate) note: u32,
     /// The first Gerrit project that logged it (its id + 1; 0 for none).
     /// Further projects that log it keep it in their own set.
     pub(crate) project: u16,
+}
+
+/// Whether a Gerrit meta walk visited a commit. Walks of different CLs run
+/// on several threads over the shared commit table and only ever set it,
+/// so it is an atomic flag (relaxed: the walking threads are joined before
+/// anyone reads it).
+#[derive(Debug, Default)]
+pub(crate) struct MetaMark(std::sync::atomic::AtomicBool);
+
+impl MetaMark {
+    pub(crate) fn new(visited: bool) -> MetaMark {
+        MetaMark(std::sync::atomic::AtomicBool::new(visited))
+    }
+
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clone for MetaMark {
+    fn clone(&self) -> MetaMark {
+        MetaMark::new(self.get())
+    }
 }
 
 impl CommitData {
@@ -296,20 +323,6 @@ impl GitState {
     /// A commit by index.
     pub fn get(&self, idx: CommitIdx) -> &CommitData {
         &self.commits[idx.0 as usize]
-    }
-
-    /// The NoteDB facts of a commit: precomputed, or read from its text.
-    pub(crate) fn note_facts(
-        &self,
-        idx: CommitIdx,
-        texts: &super::text::Texts,
-        syms: &mut Interner,
-    ) -> super::notedb::NoteFacts {
-        let c = self.get(idx);
-        match c.note {
-            0 => super::notedb::NoteFacts::of(texts.get(c.msg), syms),
-            n => self.notes[n as usize - 1],
-        }
     }
 
     fn placeholder(&mut self, hash: GitHash) -> CommitIdx {

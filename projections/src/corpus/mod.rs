@@ -364,13 +364,20 @@ impl Corpus {
     /// Derives every CL whose meta ref moved (Go's `finishProcessing`).
     /// Loaders call this once a batch is applied.
     pub fn finish(&mut self) {
+        self.finish_on(None);
+    }
+
+    /// [`Corpus::finish`] with the number of threads that walk meta chains
+    /// fixed (`None`: chosen by how many CLs are dirty).
+    fn finish_on(&mut self, threads: Option<usize>) {
         let mut strings = GitStrings {
             syms: &mut self.syms,
             texts: &mut self.texts,
             keyed: &mut self.keyed,
         };
         let mut skips = Vec::new();
-        self.gerrit.finish(&mut self.git, &mut strings, &mut skips);
+        self.gerrit
+            .finish(&mut self.git, &mut strings, &mut skips, threads);
         self.skipped.count_gerrit(&skips);
     }
 
@@ -584,5 +591,58 @@ impl Corpus {
             }
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use almanac_log::segment::Sha224Digest;
+    use almanac_log::{Position, Snapshot};
+
+    use super::Corpus;
+
+    /// Go's `mixed` log folded record by record, its CLs not yet derived.
+    fn mixed_unfinished() -> Corpus {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../log/tests/fixtures/go/mixed.mutlog");
+        let bytes = std::fs::read(path).expect("fixture");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = format!("0000.{}.mutlog", Sha224Digest::of(&bytes));
+        std::fs::write(dir.path().join(file), &bytes).expect("write");
+        let snap = Snapshot::open(dir.path()).expect("snapshot");
+        let mut corpus = Corpus::new();
+        crate::replay(
+            &mut snap.read_from(Position(0)).expect("reader"),
+            &mut corpus,
+        )
+        .expect("replay");
+        corpus
+    }
+
+    #[test]
+    fn meta_walks_on_several_threads_derive_what_one_thread_does() {
+        let mut one = mixed_unfinished();
+        one.finish_on(Some(1));
+        let derived = one
+            .gerrit
+            .projects
+            .values()
+            .flat_map(|p| p.cls.values())
+            .filter(|cl| !cl.metas.is_empty())
+            .count();
+        assert!(derived >= 100, "only {derived} CLs derived");
+        for threads in [2, 3, 7] {
+            let mut many = mixed_unfinished();
+            many.finish_on(Some(threads));
+            assert_eq!(many.dump(), one.dump(), "{threads} threads");
+            assert_eq!(many.syms.len(), one.syms.len(), "{threads} threads");
+            assert_eq!(
+                format!("{:?}", many.skipped),
+                format!("{:?}", one.skipped),
+                "{threads} threads"
+            );
+        }
     }
 }
