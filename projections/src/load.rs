@@ -3,16 +3,19 @@
 //!
 //! [`Corpus::open`] folds a whole log directory and returns when caught up;
 //! [`Corpus::update`] folds what was appended since. Records are read and
-//! decoded on one thread and applied in order on the caller's, so decoding
-//! and folding overlap. A record that does not decode stops the load with
+//! decoded in batches on threads of their own (as many as the machine has
+//! cores, up to three) and applied in log order on the caller's, so
+//! decoding and folding overlap. A record that does not decode stops the load with
 //! its position, unless [`LoadOptions::skip_undecodable`] is set (then it is
 //! counted in [`Skipped::undecodable_records`](crate::corpus::Skipped)).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use almanac_log::mapped::{Cursor, SegmentMaps};
+use almanac_log::read::{Reader, Record as LogRecord};
 use almanac_log::{Position, Snapshot};
 use almanac_proto::pb::maintpb::Mutation;
 use prost::Message as _;
@@ -237,158 +240,164 @@ impl Corpus {
     }
 
     /// Folds every record of `snapshot` from this corpus's position on, then
-    /// derives dirty CLs. Decoding runs on its own thread.
+    /// derives dirty CLs. Decoding runs on threads of its own.
     pub fn fold_snapshot(
         &mut self,
         snapshot: &Snapshot,
+        opts: LoadOptions<'_>,
+    ) -> Result<u64, LoadError> {
+        // One thread folds (and decodes when it would otherwise wait); the
+        // other cores decode.
+        let decoders = std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1).clamp(1, MAX_DECODERS));
+        self.fold_snapshot_on(
+            snapshot,
+            opts,
+            Plan {
+                batch: BATCH,
+                decoders,
+            },
+        )
+    }
+
+    /// [`Corpus::fold_snapshot`] with the batch size and number of decoding
+    /// threads given.
+    fn fold_snapshot_on(
+        &mut self,
+        snapshot: &Snapshot,
         mut opts: LoadOptions<'_>,
+        plan: Plan,
     ) -> Result<u64, LoadError> {
         self.map_log(snapshot)?;
         let mut reader = snapshot.read_from(self.position())?;
         // Records are read as slices of the maps: no copy out of the page
-        // cache, and views of them made on the decoding thread stay valid
-        // on the folding one. The pages scanned are released as reading
-        // moves on, behind the batches in flight, so that the whole log
-        // never counts towards the resident memory.
+        // cache, and views of them made on a decoding thread stay valid on
+        // the folding one. The pages scanned are released as reading moves
+        // on, behind the batches in flight, so that the whole log never
+        // counts towards the resident memory.
         let maps = self.texts.maps().cloned().unwrap_or_default();
         reader.read_mapped(&maps);
         let maps = &maps;
-        let mut released = self.position();
+        let feed = Mutex::new(Feed {
+            reader,
+            released: self.position(),
+            next: 0,
+            done: false,
+        });
+        let feed = &feed;
         let end = snapshot.end();
         let skip = opts.skip_undecodable;
         let started = Instant::now();
         let mut last_report = started;
         let mut records = 0u64;
+        let decoders = plan.decoders;
+        let batch_size = plan.batch.max(1);
         let result = std::thread::scope(|scope| -> Result<(), LoadError> {
-            let (tx, rx) = mpsc::sync_channel::<Batch<'_>>(IN_FLIGHT);
-            // Emptied batches go back to the decoding thread, so their
-            // vectors are grown once per load rather than once per batch.
-            let (recycle_tx, recycle_rx) = mpsc::channel::<Batch<'_>>();
-            let decoder = scope.spawn(move || {
-                // Batches in flight: the channel's, the one being folded
-                // and the one being filled. Once that many exist, wait for
-                // one to come back rather than make another: records are
-                // large (a view each), and fresh memory costs page faults.
-                let mut made = 0;
-                let mut fresh = || match recycle_rx.try_recv() {
-                    Ok(batch) => batch,
-                    Err(_) if made == IN_FLIGHT + 2 => recycle_rx.recv().unwrap_or_default(),
-                    Err(_) => {
-                        made += 1;
-                        (
-                            Vec::with_capacity(BATCH),
-                            Prepared::default(),
-                            ViewedParts::default(),
-                        )
+            let (tx, rx) = mpsc::sync_channel::<Decoded<'_>>(IN_FLIGHT);
+            // Emptied batches go back to the thread that filled them, so
+            // their vectors are grown once per load rather than once per
+            // batch.
+            let mut recycle = Vec::with_capacity(decoders);
+            let mut threads = Vec::with_capacity(decoders);
+            let decoder = |id| Decoder {
+                id,
+                feed,
+                maps,
+                batch_size,
+                skip,
+            };
+            for id in 0..decoders {
+                let (recycle_tx, recycle_rx) = mpsc::channel::<Batch<'_>>();
+                recycle.push(recycle_tx);
+                let tx = tx.clone();
+                // Batches in flight: the channel's share, the one being
+                // folded and the one being filled. Once that many exist,
+                // wait for one to come back rather than make another:
+                // records are large (a view each), and fresh memory costs
+                // page faults.
+                let most = IN_FLIGHT.div_ceil(decoders) + 2;
+                let decoder = decoder(id);
+                threads.push(scope.spawn(move || decoder.run(most, &tx, &recycle_rx)));
+            }
+            drop(tx);
+            // This thread decodes too when no batch is ready for it, as
+            // decoder number `decoders`.
+            let helper = decoder(decoders);
+            let mut helping = Decoding::new(maps);
+            let mut helper_batches: Vec<Batch<'_>> = Vec::new();
+            let mut helper_made = 0;
+            // Each decoding thread keys commits its own way; their symbols
+            // are kept apart on this side.
+            let mut keyed: Vec<_> = (0..=decoders).map(|_| Default::default()).collect();
+            // Batches come in whatever order they are finished, and are
+            // folded in log order.
+            let mut waiting: BTreeMap<u64, (usize, Batch<'_>)> = BTreeMap::new();
+            let mut next = 0u64;
+            loop {
+                while let Some((id, (mut batch, mut prepared, mut parts))) = waiting.remove(&next) {
+                    next += 1;
+                    std::mem::swap(&mut self.keyed, &mut keyed[id]);
+                    let folded = self.fold_batch(&mut batch, &prepared, &parts, &mut records);
+                    std::mem::swap(&mut self.keyed, &mut keyed[id]);
+                    folded?;
+                    batch.clear();
+                    prepared.clear();
+                    parts.clear();
+                    if id == helper.id {
+                        helper_batches.push((batch, prepared, parts));
+                    } else {
+                        // The decoding thread may have finished: then the
+                        // batch is simply freed.
+                        let _ = recycle[id].send((batch, prepared, parts));
                     }
-                };
-                let (mut batch, mut prepared, mut parts) = fresh();
-                let mut keys = CommitKeys::default();
-                let mut cursor = maps.cursor();
-                loop {
-                    let item = match reader.next_record() {
-                        Ok(Some(rec)) => {
-                            let end = rec.end();
-                            if end.0 - released.0 >= RELEASE_LAG + RELEASE_STEP {
-                                let to = Position(end.0 - RELEASE_LAG);
-                                maps.release(released, to);
-                                released = to;
-                            }
-                            let at = Position(rec.position.0 + u64::from(rec.header_len));
-                            // Views and commits are made here, off the
-                            // folding thread.
-                            let ahead = Ahead {
-                                prepared: &mut prepared,
-                                keys: &mut keys,
-                                parts: &mut parts,
-                            };
-                            match decode(&mut cursor, rec.payload, at, ahead) {
-                                Ok(decoded) => Ok((end, decoded)),
-                                Err(_) if skip => Ok((end, Decoded::Skipped)),
-                                Err(source) => Err(LoadError::Undecodable {
-                                    position: rec.position,
-                                    source,
-                                }),
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => Err(e.into()),
-                    };
-                    let stop = item.is_err();
-                    batch.push(item);
-                    if batch.len() == BATCH || stop {
-                        let (next_batch, next_prepared, next_parts) = fresh();
-                        let full = (
-                            std::mem::replace(&mut batch, next_batch),
-                            std::mem::replace(&mut prepared, next_prepared),
-                            std::mem::replace(&mut parts, next_parts),
-                        );
-                        if tx.send(full).is_err() || stop {
-                            return;
-                        }
+                    if let Some(report) = opts.progress.as_mut()
+                        && last_report.elapsed() >= Duration::from_millis(100)
+                    {
+                        last_report = Instant::now();
+                        report(Progress {
+                            position: self.position(),
+                            end,
+                            records,
+                        });
                     }
                 }
-                let _ = tx.send((batch, prepared, parts));
-            });
-            for (mut batch, mut prepared, mut parts) in rx {
-                // Records are read in place: a view is hundreds of bytes,
-                // and moving each out of the batch costs a copy.
-                for item in batch.iter_mut() {
-                    let Ok((pos, decoded)) = item else {
-                        // Where the decoding thread stopped: its error.
-                        return std::mem::replace(item, Ok((Position(0), Decoded::Skipped)))
-                            .map(drop);
-                    };
-                    match decoded {
-                        Decoded::Viewed {
-                            payload,
-                            at,
-                            view,
-                            range,
-                            issue,
-                        } => {
-                            let issue = issue.map(|r| parts.issues.get(r));
-                            self.apply_prepared_view(
-                                payload,
-                                &parts.views[*view as usize],
-                                issue,
-                                Some(*at),
-                                &prepared,
-                                *range,
-                            )
-                        }
-                        Decoded::Owned { bytes, at, range } => {
-                            self.apply_prepared(bytes, *at, &prepared, *range)
-                        }
-                        Decoded::Skipped => self.skipped.undecodable_records += 1,
-                    }
-                    self.set_position(*pos);
-                    records += 1;
+                if let Ok((seq, id, batch)) = rx.try_recv() {
+                    waiting.insert(seq, (id, batch));
+                    continue;
                 }
-                batch.clear();
-                prepared.clear();
-                parts.clear();
-                // The decoding thread may have finished: then the batch is
-                // simply freed.
-                let _ = recycle_tx.send((batch, prepared, parts));
-                if let Some(report) = opts.progress.as_mut()
-                    && last_report.elapsed() >= Duration::from_millis(100)
-                {
-                    last_report = Instant::now();
-                    report(Progress {
-                        position: self.position(),
-                        end,
-                        records,
+                // Nothing to fold: decode the feed's next batch here rather
+                // than wait (a few batches at most, so that the decoding
+                // threads' batches are not held up behind this one's).
+                if helper_made < HELPER_BATCHES || !helper_batches.is_empty() {
+                    let mut batch = helper_batches.pop().unwrap_or_else(|| {
+                        helper_made += 1;
+                        Batch::default()
                     });
+                    match helper.fill(&mut helping, &mut batch) {
+                        Some(seq) => {
+                            waiting.insert(seq, (helper.id, batch));
+                            continue;
+                        }
+                        None => helper_batches.push(batch),
+                    }
+                }
+                match rx.recv() {
+                    Ok((seq, id, batch)) => {
+                        waiting.insert(seq, (id, batch));
+                    }
+                    // Every decoding thread is done, and so is the feed.
+                    Err(_) => break,
                 }
             }
-            if let Err(panic) = decoder.join() {
-                std::panic::resume_unwind(panic);
+            for thread in threads {
+                if let Err(panic) = thread.join() {
+                    std::panic::resume_unwind(panic);
+                }
             }
             Ok(())
         });
         // Whatever was folded stays folded; derive CLs before reporting.
-        // This load's commit keys die with its decoding thread.
+        // This load's commit keys die with its decoding threads.
         self.keyed = Default::default();
         self.finish();
         result?;
@@ -401,10 +410,237 @@ impl Corpus {
         }
         Ok(records)
     }
+
+    /// Folds one decoded batch in order, counting its records; stops at the
+    /// error a decoding thread stopped at.
+    fn fold_batch(
+        &mut self,
+        batch: &mut [Item<'_>],
+        prepared: &Prepared,
+        parts: &ViewedParts<'_>,
+        records: &mut u64,
+    ) -> Result<(), LoadError> {
+        // Records are read in place: a view is hundreds of bytes, and moving
+        // each out of the batch costs a copy.
+        for item in batch.iter_mut() {
+            let Ok((pos, decoded)) = item else {
+                // Where the decoding thread stopped: its error.
+                return std::mem::replace(item, Ok((Position(0), Record::Skipped))).map(drop);
+            };
+            match decoded {
+                Record::Viewed {
+                    payload,
+                    at,
+                    view,
+                    range,
+                    issue,
+                } => {
+                    let issue = issue.map(|r| parts.issues.get(r));
+                    self.apply_prepared_view(
+                        payload,
+                        &parts.views[*view as usize],
+                        issue,
+                        Some(*at),
+                        prepared,
+                        *range,
+                    )
+                }
+                Record::Owned { bytes, at, range } => {
+                    self.apply_prepared(bytes, *at, prepared, *range)
+                }
+                Record::Skipped => self.skipped.undecodable_records += 1,
+            }
+            self.set_position(*pos);
+            *records += 1;
+        }
+        Ok(())
+    }
 }
 
-/// A record as the decoding thread hands it to the folding one.
-enum Decoded<'m> {
+/// How a load splits its work.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Records per batch.
+    batch: usize,
+    /// Decoding threads besides the folding one (none: it decodes all).
+    decoders: usize,
+}
+
+/// Decoding threads at most (besides the folding thread, which decodes
+/// when it would otherwise wait): past a few, folding is all that is left.
+const MAX_DECODERS: usize = 3;
+
+/// The log's records, handed to the decoding threads a batch at a time in
+/// log order. Reading only frames records (their bytes are the maps'), so
+/// the threads take turns at it.
+struct Feed {
+    reader: Reader,
+    /// Mapped pages before this are released.
+    released: Position,
+    /// The next batch's number: the folding thread folds batches in
+    /// number order.
+    next: u64,
+    /// The log's end, a read error or a decoding error was reached: no
+    /// more batches.
+    done: bool,
+}
+
+impl Feed {
+    /// The next batch's records, and its number; `None` once done.
+    fn take(
+        &mut self,
+        maps: &SegmentMaps,
+        n: usize,
+        into: &mut Vec<Result<LogRecord, LoadError>>,
+    ) -> Option<u64> {
+        if self.done {
+            return None;
+        }
+        while into.len() < n {
+            match self.reader.next_record() {
+                Ok(Some(rec)) => {
+                    let end = rec.end();
+                    if end.0 - self.released.0 >= RELEASE_LAG + RELEASE_STEP {
+                        let to = Position(end.0 - RELEASE_LAG);
+                        maps.release(self.released, to);
+                        self.released = to;
+                    }
+                    into.push(Ok(rec));
+                }
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    self.done = true;
+                    into.push(Err(e.into()));
+                    break;
+                }
+            }
+        }
+        if into.is_empty() {
+            return None;
+        }
+        self.next += 1;
+        Some(self.next - 1)
+    }
+}
+
+/// A decoder's share of a load: the folding thread's, when it decodes, or
+/// a decoding thread's.
+struct Decoder<'f, 'm> {
+    /// Its number: which commit keys its batches carry.
+    id: usize,
+    feed: &'f Mutex<Feed>,
+    maps: &'m SegmentMaps,
+    batch_size: usize,
+    skip: bool,
+}
+
+/// A decoder's state across its batches.
+struct Decoding<'m> {
+    keys: CommitKeys,
+    cursor: Cursor<'m>,
+    /// The records of the batch being decoded.
+    raw: Vec<Result<LogRecord, LoadError>>,
+}
+
+impl<'m> Decoding<'m> {
+    fn new(maps: &'m SegmentMaps) -> Decoding<'m> {
+        Decoding {
+            keys: CommitKeys::default(),
+            cursor: maps.cursor(),
+            raw: Vec::new(),
+        }
+    }
+}
+
+impl<'m> Decoder<'_, 'm> {
+    /// Takes the feed's next records and decodes them into the empty
+    /// `batch`. Returns the batch's number, or `None` once the feed is done.
+    /// A batch that ends with an error stops the feed.
+    fn fill(&self, state: &mut Decoding<'m>, batch: &mut Batch<'m>) -> Option<u64> {
+        let seq = self
+            .feed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(self.maps, self.batch_size, &mut state.raw)?;
+        let (items, prepared, parts) = batch;
+        let mut stop = false;
+        for rec in state.raw.drain(..) {
+            let item = rec.and_then(|rec| {
+                let end = rec.end();
+                let at = Position(rec.position.0 + u64::from(rec.header_len));
+                // Views and commits are made here, off the folding path.
+                let ahead = Ahead {
+                    prepared: &mut *prepared,
+                    keys: &mut state.keys,
+                    parts: &mut *parts,
+                };
+                match decode(&mut state.cursor, rec.payload, at, ahead) {
+                    Ok(decoded) => Ok((end, decoded)),
+                    Err(_) if self.skip => Ok((end, Record::Skipped)),
+                    Err(source) => Err(LoadError::Undecodable {
+                        position: rec.position,
+                        source,
+                    }),
+                }
+            });
+            stop = item.is_err();
+            items.push(item);
+            if stop {
+                break;
+            }
+        }
+        if stop {
+            // Nothing after an error is folded: no decoder takes more.
+            state.raw.clear();
+            self.feed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .done = true;
+        }
+        Some(seq)
+    }
+
+    /// A decoding thread: fills batches (making at most `most` of them) and
+    /// sends them to the folding thread, until the feed is done or the
+    /// folding thread stops listening.
+    fn run(
+        self,
+        most: usize,
+        tx: &mpsc::SyncSender<Decoded<'m>>,
+        recycle: &mpsc::Receiver<Batch<'m>>,
+    ) {
+        let mut made = 0;
+        let mut state = Decoding::new(self.maps);
+        loop {
+            // A batch to fill comes first: a thread waiting for one holds
+            // no batch number, so the folding thread never waits for it.
+            let mut batch = match recycle.try_recv() {
+                Ok(batch) => batch,
+                Err(_) if made >= most => recycle.recv().unwrap_or_default(),
+                Err(_) => {
+                    made += 1;
+                    Batch::default()
+                }
+            };
+            let Some(seq) = self.fill(&mut state, &mut batch) else {
+                return;
+            };
+            let stop = batch.0.last().is_some_and(Result::is_err);
+            if tx.send((seq, self.id, batch)).is_err() || stop {
+                return;
+            }
+        }
+    }
+}
+
+/// Batches the folding thread decodes ahead of what it folds, at most.
+const HELPER_BATCHES: usize = 2;
+
+/// A record as a decoding thread hands it to the folding one.
+enum Record<'m> {
     /// A canonical record in the mapped log, viewed.
     Viewed {
         payload: &'m [u8],
@@ -432,11 +668,15 @@ enum Decoded<'m> {
 
 /// What the decoding thread sends: the record's end position and the
 /// record, or why loading stops.
-type Item<'m> = Result<(Position, Decoded<'m>), LoadError>;
+type Item<'m> = Result<(Position, Record<'m>), LoadError>;
 
 /// A batch handed to the folding thread: its records, their commits, and
 /// their issues' comments and events.
 type Batch<'m> = (Vec<Item<'m>>, Prepared, ViewedParts<'m>);
+
+/// What a decoding thread sends: the batch's number in log order, the
+/// thread's number (its commit keys are its own), and the batch.
+type Decoded<'m> = (u64, usize, Batch<'m>);
 
 /// The views of a batch's records, and the comments and events of its
 /// issue mutations, all made on the decoding thread (each walk of a
@@ -505,7 +745,7 @@ fn decode<'m>(
     payload: Bytes,
     at: Position,
     ahead: Ahead<'_, 'm>,
-) -> Result<Decoded<'m>, prost::DecodeError> {
+) -> Result<Record<'m>, prost::DecodeError> {
     let Ahead {
         prepared,
         keys,
@@ -518,7 +758,7 @@ fn decode<'m>(
             let viewed = &parts.views[view as usize];
             let range = prepared.add_view(payload, viewed, keys);
             let issue = viewed.github_issue.as_ref().map(|i| parts.issues.add(i));
-            return Ok(Decoded::Viewed {
+            return Ok(Record::Viewed {
                 payload,
                 at,
                 view,
@@ -527,7 +767,7 @@ fn decode<'m>(
             });
         }
         let range = prepared.add(&payload, keys);
-        return Ok(Decoded::Owned {
+        return Ok(Record::Owned {
             bytes: payload,
             at: Some(at),
             range,
@@ -535,7 +775,7 @@ fn decode<'m>(
     }
     let bytes = Bytes::from(Mutation::decode(payload)?.encode_to_vec());
     let range = prepared.add(&bytes, keys);
-    Ok(Decoded::Owned {
+    Ok(Record::Owned {
         bytes,
         at: None,
         range,
@@ -553,5 +793,105 @@ pub fn godata_dir() -> Option<PathBuf> {
         Some(home.join("Library/Caches/golang-maintner"))
     } else {
         Some(home.join(".cache/golang-maintner"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use almanac_log::segment::Sha224Digest;
+    use almanac_log::{Log, Options, Position, Snapshot};
+    use bytes::Bytes;
+
+    use super::{LoadOptions, Plan};
+    use crate::corpus::Corpus;
+
+    fn go_fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../log/tests/fixtures/go")
+            .join(name)
+    }
+
+    /// Go's log `name` as a log directory.
+    fn go_log(name: &str) -> tempfile::TempDir {
+        let bytes = std::fs::read(go_fixture(&format!("{name}.mutlog"))).expect("fixture");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = format!("0000.{}.mutlog", Sha224Digest::of(&bytes));
+        std::fs::write(dir.path().join(file), &bytes).expect("write");
+        dir
+    }
+
+    fn load(dir: &Path, plan: Plan, skip: bool) -> Result<Corpus, super::LoadError> {
+        let snapshot = Snapshot::open(dir).expect("snapshot");
+        let mut corpus = Corpus::new();
+        let opts = LoadOptions {
+            skip_undecodable: skip,
+            progress: None,
+        };
+        corpus.fold_snapshot_on(&snapshot, opts, plan)?;
+        Ok(corpus)
+    }
+
+    #[test]
+    fn small_batches_on_several_threads_fold_as_go_does() {
+        let dir = go_log("mixed");
+        let want = std::fs::read_to_string(go_fixture("mixed.dump")).expect("dump");
+        for (batch, decoders) in [(1, 0), (7, 0), (1, 1), (7, 1), (7, 2), (64, 3), (500, 2)] {
+            let corpus = load(dir.path(), Plan { batch, decoders }, false).expect("load");
+            assert_eq!(
+                corpus.counts().mutations,
+                1625,
+                "batch {batch}, {decoders} threads"
+            );
+            assert!(corpus.dump() == want, "batch {batch}, {decoders} threads");
+        }
+    }
+
+    #[test]
+    fn an_undecodable_record_stops_every_decoding_thread_at_its_position() {
+        let records = {
+            let dir = go_log("tiny");
+            let snapshot = Snapshot::open(dir.path()).expect("snapshot");
+            let mut reader = snapshot.read_from(Position(0)).expect("reader");
+            let mut records = Vec::new();
+            while let Some(rec) = reader.next_record().expect("read") {
+                records.push(rec.payload);
+            }
+            records
+        };
+        // The good records many times over, one bad one in the middle.
+        let mut payloads: Vec<Bytes> = Vec::new();
+        for _ in 0..20 {
+            payloads.extend(records.iter().cloned());
+        }
+        let bad_at = payloads.len() / 2 + 3;
+        payloads.insert(bad_at, Bytes::from_static(&[0x08, 0xff]));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _) = Log::open(dir.path(), Options::default()).expect("open");
+        let positions = log.append_blocking(payloads.clone()).expect("append");
+        for plan in [
+            Plan {
+                batch: 5,
+                decoders: 3,
+            },
+            Plan {
+                batch: 1,
+                decoders: 2,
+            },
+        ] {
+            let err = load(dir.path(), plan, false).expect_err("undecodable");
+            assert!(
+                err.to_string().contains(&format!(
+                    "record at position {} does not decode",
+                    positions[bad_at]
+                )),
+                "{err}"
+            );
+            let corpus = load(dir.path(), plan, true).expect("skipping");
+            assert_eq!(corpus.skipped().undecodable_records, 1);
+            assert_eq!(corpus.counts().mutations as usize, payloads.len() - 1);
+            assert_eq!(corpus.position(), log.end());
+        }
     }
 }
