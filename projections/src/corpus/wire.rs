@@ -263,7 +263,66 @@ enum Schema {
     Timestamp,
 }
 
-fn field(schema: Schema, n: u32) -> Option<Kind> {
+/// Every schema, in declaration order.
+const SCHEMAS: [Schema; 23] = {
+    use Schema as S;
+    [
+        S::Mutation,
+        S::GithubMutation,
+        S::GithubIssueMutation,
+        S::BoolChange,
+        S::StringChange,
+        S::GithubLabel,
+        S::GithubMilestone,
+        S::GithubIssueEvent,
+        S::GithubDismissedReviewEvent,
+        S::GithubCommit,
+        S::GithubReview,
+        S::GithubIssueSyncStatus,
+        S::GithubIssueCommentMutation,
+        S::GithubUser,
+        S::GithubTeam,
+        S::GitMutation,
+        S::GitRepo,
+        S::GitCommit,
+        S::GitDiffTree,
+        S::GitDiffTreeFile,
+        S::GerritMutation,
+        S::GitRef,
+        S::Timestamp,
+    ]
+};
+
+/// Field numbers below this are looked up in [`FIELDS`].
+const TABLED: u32 = 32;
+
+/// [`field`] for every schema and field number below [`TABLED`]: the check
+/// looks up each field of every record, and an index is cheaper than the
+/// nested match.
+static FIELDS: [[Option<Kind>; TABLED as usize]; SCHEMAS.len()] = {
+    let mut table = [[None; TABLED as usize]; SCHEMAS.len()];
+    let mut s = 0;
+    while s < SCHEMAS.len() {
+        let mut n = 0;
+        while n < TABLED {
+            table[s][n as usize] = field(SCHEMAS[s], n);
+            n += 1;
+        }
+        s += 1;
+    }
+    table
+};
+
+/// The kind of field `n` of `schema`, through [`FIELDS`].
+#[inline(always)]
+fn field_kind(schema: Schema, n: u32) -> Option<Kind> {
+    match FIELDS[schema as usize].get(n as usize) {
+        Some(kind) => *kind,
+        None => field(schema, n),
+    }
+}
+
+const fn field(schema: Schema, n: u32) -> Option<Kind> {
     use Kind::*;
     use Schema as S;
     Some(match (schema, n) {
@@ -361,7 +420,7 @@ fn check_message(
     let mut seen: u64 = 0;
     let mut fields = Fields::new(buf);
     while let Some((n, wt, value)) = fields.next_field()? {
-        let Some(kind) = field(schema, n) else {
+        let Some(kind) = field_kind(schema, n) else {
             // Farm events (fields 100 to 103) are outside the corpus's
             // schema: let prost validate them.
             if schema == Schema::Mutation && (100..=103).contains(&n) {

@@ -695,3 +695,17 @@ fn varints_of_every_length_read_as_prost_reads_them() {
         }
     }
 }
+
+#[test]
+fn the_field_table_is_the_schema() {
+    for (i, &schema) in super::SCHEMAS.iter().enumerate() {
+        assert_eq!(schema as usize, i, "{schema:?} out of order");
+        for n in 0..300 {
+            assert_eq!(
+                super::field_kind(schema, n),
+                super::field(schema, n),
+                "{schema:?} field {n}"
+            );
+        }
+    }
+}
