@@ -110,8 +110,8 @@ const BATCH: usize = 2048;
 /// Decoded batches queued for the folding thread.
 const IN_FLIGHT: usize = 8;
 
-/// How far behind the decoding thread mapped log pages are released: past
-/// every batch in flight (a released page the folding thread still reads
+/// How far behind the reading mapped log pages are released: past every
+/// batch in flight (a released page the folding thread still reads
 /// is only mapped again, at some cost).
 const RELEASE_LAG: u64 = 40 << 20;
 
@@ -424,7 +424,7 @@ impl Corpus {
         // each out of the batch costs a copy.
         for item in batch.iter_mut() {
             let Ok((pos, decoded)) = item else {
-                // Where the decoding thread stopped: its error.
+                // Where decoding stopped: its error.
                 return std::mem::replace(item, Ok((Position(0), Record::Skipped))).map(drop);
             };
             match decoded {
@@ -666,8 +666,8 @@ enum Record<'m> {
     Skipped,
 }
 
-/// What the decoding thread sends: the record's end position and the
-/// record, or why loading stops.
+/// A decoded record: its end position and the record, or why loading
+/// stops.
 type Item<'m> = Result<(Position, Record<'m>), LoadError>;
 
 /// A batch handed to the folding thread: its records, their commits, and
@@ -679,7 +679,7 @@ type Batch<'m> = (Vec<Item<'m>>, Prepared, ViewedParts<'m>);
 type Decoded<'m> = (u64, usize, Batch<'m>);
 
 /// The views of a batch's records, and the comments and events of its
-/// issue mutations, all made on the decoding thread (each walk of a
+/// issue mutations, all made by a decoder (each walk of a
 /// record's fields for them would otherwise be made on the folding one).
 #[derive(Default)]
 struct ViewedParts<'m> {
@@ -729,7 +729,7 @@ impl ViewedParts<'_> {
     }
 }
 
-/// What the decoding thread prepares for each record besides its view.
+/// What a decoder prepares for each record besides its view.
 struct Ahead<'a, 'm> {
     prepared: &'a mut Prepared,
     keys: &'a mut CommitKeys,

@@ -258,10 +258,10 @@ impl GitStrings<'_> {
 pub(crate) const NO_KEY: u32 = u32::MAX;
 
 /// Dense keys for the short strings of commits (people, zones, branches),
-/// given on the loader's decoding thread in record order: the folding
-/// thread then finds each string's symbol by index ([`KeyedSyms`]) instead
-/// of hashing and comparing it against every symbol of the corpus. Folding
-/// is the load's critical path; decoding has time to spare.
+/// given by one of the loader's decoders to the records it decodes: the
+/// folding thread then finds each string's symbol by index ([`KeyedSyms`],
+/// one per decoder) instead of hashing and comparing it against every
+/// symbol of the corpus.
 #[derive(Debug)]
 pub struct CommitKeys {
     generation: u64,
