@@ -116,6 +116,14 @@ impl<'a> Fields<'a> {
         Ok(head)
     }
 
+    /// A length-delimited value.
+    #[inline(always)]
+    fn len_prefixed(&mut self) -> Result<&'a [u8], WireError> {
+        let len = self.varint()?;
+        let len = usize::try_from(len).map_err(|_| WireError("buffer underflow"))?;
+        self.take(len)
+    }
+
     /// The next field: number, wire type and value. A group's contents are
     /// skipped, and it comes back as [`Value::Group`].
     /// Inlined: it runs for every field of every record, and the call
@@ -322,6 +330,76 @@ fn field_kind(schema: Schema, n: u32) -> Option<Kind> {
     }
 }
 
+/// What the check does with a field whose key is one byte (numbers below
+/// 16, which are most fields of every record): the key byte alone settles
+/// the field's kind and whether its wire type fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyAction {
+    /// A varint: a known varint field, or an unknown one.
+    Varint,
+    /// A string: length-delimited UTF-8.
+    Str,
+    /// Length-delimited bytes: a bytes field, or an unknown one.
+    Bytes,
+    /// A singular message.
+    Msg(Schema),
+    /// One element of a repeated message.
+    RepMsg(Schema),
+    /// Packed repeated varints.
+    Packed,
+    /// An unknown fixed-width field.
+    Skip8,
+    Skip4,
+    /// An unknown group.
+    SkipGroup,
+    /// A known field with the wrong wire type (a group included).
+    WrongType,
+    /// Field number 0.
+    ZeroTag,
+    /// An end-group key with no group open.
+    EndGroup,
+    /// Wire type 6 or 7.
+    BadWireType,
+}
+
+/// [`KeyAction`] for every schema and one-byte key.
+static KEY_ACTIONS: [[KeyAction; 128]; SCHEMAS.len()] = {
+    let mut table = [[KeyAction::BadWireType; 128]; SCHEMAS.len()];
+    let mut s = 0;
+    while s < SCHEMAS.len() {
+        let mut key = 0;
+        while key < 128 {
+            table[s][key] = key_action(SCHEMAS[s], key as u8);
+            key += 1;
+        }
+        s += 1;
+    }
+    table
+};
+
+const fn key_action(schema: Schema, key: u8) -> KeyAction {
+    let (n, wire_type) = ((key >> 3) as u32, key & 7);
+    if n == 0 {
+        return KeyAction::ZeroTag;
+    }
+    match (wire_type, field(schema, n)) {
+        (6 | 7, _) => KeyAction::BadWireType,
+        (4, _) => KeyAction::EndGroup,
+        (0, None) => KeyAction::Varint,
+        (1, None) => KeyAction::Skip8,
+        (2, None) => KeyAction::Bytes,
+        (3, None) => KeyAction::SkipGroup,
+        (5, None) => KeyAction::Skip4,
+        (0, Some(Kind::Varint | Kind::RepVarint)) => KeyAction::Varint,
+        (2, Some(Kind::RepVarint)) => KeyAction::Packed,
+        (2, Some(Kind::String | Kind::RepString)) => KeyAction::Str,
+        (2, Some(Kind::Bytes)) => KeyAction::Bytes,
+        (2, Some(Kind::Msg(inner))) => KeyAction::Msg(inner),
+        (2, Some(Kind::RepMsg(inner))) => KeyAction::RepMsg(inner),
+        _ => KeyAction::WrongType,
+    }
+}
+
 const fn field(schema: Schema, n: u32) -> Option<Kind> {
     use Kind::*;
     use Schema as S;
@@ -419,7 +497,57 @@ fn check_message(
     }
     let mut seen: u64 = 0;
     let mut fields = Fields::new(buf);
-    while let Some((n, wt, value)) = fields.next_field()? {
+    let actions = &KEY_ACTIONS[schema as usize];
+    while let Some(&key) = fields.buf.first() {
+        if key < 0x80 {
+            fields.buf = &fields.buf[1..];
+            match actions[usize::from(key)] {
+                KeyAction::Varint => {
+                    fields.varint()?;
+                }
+                KeyAction::Str => {
+                    if !is_utf8(fields.len_prefixed()?) {
+                        return Err(WireError("invalid string value: data is not UTF-8 encoded"));
+                    }
+                }
+                KeyAction::Bytes => {
+                    fields.len_prefixed()?;
+                }
+                KeyAction::Msg(inner) => {
+                    let bit = 1u64 << (key >> 3);
+                    if seen & bit != 0 {
+                        *canonical = false;
+                    }
+                    seen |= bit;
+                    check_message(fields.len_prefixed()?, inner, depth + 1, canonical)?;
+                }
+                KeyAction::RepMsg(inner) => {
+                    check_message(fields.len_prefixed()?, inner, depth + 1, canonical)?;
+                }
+                KeyAction::Packed => {
+                    let mut packed = Fields::new(fields.len_prefixed()?);
+                    while !packed.buf.is_empty() {
+                        packed.varint()?;
+                    }
+                }
+                KeyAction::Skip8 => {
+                    Fields::take(&mut fields, 8)?;
+                }
+                KeyAction::Skip4 => {
+                    Fields::take(&mut fields, 4)?;
+                }
+                KeyAction::SkipGroup => fields.skip_group(u32::from(key >> 3), 0)?,
+                KeyAction::WrongType => return Err(WireError("invalid wire type")),
+                KeyAction::ZeroTag => return Err(WireError("invalid tag value: 0")),
+                KeyAction::EndGroup => return Err(WireError("unexpected end group tag")),
+                KeyAction::BadWireType => return Err(WireError("invalid wire type value")),
+            }
+            continue;
+        }
+        // A key of two bytes or more: field numbers from 16 on.
+        let Some((n, wt, value)) = fields.next_field()? else {
+            break;
+        };
         let Some(kind) = field_kind(schema, n) else {
             // Farm events (fields 100 to 103) are outside the corpus's
             // schema: let prost validate them.

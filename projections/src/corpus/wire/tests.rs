@@ -709,3 +709,73 @@ fn the_field_table_is_the_schema() {
         }
     }
 }
+
+fn prost_decodes<M: prost::Message + Default>(bytes: &[u8]) -> bool {
+    M::decode(bytes).is_ok()
+}
+
+#[test]
+fn every_one_byte_key_gets_prosts_verdict_in_every_schema() {
+    use almanac_proto::pb::maintpb::GitRepo;
+    // Each schema's prost type, in the order of `SCHEMAS`.
+    let prost: [fn(&[u8]) -> bool; 23] = [
+        prost_decodes::<Mutation>,
+        prost_decodes::<GithubMutation>,
+        prost_decodes::<GithubIssueMutation>,
+        prost_decodes::<BoolChange>,
+        prost_decodes::<StringChange>,
+        prost_decodes::<GithubLabel>,
+        prost_decodes::<GithubMilestone>,
+        prost_decodes::<GithubIssueEvent>,
+        prost_decodes::<GithubDismissedReviewEvent>,
+        prost_decodes::<GithubCommit>,
+        prost_decodes::<GithubReview>,
+        prost_decodes::<GithubIssueSyncStatus>,
+        prost_decodes::<GithubIssueCommentMutation>,
+        prost_decodes::<GithubUser>,
+        prost_decodes::<GithubTeam>,
+        prost_decodes::<GitMutation>,
+        prost_decodes::<GitRepo>,
+        prost_decodes::<GitCommit>,
+        prost_decodes::<GitDiffTree>,
+        prost_decodes::<GitDiffTreeFile>,
+        prost_decodes::<GerritMutation>,
+        prost_decodes::<GitRef>,
+        prost_decodes::<Timestamp>,
+    ];
+    // What may follow a key: nothing, varints whole and cut, strings valid
+    // and not, a small message, fixed-width values whole and cut.
+    let tails: &[&[u8]] = &[
+        &[],
+        &[0x01],
+        &[0x96, 0x01],
+        &[0x80],
+        &[0x02, b'o', b'k'],
+        &[0x02, 0xc3, 0x28],
+        &[0x05, b'o'],
+        &[0x03, 0x08, 0x96, 0x01],
+        &[0x02, 0x08, 0x80],
+        &[1, 2, 3, 4, 5, 6, 7, 8],
+        &[1, 2, 3, 4],
+        &[1, 2, 3],
+    ];
+    let mut cases = 0;
+    for (schema, prost) in SCHEMAS.iter().zip(prost) {
+        for key in 0u8..0x80 {
+            let mut with_tails: Vec<Vec<u8>> = tails
+                .iter()
+                .map(|tail| [&[key][..], tail].concat())
+                .collect();
+            // A group closed by its own end key, and one closed by another's.
+            with_tails.push(vec![key, 0x08, 0x01, key + 1]);
+            with_tails.push(vec![key, 0x0c]);
+            for bytes in with_tails {
+                let mut canonical = true;
+                let ours = check_message(&bytes, *schema, 0, &mut canonical).is_ok();
+                assert_eq!(ours, prost(&bytes), "{schema:?} {bytes:02x?}");
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 23 * 128 * 14);
+}
