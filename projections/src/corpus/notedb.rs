@@ -33,6 +33,11 @@ fn first_char(s: &[u8]) -> Option<(char, usize)> {
 }
 
 fn last_char(s: &[u8]) -> Option<(char, usize)> {
+    if let Some(&b) = s.last()
+        && b < 0x80
+    {
+        return Some((b as char, 1));
+    }
     for n in 1..=4.min(s.len()) {
         if let Ok(t) = std::str::from_utf8(&s[s.len() - n..]) {
             let c = t.chars().next()?;
@@ -136,7 +141,7 @@ fn line_value_ok_by(
         }
         let mut val = &all[i + prefix_len..];
         consumed += i + prefix_len;
-        match val.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', val) {
             Some(nl) => {
                 val = &val[..=nl];
                 consumed += nl + 1;
@@ -186,8 +191,14 @@ pub struct MessageSpan {
 /// bytes. The `Patch-set:` line must end with `\n`.
 pub fn gerrit_message(msg: &[u8]) -> Option<MessageSpan> {
     let exist = PATCH_SET.find(msg).map(|i| (i, PATCH_SET.len()));
+    // Only an upload phrase that starts before the first `\nPatch Set `
+    // matters: search no further.
+    let upload_within = match exist {
+        Some((i, _)) => &msg[..msg.len().min(i + UPLOADED_PATCH_SET.len())],
+        None => msg,
+    };
     let new = UPLOADED_PATCH_SET
-        .find(msg)
+        .find(upload_within)
         .map(|i| (i, UPLOADED_PATCH_SET.len()));
     let (start, phrase_len) = match (exist, new) {
         (None, None) => return None,
@@ -212,7 +223,7 @@ pub fn gerrit_message(msg: &[u8]) -> Option<MessageSpan> {
     let mut l = 0usize;
     loop {
         let rest = &msg[start + l..];
-        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let nl = memchr::memchr(b'\n', rest)?;
         let line = &rest[..nl];
         if line.starts_with(b"Patch-set:") {
             let end = (start + l).checked_sub(2)?;
