@@ -3,9 +3,10 @@
 //!
 //! [`Corpus::open`] folds a whole log directory and returns when caught up;
 //! [`Corpus::update`] folds what was appended since. Records are read and
-//! decoded in batches on threads of their own (as many as the machine has
-//! cores, up to three) and applied in log order on the caller's, so
-//! decoding and folding overlap. A record that does not decode stops the load with
+//! decoded in numbered batches on threads of their own (one per core but
+//! one, from one to three) and applied in log order on the caller's thread,
+//! which decodes a batch itself when none is ready; so decoding and folding
+//! overlap and no core waits. A record that does not decode stops the load with
 //! its position, unless [`LoadOptions::skip_undecodable`] is set (then it is
 //! counted in [`Skipped::undecodable_records`](crate::corpus::Skipped)).
 
@@ -110,12 +111,7 @@ const BATCH: usize = 2048;
 /// Decoded batches queued for the folding thread.
 const IN_FLIGHT: usize = 8;
 
-/// How far behind the reading mapped log pages are released: past every
-/// batch in flight (a released page the folding thread still reads
-/// is only mapped again, at some cost).
-const RELEASE_LAG: u64 = 40 << 20;
-
-/// How many bytes are released at a time.
+/// How many bytes of folded records' mapped pages are released at a time.
 const RELEASE_STEP: u64 = 8 << 20;
 
 impl Corpus {
@@ -256,6 +252,7 @@ impl Corpus {
             Plan {
                 batch: BATCH,
                 decoders,
+                panic_at: None,
             },
         )
     }
@@ -272,15 +269,15 @@ impl Corpus {
         let mut reader = snapshot.read_from(self.position())?;
         // Records are read as slices of the maps: no copy out of the page
         // cache, and views of them made on a decoding thread stay valid on
-        // the folding one. The pages scanned are released as reading moves
-        // on, behind the batches in flight, so that the whole log never
-        // counts towards the resident memory.
+        // the folding one. The pages of folded records are released as
+        // folding moves on, so that the whole log never counts towards the
+        // resident memory (a released page is only mapped again if read).
         let maps = self.texts.maps().cloned().unwrap_or_default();
         reader.read_mapped(&maps);
         let maps = &maps;
+        let mut released = self.position();
         let feed = Mutex::new(Feed {
             reader,
-            released: self.position(),
             next: 0,
             done: false,
         });
@@ -305,6 +302,7 @@ impl Corpus {
                 maps,
                 batch_size,
                 skip,
+                panic_at: plan.panic_at,
             };
             for id in 0..decoders {
                 let (recycle_tx, recycle_rx) = mpsc::channel::<Batch<'_>>();
@@ -343,6 +341,10 @@ impl Corpus {
                     batch.clear();
                     prepared.clear();
                     parts.clear();
+                    if self.position().0 - released.0 >= RELEASE_STEP {
+                        maps.release(released, self.position());
+                        released = self.position();
+                    }
                     if id == helper.id {
                         helper_batches.push((batch, prepared, parts));
                     } else {
@@ -361,9 +363,14 @@ impl Corpus {
                         });
                     }
                 }
-                if let Ok((seq, id, batch)) = rx.try_recv() {
-                    waiting.insert(seq, (id, batch));
-                    continue;
+                match rx.try_recv() {
+                    Ok(Decoded::Batch(seq, id, batch)) => {
+                        waiting.insert(seq, (id, batch));
+                        continue;
+                    }
+                    // Its panic comes back below, when it is joined.
+                    Ok(Decoded::Panicked) => break,
+                    Err(_) => {}
                 }
                 // Nothing to fold: decode the feed's next batch here rather
                 // than wait (a few batches at most, so that the decoding
@@ -382,13 +389,18 @@ impl Corpus {
                     }
                 }
                 match rx.recv() {
-                    Ok((seq, id, batch)) => {
+                    Ok(Decoded::Batch(seq, id, batch)) => {
                         waiting.insert(seq, (id, batch));
                     }
+                    Ok(Decoded::Panicked) => break,
                     // Every decoding thread is done, and so is the feed.
                     Err(_) => break,
                 }
             }
+            // Decoding threads still waiting to send or for a batch to fill
+            // see the folding end gone, and stop.
+            drop(rx);
+            drop(recycle);
             for thread in threads {
                 if let Err(panic) = thread.join() {
                     std::panic::resume_unwind(panic);
@@ -464,6 +476,9 @@ struct Plan {
     batch: usize,
     /// Decoding threads besides the folding one (none: it decodes all).
     decoders: usize,
+    /// Makes the decoder that takes this batch panic (tests of what a
+    /// decoder's panic does to a load).
+    panic_at: Option<u64>,
 }
 
 /// Decoding threads at most (besides the folding thread, which decodes
@@ -475,8 +490,6 @@ const MAX_DECODERS: usize = 3;
 /// the threads take turns at it.
 struct Feed {
     reader: Reader,
-    /// Mapped pages before this are released.
-    released: Position,
     /// The next batch's number: the folding thread folds batches in
     /// number order.
     next: u64,
@@ -487,26 +500,13 @@ struct Feed {
 
 impl Feed {
     /// The next batch's records, and its number; `None` once done.
-    fn take(
-        &mut self,
-        maps: &SegmentMaps,
-        n: usize,
-        into: &mut Vec<Result<LogRecord, LoadError>>,
-    ) -> Option<u64> {
+    fn take(&mut self, n: usize, into: &mut Vec<Result<LogRecord, LoadError>>) -> Option<u64> {
         if self.done {
             return None;
         }
         while into.len() < n {
             match self.reader.next_record() {
-                Ok(Some(rec)) => {
-                    let end = rec.end();
-                    if end.0 - self.released.0 >= RELEASE_LAG + RELEASE_STEP {
-                        let to = Position(end.0 - RELEASE_LAG);
-                        maps.release(self.released, to);
-                        self.released = to;
-                    }
-                    into.push(Ok(rec));
-                }
+                Ok(Some(rec)) => into.push(Ok(rec)),
                 Ok(None) => {
                     self.done = true;
                     break;
@@ -535,6 +535,7 @@ struct Decoder<'f, 'm> {
     maps: &'m SegmentMaps,
     batch_size: usize,
     skip: bool,
+    panic_at: Option<u64>,
 }
 
 /// A decoder's state across its batches.
@@ -560,11 +561,17 @@ impl<'m> Decoder<'_, 'm> {
     /// `batch`. Returns the batch's number, or `None` once the feed is done.
     /// A batch that ends with an error stops the feed.
     fn fill(&self, state: &mut Decoding<'m>, batch: &mut Batch<'m>) -> Option<u64> {
+        // A poisoned feed: a decoder panicked while reading, and what it
+        // read is lost; no decoder takes more (the panic stops the load).
         let seq = self
             .feed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take(self.maps, self.batch_size, &mut state.raw)?;
+            .ok()?
+            .take(self.batch_size, &mut state.raw)?;
+        assert!(
+            self.panic_at != Some(seq),
+            "a decoder failed on batch {seq}"
+        );
         let (items, prepared, parts) = batch;
         let mut stop = false;
         for rec in state.raw.drain(..) {
@@ -625,11 +632,25 @@ impl<'m> Decoder<'_, 'm> {
                     Batch::default()
                 }
             };
-            let Some(seq) = self.fill(&mut state, &mut batch) else {
-                return;
+            // A panic here would leave its batch number in nobody's hands
+            // and the folding thread waiting for it: the folding thread is
+            // told, stops, and joins this thread to raise the panic.
+            let filled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.fill(&mut state, &mut batch)
+            }));
+            let seq = match filled {
+                Ok(Some(seq)) => seq,
+                Ok(None) => return,
+                Err(panic) => {
+                    if let Ok(mut feed) = self.feed.lock() {
+                        feed.done = true;
+                    }
+                    let _ = tx.send(Decoded::Panicked);
+                    std::panic::resume_unwind(panic);
+                }
             };
             let stop = batch.0.last().is_some_and(Result::is_err);
-            if tx.send((seq, self.id, batch)).is_err() || stop {
+            if tx.send(Decoded::Batch(seq, self.id, batch)).is_err() || stop {
                 return;
             }
         }
@@ -674,9 +695,14 @@ type Item<'m> = Result<(Position, Record<'m>), LoadError>;
 /// their issues' comments and events.
 type Batch<'m> = (Vec<Item<'m>>, Prepared, ViewedParts<'m>);
 
-/// What a decoding thread sends: the batch's number in log order, the
-/// thread's number (its commit keys are its own), and the batch.
-type Decoded<'m> = (u64, usize, Batch<'m>);
+/// What a decoding thread sends.
+enum Decoded<'m> {
+    /// The batch's number in log order, the thread's number (its commit
+    /// keys are its own), and the batch.
+    Batch(u64, usize, Batch<'m>),
+    /// The thread panicked.
+    Panicked,
+}
 
 /// The views of a batch's records, and the comments and events of its
 /// issue mutations, all made by a decoder (each walk of a
@@ -838,7 +864,12 @@ mod tests {
         let dir = go_log("mixed");
         let want = std::fs::read_to_string(go_fixture("mixed.dump")).expect("dump");
         for (batch, decoders) in [(1, 0), (7, 0), (1, 1), (7, 1), (7, 2), (64, 3), (500, 2)] {
-            let corpus = load(dir.path(), Plan { batch, decoders }, false).expect("load");
+            let plan = Plan {
+                batch,
+                decoders,
+                panic_at: None,
+            };
+            let corpus = load(dir.path(), plan, false).expect("load");
             assert_eq!(
                 corpus.counts().mutations,
                 1625,
@@ -870,16 +901,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (log, _) = Log::open(dir.path(), Options::default()).expect("open");
         let positions = log.append_blocking(payloads.clone()).expect("append");
-        for plan in [
-            Plan {
-                batch: 5,
-                decoders: 3,
-            },
-            Plan {
-                batch: 1,
-                decoders: 2,
-            },
-        ] {
+        for (batch, decoders) in [(5, 0), (5, 3), (1, 2)] {
+            let plan = Plan {
+                batch,
+                decoders,
+                panic_at: None,
+            };
             let err = load(dir.path(), plan, false).expect_err("undecodable");
             assert!(
                 err.to_string().contains(&format!(
@@ -892,6 +919,31 @@ mod tests {
             assert_eq!(corpus.skipped().undecodable_records, 1);
             assert_eq!(corpus.counts().mutations as usize, payloads.len() - 1);
             assert_eq!(corpus.position(), log.end());
+        }
+    }
+
+    #[test]
+    fn a_decoder_that_panics_ends_the_load_with_its_panic() {
+        let dir = go_log("mixed");
+        // Batch 1 goes to whichever decoder takes it: a decoding thread or,
+        // with none, the folding thread.
+        for decoders in [0, 1, 2, 3] {
+            let path = dir.path().to_owned();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let plan = Plan {
+                    batch: 3,
+                    decoders,
+                    panic_at: Some(1),
+                };
+                let loaded = std::panic::catch_unwind(|| load(&path, plan, false).is_ok());
+                let _ = done_tx.send(loaded.is_err());
+            });
+            // A load that waits forever for the lost batch fails here.
+            let panicked = done_rx
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("the load ends");
+            assert!(panicked, "{decoders} decoding threads: the panic was lost");
         }
     }
 }

@@ -608,6 +608,10 @@ fn change_ref(name: &[u8]) -> Option<(Option<i32>, Option<i32>)> {
     Some((cl, version))
 }
 
+/// Go adds every label-change meta each time a CL is re-walked, so its count
+/// depends on how often CLs are derived. We count each one once: the same as
+/// Go after a single load, and the same whatever the update cadence (so a
+/// checkpoint plus the rest equals one fold).
 fn count_label_metas(cl: &mut ClData, num_label_changes: &mut i64, label_metas: u32) {
     *num_label_changes += i64::from(label_metas.saturating_sub(cl.label_metas_counted));
     cl.label_metas_counted = cl.label_metas_counted.max(label_metas);

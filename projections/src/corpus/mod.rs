@@ -97,7 +97,8 @@ impl Prepared {
 
     /// Parses the commits of a record that [`wire::check`] accepted as
     /// canonical, in record order, naming their people, zones and branches
-    /// with `keys` (one table for all the batches of a load, in order).
+    /// with `keys` (one table for all the batches one decoder makes in a
+    /// load; the folding side keeps each table's symbols apart).
     pub fn add(&mut self, payload: &[u8], keys: &mut CommitKeys) -> PreparedRange {
         self.add_view(
             payload,
@@ -240,8 +241,8 @@ impl Corpus {
     }
 
     /// [`Corpus::apply_canonical`] with the record's commits already parsed
-    /// (in record order) into a [`Prepared`] batch, as the loader does on its
-    /// decoding thread.
+    /// (in record order) into a [`Prepared`] batch, as the loader's decoders
+    /// do.
     pub fn apply_prepared(
         &mut self,
         payload: &[u8],
@@ -254,8 +255,8 @@ impl Corpus {
     }
 
     /// [`Corpus::apply_prepared`] for a record already viewed (`view` views
-    /// `payload`), as the loader's decoding thread does when it reads
-    /// records from the mapped log.
+    /// `payload`): the loader views records read from the mapped log when it
+    /// decodes them, and folds them with this.
     pub fn apply_prepared_view(
         &mut self,
         payload: &[u8],
