@@ -18,17 +18,17 @@ impl GitHash {
     /// Parses 40 hex digits (either case).
     pub fn from_hex(hex: &[u8]) -> Option<GitHash> {
         let hex: &[u8; 40] = hex.try_into().ok()?;
-        let (pairs, _) = hex.as_chunks::<2>();
+        let (chunks, _) = hex.as_chunks::<8>();
         let mut out = [0u8; 20];
-        // Without a branch per digit: any non-digit sets a high bit, tested
+        // Eight digits at a time; any non-digit is remembered and tested
         // once at the end.
-        let mut any_bad = 0u8;
-        for (o, &[hi, lo]) in out.iter_mut().zip(pairs) {
-            let (hi, lo) = (HEX_DIGITS[hi as usize], HEX_DIGITS[lo as usize]);
-            any_bad |= hi | lo;
-            *o = (hi << 4) | (lo & 0xf);
+        let mut bad = 0u64;
+        for (o, chunk) in out.chunks_exact_mut(4).zip(chunks) {
+            let (value, invalid) = hex8(u64::from_le_bytes(*chunk));
+            bad |= invalid;
+            o.copy_from_slice(&value.to_le_bytes());
         }
-        (any_bad <= 0xf).then_some(GitHash(out))
+        (bad == 0).then_some(GitHash(out))
     }
 
     /// Whether this is the all-zero id (used for "no tree").
@@ -37,22 +37,34 @@ impl GitHash {
     }
 }
 
-/// Each byte's value as a hex digit (either case), 0xff if it is none.
-const HEX_DIGITS: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
+/// Decodes eight ASCII hex digits of either case, held little-endian in
+/// `v` (the first digit in the lowest byte), as one word: returns the four
+/// bytes they spell (the first in the lowest byte) and a mask that is
+/// nonzero when any of the eight is not a hex digit.
+#[inline(always)]
+fn hex8(v: u64) -> (u32, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    const LOW7: u64 = ONES * 0x7f;
+    // The high bit of each byte of `x` with m < byte < n (m, n <= 128).
+    // Neither sum nor difference carries across bytes, and a byte with its
+    // own high bit set is never in range.
+    let between = |x: u64, m: u64, n: u64| {
+        ((ONES * (127 + n)).wrapping_sub(x & LOW7)) & !x & ((x & LOW7) + ONES * (127 - m)) & HIGH
+    };
+    let digit = between(v, b'0' as u64 - 1, b'9' as u64 + 1);
+    let letter = between(v | (ONES * 0x20), b'a' as u64 - 1, b'f' as u64 + 1);
+    let invalid = !(digit | letter) & HIGH;
+    // A digit's value is its low four bits; a letter's (bit 6 set) nine
+    // more.
+    let nibbles = (v & (ONES * 0x0f)) + ((v >> 6) & ONES) * 9;
+    // Each even byte takes its digit as the high half and the next as the
+    // low half; then the even bytes are packed together.
+    let mut t = ((nibbles << 4) | (nibbles >> 8)) & 0x00ff_00ff_00ff_00ff;
+    t = (t | (t >> 8)) & 0x0000_ffff_0000_ffff;
+    t = (t | (t >> 16)) & 0x0000_0000_ffff_ffff;
+    (t as u32, invalid)
+}
 
 impl fmt::Display for GitHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -823,6 +835,66 @@ mod tests {
         ];
         for text in bad {
             assert_eq!(parse_go_int(text.as_bytes()), None, "{text}");
+        }
+    }
+
+    /// Each byte's value as a hex digit (either case), 0xff if it is none.
+    fn hex_digit(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+
+    /// `from_hex` a digit at a time.
+    fn from_hex_by_digit(hex: &[u8]) -> Option<GitHash> {
+        let hex: &[u8; 40] = hex.try_into().ok()?;
+        let mut out = [0u8; 20];
+        for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            *o = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
+        }
+        Some(GitHash(out))
+    }
+
+    #[test]
+    fn hex_ids_parse_as_they_do_a_digit_at_a_time() {
+        let bases: [&[u8; 40]; 3] = [
+            b"0123456789abcdef0123456789abcdef01234567",
+            b"FEDCBA9876543210fedcba9876543210ffffffff",
+            b"0000000000000000000000000000000000000000",
+        ];
+        // Every byte value at every place of each base.
+        for base in bases {
+            assert!(from_hex_by_digit(base).is_some());
+            for at in 0..40 {
+                for b in 0..=255u8 {
+                    let mut text = *base;
+                    text[at] = b;
+                    assert_eq!(
+                        GitHash::from_hex(&text),
+                        from_hex_by_digit(&text),
+                        "byte {b:#x} at {at} of {:?}",
+                        std::str::from_utf8(base)
+                    );
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_hex_ids_parse_as_they_do_a_digit_at_a_time(
+            text in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"0123456789abcdefABCDEF".to_vec()),
+                    proptest::num::u8::ANY,
+                ],
+                40,
+            ),
+        ) {
+            proptest::prop_assert_eq!(GitHash::from_hex(&text), from_hex_by_digit(&text));
         }
     }
 
