@@ -303,7 +303,7 @@ impl GerritState {
     /// makes worth it.
     pub(crate) fn finish(
         &mut self,
-        git: &mut GitState,
+        git: &GitState,
         strings: &mut GitStrings<'_>,
         skipped: &mut Vec<GerritSkip>,
         threads: Option<usize>,

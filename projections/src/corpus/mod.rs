@@ -378,7 +378,7 @@ impl Corpus {
         };
         let mut skips = Vec::new();
         self.gerrit
-            .finish(&mut self.git, &mut strings, &mut skips, threads);
+            .finish(&self.git, &mut strings, &mut skips, threads);
         self.skipped.count_gerrit(&skips);
     }
 
