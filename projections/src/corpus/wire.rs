@@ -304,9 +304,10 @@ const SCHEMAS: [Schema; 23] = {
 /// Field numbers below this are looked up in [`FIELDS`].
 const TABLED: u32 = 32;
 
-/// [`field`] for every schema and field number below [`TABLED`]: the check
-/// looks up each field of every record, and an index is cheaper than the
-/// nested match.
+/// [`field`] for every schema and field number below [`TABLED`]: fields
+/// with one-byte keys go through [`KEY_ACTIONS`], and the rest (numbers
+/// from 16, common in issue mutations) are looked up here, an index being
+/// cheaper than the nested match.
 static FIELDS: [[Option<Kind>; TABLED as usize]; SCHEMAS.len()] = {
     let mut table = [[None; TABLED as usize]; SCHEMAS.len()];
     let mut s = 0;
