@@ -30,7 +30,7 @@ use crate::farm::env::Pool;
 #[derive(Debug, Default)]
 pub(crate) struct Decisions {
     /// Finished try sets to report to Gerrit.
-    reviews: Vec<super::gerrit::Verdict>,
+    reviews: Vec<super::gerrit::Review>,
     events: Vec<Mutation>,
     /// (build id, machine id) pairs assigned in `events`.
     launches: Vec<(String, String)>,
@@ -70,8 +70,8 @@ pub(crate) async fn decide_loop(inner: Arc<Inner>) {
         let mut decisions = decide(&inner, &mut state, discovery);
         inner.metrics.decisions.fetch_add(1, Ordering::Relaxed);
         if let Some(config) = &inner.config.gerrit {
-            for verdict in std::mem::take(&mut decisions.reviews) {
-                tokio::spawn(super::gerrit::post(inner.clone(), config.clone(), verdict));
+            for review in std::mem::take(&mut decisions.reviews) {
+                tokio::spawn(super::gerrit::post(inner.clone(), config.clone(), review));
             }
         }
         if !decisions.events.is_empty() {
@@ -357,7 +357,7 @@ fn decide(inner: &Arc<Inner>, state: &mut DecideState, discovery: Discovery) -> 
         }
     }
 
-    // Finished try sets go to Gerrit (posted by the loop, outside the
+    // Try sets' reviews go to Gerrit (posted by the loop, outside the
     // round).
     if inner.config.gerrit.is_some() {
         d.reviews = super::gerrit::due(inner, &farm);
