@@ -66,6 +66,8 @@ pub async fn run(
         let wait = tokio::select! {
             () = &mut shutdown => return,
             ended = attempt => match ended {
+                // A stopped buildlet serves no one again.
+                _ if buildlet.stopping() => return,
                 Ok(Ended::Served) => {
                     tracing::warn!(coordinator = %registration.coordinator, "coordinator connection closed; registering again");
                     backoff = FIRST_BACKOFF;
@@ -85,6 +87,7 @@ pub async fn run(
         };
         tokio::select! {
             () = &mut shutdown => return,
+            () = buildlet.stopped() => return,
             () = tokio::time::sleep(wait) => {}
         }
     }
@@ -133,7 +136,17 @@ async fn connect_and_serve(reg: &Registration, buildlet: &Buildlet) -> anyhow::R
         .timer(hyper_util::rt::TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
-    let served = builder.serve_connection(upgraded, service).await;
+    let conn = builder.serve_connection(upgraded, service);
+    let mut conn = std::pin::pin!(conn);
+    let served = tokio::select! {
+        served = conn.as_mut() => served,
+        () = buildlet.stopped() => {
+            // Halted (or shut down): finish the requests in flight, the
+            // `/halt` answer among them, then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
     if let Err(e) = served {
         tracing::info!(error = %e, "coordinator connection ended");
     }

@@ -147,7 +147,7 @@ pub fn run(args: BuildletArgs) -> Result<()> {
 fn run_reverse(registration: crate::buildlet::reverse::Registration, config: Config) -> Result<()> {
     let buildlet = crate::buildlet::Buildlet::new(&config)?;
     runtime()?.block_on(async move {
-        let serving = tokio::spawn(crate::buildlet::reverse::run(
+        let mut serving = tokio::spawn(crate::buildlet::reverse::run(
             registration,
             buildlet.clone(),
             std::future::pending(),
@@ -156,8 +156,11 @@ fn run_reverse(registration: crate::buildlet::reverse::Registration, config: Con
             () = shutdown_signal() => tracing::info!("signalled: killing commands and stopping"),
             () = buildlet.stopped() => {
                 tracing::info!("halted: stopping");
-                // Let the /halt answer reach the coordinator first.
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // The connection closes once the /halt answer is sent, and
+                // the serving task then ends.
+                if tokio::time::timeout(SHUTDOWN_GRACE, &mut serving).await.is_err() {
+                    tracing::warn!("the coordinator connection did not close within 5 s; exiting anyway");
+                }
             }
         }
         buildlet.kill_execs();

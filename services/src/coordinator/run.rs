@@ -71,6 +71,9 @@ pub struct Config {
     pub gerrit: Option<super::gerrit::GerritConfig>,
     /// The coordinator's address as people reach it, for links in reviews.
     pub public_url: Option<String>,
+    /// How long a work item waits after its first failure that is not
+    /// retried at once; doubled per further failure, up to ten minutes.
+    pub retry_backoff: Duration,
 }
 
 impl Config {
@@ -88,6 +91,7 @@ impl Config {
             health_timeout: Duration::from_secs(5),
             gerrit: None,
             public_url: None,
+            retry_backoff: FIRST_BACKOFF,
         }
     }
 }
@@ -184,7 +188,8 @@ pub(crate) struct Backoff {
 
 /// Failures of one work item that are retried at once; later ones wait.
 const IMMEDIATE_RETRIES: u32 = 2;
-/// The first wait after the immediate retries, doubled per failure.
+/// The first wait after the immediate retries, doubled per failure (the
+/// default of [`Config::retry_backoff`]).
 const FIRST_BACKOFF: Duration = Duration::from_secs(10);
 /// The longest wait between tries of one work item.
 const MAX_BACKOFF: Duration = Duration::from_secs(10 * 60);
@@ -375,9 +380,11 @@ impl Inner {
             .consecutive
             .saturating_sub(IMMEDIATE_RETRIES + 1)
             .min(16);
-        let wait = FIRST_BACKOFF
+        let wait = self
+            .config
+            .retry_backoff
             .saturating_mul(1 << doublings)
-            .min(MAX_BACKOFF);
+            .min(MAX_BACKOFF.max(self.config.retry_backoff));
         entry.until = Instant::now() + wait;
         Some(wait)
     }

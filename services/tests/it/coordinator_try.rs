@@ -98,6 +98,9 @@ fn start_with(
         addr: buildlet.addr().to_string(),
     });
     config.discovery_interval = Duration::from_millis(100);
+    // A work item that failed waits an hour, not 10 s: the tests count
+    // discovery passes after a failure and must never see a retry.
+    config.retry_backoff = Duration::from_secs(3600);
     config.gerrit = gerrit;
     config.public_url = Some("http://farmer.example".into());
     let coordinator = rt

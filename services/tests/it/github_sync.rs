@@ -899,7 +899,7 @@ fn a_webhook_syncs_the_named_repository_at_once() {
             std::time::Instant::now() < deadline,
             "the syncer's follower never long-polled the helper"
         );
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(5));
     }
     let refused = post_webhook(helper.addr(), "sha256=00", &body);
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");

@@ -202,7 +202,7 @@ fn long_poll_wakes_on_append_and_times_out_with_304() {
             metrics_wait.elapsed() < Duration::from_secs(60),
             "poll never parked"
         );
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(5));
     }
     rt.block_on(server.log().append(sample_records(3, 1)))
         .expect("append");
