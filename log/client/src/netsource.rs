@@ -350,6 +350,7 @@ impl NetSource {
             Err(e) => return Err(e),
         };
         let count = index.len();
+        self.set_aside_unlisted(&index)?;
         // Whole segments the cache lacks are fetched while earlier ones are
         // hashed and written on blocking threads (two at a time, so one's
         // fsync overlaps the next one's hashing): a first sync runs at the
@@ -607,6 +608,51 @@ impl NetSource {
             return Ok(());
         }
         Ok(())
+    }
+
+    /// Moves segment files the index does not list (a sealed segment whose
+    /// hash differs from the index's, a segment numbered past its end) out
+    /// of the cache into a `split-<unix seconds>` directory beside them, so
+    /// the cache never mixes two histories and nothing is deleted. Go's
+    /// client leaves them, and its next load then fails or folds both; this
+    /// only matters after the server's history split. Returns how many
+    /// files moved.
+    fn set_aside_unlisted(&self, index: &[IndexSegment]) -> Result<usize, NetError> {
+        let listed: std::collections::BTreeMap<u32, Sha224Digest> =
+            index.iter().map(|s| (s.number, s.sha224)).collect();
+        let (files, _) =
+            almanac_log::segment::list_files(&self.cache_dir).map_err(io_err(&self.cache_dir))?;
+        let mut aside: Option<PathBuf> = None;
+        let mut moved = 0;
+        for file in files {
+            let keep = match (listed.get(&file.name.number), file.name.state) {
+                (None, _) => false,
+                (Some(_), SegmentState::Growing) => true,
+                (Some(sha), SegmentState::Sealed(have)) => *sha == have,
+            };
+            if keep {
+                continue;
+            }
+            let dir = match &aside {
+                Some(dir) => dir.clone(),
+                None => {
+                    let secs = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let dir = self.cache_dir.join(format!("split-{secs}"));
+                    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+                    aside = Some(dir.clone());
+                    dir
+                }
+            };
+            let to = dir.join(file.name.file_name());
+            fs::rename(&file.path, &to).map_err(io_err(&file.path))?;
+            moved += 1;
+        }
+        if let Some(dir) = &aside {
+            tracing::warn!(moved, to = %dir.display(), "the server's history split: set aside cached segments it no longer lists");
+        }
+        Ok(moved)
     }
 
     /// Go's `sumCommonPrefixSize` of the new index against the last one.

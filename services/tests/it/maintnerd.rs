@@ -327,6 +327,74 @@ fn a_split_history_is_detected_and_reloaded() {
     let _ = NetSource::new;
 }
 
+/// A server back with another history altogether (different sealed
+/// segments, and fewer of them): the reloaded corpus is the new history
+/// alone, the cache holds exactly its segments, and the old sealed segments
+/// are set aside, neither folded nor lost.
+#[test]
+fn a_split_that_rewrites_sealed_segments_reloads_the_new_history_alone() {
+    let first = tempfile::tempdir().expect("first");
+    let cache = tempfile::tempdir().expect("cache");
+    let rt = runtime();
+    let server = rt
+        .block_on(Server::start(config(first.path())))
+        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    rt.block_on(server.log().append(sample_records(6, 300)))
+        .expect("append");
+    let url = format!("http://{}/logs", server.addr());
+    let cp = cache.path().to_owned();
+    let u = url.clone();
+    let mut corpus = std::thread::spawn(move || {
+        Corpus::open_network_with(&u, &cp, NetOptions::default(), LoadOptions::default())
+    })
+    .join()
+    .expect("thread")
+    .expect("open");
+    let old_sealed: Vec<(String, Vec<u8>)> = segment_files(cache.path())
+        .into_iter()
+        .filter(|(name, _)| !name.contains("growing"))
+        .collect();
+    assert!(
+        old_sealed.len() >= 3,
+        "{} sealed segments",
+        old_sealed.len()
+    );
+    let addr = server.addr();
+    rt.block_on(server.shutdown()).expect("shutdown");
+
+    let second = tempfile::tempdir().expect("second");
+    let mut cfg = config(second.path());
+    cfg.listen = addr;
+    let server = rt
+        .block_on(Server::start(cfg))
+        .unwrap_or_else(|e| panic!("restart: {e:#}"));
+    rt.block_on(server.log().append(sample_records(9, 80)))
+        .expect("append");
+    assert!(server.log().table().segments().count() < old_sealed.len());
+
+    let folded = std::thread::scope(|s| s.spawn(|| corpus.update()).join().expect("thread"))
+        .expect("update after split");
+    assert_eq!(corpus.split_reloads(), 1);
+    let truth = Corpus::open(second.path()).expect("open second");
+    assert_eq!(folded, truth.mutation_count());
+    assert_eq!(corpus.dump(), truth.dump());
+    assert_eq!(segment_files(cache.path()), segment_files(second.path()));
+    let aside: Vec<std::path::PathBuf> = std::fs::read_dir(cache.path())
+        .expect("read cache")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("split-"))
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let kept = segment_files(&aside[0]);
+    for old in &old_sealed {
+        assert!(kept.contains(old), "{} was not set aside", old.0);
+    }
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
+
 #[test]
 fn grpc_subscribe_append_head_and_refusals() {
     let dir = tempfile::tempdir().expect("tempdir");
