@@ -15,7 +15,9 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = almanac_services::cli::Cli::parse();
+    let cli = almanac_services::cli::Cli::parse_from(almanac_services::cli::go_style_args(
+        std::env::args_os(),
+    ));
     match almanac_services::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A reader that went away (`almanac log dump | head`) is not a failure.

@@ -10,6 +10,7 @@ pub mod pubsub;
 pub mod retrybuilds;
 
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 
 /// almanac: Go's build and maintainer infrastructure as one event-sourced log.
 #[derive(Debug, Parser)]
@@ -74,6 +75,40 @@ pub enum Command {
     },
 }
 
+/// The subcommands that take Go's flags, which Go's `flag` package lets
+/// people write with one dash (`-server=ADDR`) as well as two.
+const GO_FLAG_COMMANDS: [&str; 2] = ["maintq", "maintwatch"];
+
+/// The command line with Go's one-dash flags (`-server`, `-page=2`) of
+/// [`GO_FLAG_COMMANDS`] spelled with two dashes, as the parser wants them;
+/// every other argument as it was. A lone `-x` (a short option) and
+/// everything after `--` stay as they are.
+pub fn go_style_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let go_flags = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .is_some_and(|a| GO_FLAG_COMMANDS.contains(&a));
+    if !go_flags {
+        return args;
+    }
+    for arg in args.iter_mut().skip(2) {
+        let Some(text) = arg.to_str() else {
+            continue;
+        };
+        if text == "--" {
+            break;
+        }
+        let name = text.strip_prefix('-').unwrap_or("");
+        let long_flag =
+            !name.starts_with('-') && name.len() > 1 && name.as_bytes()[0].is_ascii_alphabetic();
+        if long_flag {
+            *arg = OsString::from(format!("-{text}"));
+        }
+    }
+    args
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -125,4 +160,55 @@ fn env_check(dir: &std::path::Path) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_style_args;
+    use std::ffi::OsString;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn gos_one_dash_flags_become_two_for_gos_commands_only() {
+        assert_eq!(
+            go_style_args(args(&[
+                "almanac",
+                "maintq",
+                "-server=h:1",
+                "-page",
+                "2",
+                "get-dashboard"
+            ])),
+            args(&[
+                "almanac",
+                "maintq",
+                "--server=h:1",
+                "--page",
+                "2",
+                "get-dashboard"
+            ])
+        );
+        assert_eq!(
+            go_style_args(args(&[
+                "almanac",
+                "maintwatch",
+                "-grpc",
+                "--server",
+                "h",
+                "-h"
+            ])),
+            args(&["almanac", "maintwatch", "--grpc", "--server", "h", "-h"])
+        );
+        assert_eq!(
+            go_style_args(args(&["almanac", "maintq", "--", "-server"])),
+            args(&["almanac", "maintq", "--", "-server"])
+        );
+        assert_eq!(
+            go_style_args(args(&["almanac", "log", "dump", "-limit"])),
+            args(&["almanac", "log", "dump", "-limit"])
+        );
+    }
 }

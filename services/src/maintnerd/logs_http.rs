@@ -47,11 +47,8 @@ fn go_error(status: StatusCode, msg: &str) -> Response {
     resp
 }
 
-fn query_param<'a>(uri: &'a Uri, key: &str) -> Option<&'a str> {
-    uri.query()?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == key).then_some(v)
-    })
+fn query_param(uri: &Uri, key: &str) -> Option<String> {
+    crate::form::first_value(uri.query()?, key)
 }
 
 /// Go's `strconv.Atoi`/`ParseInt` on a query value: an optional sign and
@@ -81,13 +78,14 @@ pub(super) async fn index(State(shared): State<Arc<Shared>>, method: Method, uri
     let mut startseg = 0i64;
     if let Some(v) = query_param(&uri, "startseg") {
         // Go ignores a value that does not parse.
-        startseg = parse_go_int(v).unwrap_or(0);
+        startseg = parse_go_int(&v).unwrap_or(0);
         if startseg < 0 {
             return go_error(StatusCode::BAD_REQUEST, "bad startseg");
         }
     }
-    if let Some(v) = query_param(&uri, "waitsizenot") {
-        let Some(not) = parse_go_int(v).filter(|n| *n >= 0) else {
+    // Go long-polls only for a non-empty value.
+    if let Some(v) = query_param(&uri, "waitsizenot").filter(|v| !v.is_empty()) {
+        let Some(not) = parse_go_int(&v).filter(|n| *n >= 0) else {
             return go_error(StatusCode::BAD_REQUEST, "bad waitsizenot");
         };
         if !wait_size_not(&shared, not as u64).await {

@@ -85,6 +85,19 @@ fn maintq_answers_gos_subcommands() {
     let out = maintq(addr, &["get-ref", "go", "refs/heads/master"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{}\n", hash(4)));
+    // Go's flag package takes one dash as well as two.
+    let go_style = almanac()
+        .args([
+            "maintq",
+            &format!("-server={addr}"),
+            "get-ref",
+            "go",
+            "refs/heads/master",
+        ])
+        .output()
+        .expect("run maintq");
+    assert!(go_style.status.success(), "{}", stderr(&go_style));
+    assert_eq!(stdout(&go_style), format!("{}\n", hash(4)));
     let out = maintq(addr, &["get-ref", "go", "refs/heads/nope"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("ref not found"), "{}", stderr(&out));

@@ -94,6 +94,20 @@ fn logs_index_segments_and_errors_match_go() {
     want.push(']');
     assert_eq!(String::from_utf8_lossy(&r.body), want);
 
+    // HEAD: the same headers, no body.
+    let r = http(addr, "HEAD", "/logs", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    assert_eq!(
+        r.header("X-Sum-Segment-Size"),
+        Some(total.to_string().as_str())
+    );
+
+    // An empty waitsizenot is no long-poll (Go acts only on a value).
+    let r = http(addr, "GET", "/logs?waitsizenot=", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(String::from_utf8_lossy(&r.body), want);
+
     // startseg: later segments only; above the current number means 0;
     // negative is refused.
     let r = http(addr, "GET", "/logs?startseg=1", &[]);
@@ -110,6 +124,10 @@ fn logs_index_segments_and_errors_match_go() {
         ("GET", "/logs?startseg=-1", "bad startseg\n"),
         ("GET", "/logs?waitsizenot=x", "bad waitsizenot\n"),
         ("GET", "/logs?waitsizenot=-5", "bad waitsizenot\n"),
+        // Values are form-decoded first, as Go's FormValue does: "+" is a
+        // space, which no number starts with.
+        ("GET", "/logs?waitsizenot=+5", "bad waitsizenot\n"),
+        ("GET", "/logs?startseg=%2D1", "bad startseg\n"),
         ("GET", "/logs/x", "bad path\n"),
         ("GET", "/logs/", "bad path\n"),
         ("GET", "/logs/9999", "bad segment number\n"),
