@@ -1,7 +1,9 @@
 //! maintnerd as a real process, killed with SIGKILL while subscribers follow
 //! it over gRPC and appends arrive: after each restart every subscriber
 //! resumes from its last position with no loss and no duplicate, and every
-//! acknowledged append is in the log.
+//! acknowledged append is in the log; a restarted server with another tail
+//! is a split the network corpus reloads from; bad requests and appends
+//! are refused by the process with nothing written.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -282,5 +284,72 @@ fn a_restarted_server_with_a_different_tail_is_a_split_and_the_corpus_reloads() 
         crate::support::segment_files(&cache),
         crate::support::segment_files(&second)
     );
+    drop(daemon);
+}
+
+/// The daemon as a separate process refuses bad requests with Go's
+/// statuses and texts, and refuses appends without the token or with a
+/// record that does not decode, writing nothing.
+#[test]
+fn a_maintnerd_process_refuses_bad_input_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("log");
+    write_numbered(&data, 0, 20);
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).expect("token");
+    let addr_file = dir.path().join("addr");
+    let daemon = start(&data, "127.0.0.1:0", &token_file, &addr_file);
+    let addr: std::net::SocketAddr = daemon.addr.parse().expect("addr");
+
+    for (method, path, status, text) in [
+        ("GET", "/logs?waitsizenot=x", 400, "bad waitsizenot\n"),
+        ("GET", "/logs?startseg=-1", 400, "bad startseg\n"),
+        ("GET", "/logs/9999", 400, "bad segment number\n"),
+        ("GET", "/logs/x", 400, "bad path\n"),
+        ("POST", "/logs", 400, "bad method\n"),
+    ] {
+        let r = crate::support::exchange(addr, method, path, &[], b"", true);
+        assert_eq!(
+            (r.status, r.text()),
+            (status, text.to_owned()),
+            "{method} {path}"
+        );
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut client = LogClient::connect(&daemon.addr).await.expect("connect");
+        let before = client.head().await.expect("head").end_position;
+        assert!(before > 0);
+        let code = |r: Result<Vec<u64>, almanac_log_client::grpc::ClientError>| match r {
+            Err(almanac_log_client::grpc::ClientError::Status(s)) => s.code(),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert_eq!(
+            code(client.append(vec![numbered(1)]).await),
+            tonic::Code::Unauthenticated
+        );
+        let mut wrong = client.clone().with_token("not-the-token");
+        assert_eq!(
+            code(wrong.append(vec![numbered(1)]).await),
+            tonic::Code::Unauthenticated
+        );
+        let mut writer = client.clone().with_token(TOKEN);
+        assert_eq!(
+            code(
+                writer
+                    .append(vec![numbered(1), Bytes::from_static(b"\xff\xff\xff")])
+                    .await
+            ),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(client.head().await.expect("head").end_position, before);
+        // The token works, so the refusals were about the requests.
+        writer.append(vec![numbered(21)]).await.expect("append");
+        assert!(client.head().await.expect("head").end_position > before);
+    });
     drop(daemon);
 }
