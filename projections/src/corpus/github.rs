@@ -684,6 +684,7 @@ fn set_assignees(
         }
     }
     for i in indexes {
+        // Go's removal by index panics past the end; that one is skipped.
         if i < list.len() {
             list.remove(i);
         }

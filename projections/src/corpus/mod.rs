@@ -17,7 +17,9 @@
 //! Where Go panics on a record that decodes but contradicts the state (a
 //! label with id 0, a non-hex hash, a commit without a blank line), the
 //! record's offending part is skipped and counted in [`Skipped`]; the load
-//! never stops for it.
+//! never stops for it. One exception is not counted: Go removes a deleted
+//! assignee by an index that can run past the end of the list (and then
+//! panics); we skip that removal only.
 
 pub mod api;
 pub mod checkpoint;

@@ -60,7 +60,7 @@ pub enum Command {
     },
     /// Write a deterministic log shaped like Go's real history.
     GenHistory {
-        /// The shape: `small` (a few MB) or `go` (about 3 GB).
+        /// The shape: `small` (about 11 MB) or `go` (about 3 GB).
         #[arg(long, value_enum, default_value = "small")]
         profile: corpus::ProfileName,
         /// Seed; the same seed gives the same bytes.
