@@ -155,6 +155,62 @@ fn run(corpus: &mut Corpus, case: &Case) -> String {
                 ),
             }
         }
+        ["commit", hex] => match corpus.git_commit(hex) {
+            None => "unknown\n".to_owned(),
+            Some(c) => {
+                let mut out = String::new();
+                let person = |p: Option<almanac_projections::corpus::api::Person<'_>>| {
+                    p.map_or_else(|| "-".to_owned(), |p| p.text().into_owned())
+                };
+                let time = |t: Option<almanac_projections::corpus::api::CommitTime<'_>>| {
+                    t.map_or_else(
+                        || "-".to_owned(),
+                        |t| format!("{} zone={} offset={}", t.instant(), t.zone(), t.offset()),
+                    )
+                };
+                let _ = writeln!(
+                    out,
+                    "author {} at {}",
+                    person(c.author()),
+                    time(c.author_time())
+                );
+                let _ = writeln!(
+                    out,
+                    "committer {} at {}",
+                    person(c.committer()),
+                    time(c.commit_time())
+                );
+                for f in c.files() {
+                    let _ = writeln!(
+                        out,
+                        "file {} +{} -{} binary={}",
+                        f.name(),
+                        f.added(),
+                        f.deleted(),
+                        f.binary()
+                    );
+                }
+                out
+            }
+        },
+        ["sync", repo, number] => {
+            let (owner, name) = repo.split_once('/').expect("owner/repo");
+            let number: i32 = number.parse().expect("an issue number");
+            match corpus
+                .github()
+                .repo(owner, name)
+                .and_then(|r| r.issue(number))
+            {
+                None => "unknown\n".to_owned(),
+                Some(i) => format!(
+                    "comments_synced={} events_synced={} reviews_synced={} last_modified={}\n",
+                    i.comments_synced(),
+                    i.events_synced(),
+                    i.reviews_synced(),
+                    i.last_modified()
+                ),
+            }
+        }
         ["skipped"] => {
             let mut out = String::new();
             let _ = writeln!(out, "{:?}", corpus.skipped());
