@@ -91,6 +91,35 @@ fn mixed_matches_go() {
     check("mixed");
 }
 
+/// The progress callback hears of the fold as it goes, and last of its
+/// end: every record folded, the position the log's end.
+#[test]
+fn progress_is_reported_up_to_the_end() {
+    let records = crate::checkpoint::records("mixed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) =
+        almanac_log::Log::open(dir.path(), almanac_log::Options::default()).expect("open");
+    log.append_blocking(records.clone()).expect("append");
+    let end = log.end();
+    log.close();
+    let mut heard = Vec::new();
+    let corpus = Corpus::open_with(
+        dir.path(),
+        almanac_projections::load::LoadOptions {
+            progress: Some(Box::new(|p| heard.push((p.position, p.end, p.records)))),
+            ..Default::default()
+        },
+    )
+    .expect("load");
+    assert_eq!(corpus.position(), end);
+    let last = *heard.last().expect("at least the final report");
+    assert_eq!(last, (end, end, records.len() as u64));
+    assert!(
+        heard.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].2 <= w[1].2),
+        "{heard:?}"
+    );
+}
+
 #[test]
 fn open_then_update_equals_one_fold() {
     // Split Go's mixed log into a sealed first part and a growing rest, load
