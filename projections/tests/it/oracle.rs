@@ -115,7 +115,9 @@ fn progress_is_reported_up_to_the_end() {
     let last = *heard.last().expect("at least the final report");
     assert_eq!(last, (end, end, records.len() as u64));
     assert!(
-        heard.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].2 <= w[1].2),
+        heard
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].2 <= w[1].2),
         "{heard:?}"
     );
 }

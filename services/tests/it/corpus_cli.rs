@@ -47,6 +47,18 @@ fn a_generated_history_is_deterministic_and_loads() {
     assert!(text.contains("gerrit CLs:         900"), "{text}");
     assert!(text.contains("placeholders 0"), "{text}");
     assert!(text.contains("loaded "), "{text}");
+    // The counts agree with a tally of the log made apart from the fold:
+    // every record decoded by prost, distinct ids counted.
+    let tally = tally(a.path());
+    for line in [
+        format!("mutations:          {}\n", tally.mutations),
+        format!("github issues:      {} ", tally.issues),
+        format!("github comments:    {}\n", tally.comments),
+        format!("github events:      {}, ", tally.events),
+        format!("git commits:        {} ", tally.commits),
+    ] {
+        assert!(text.contains(&line), "{line:?} not in\n{text}");
+    }
 
     // A different seed, a different history.
     let c = tempfile::tempdir().expect("tempdir");
@@ -171,4 +183,61 @@ fn a_checkpoint_from_the_command_line_folds_only_what_is_new() {
         "{}",
         stderr(&wrong)
     );
+}
+
+/// Counts of a log made with prost, independently of the corpus fold.
+#[derive(Debug, Default)]
+struct Tally {
+    mutations: u64,
+    issues: usize,
+    comments: usize,
+    events: usize,
+    commits: usize,
+}
+
+fn tally(dir: &std::path::Path) -> Tally {
+    use prost::Message as _;
+    use std::collections::BTreeSet;
+    let snapshot = almanac_log::Snapshot::open(dir).expect("snapshot");
+    let mut reader = snapshot
+        .read_from(almanac_log::Position(0))
+        .expect("reader");
+    let mut t = Tally::default();
+    let (mut issues, mut comments, mut events, mut commits) = (
+        BTreeSet::new(),
+        BTreeSet::new(),
+        BTreeSet::new(),
+        BTreeSet::new(),
+    );
+    while let Some(r) = reader.next_record().expect("read") {
+        t.mutations += 1;
+        let m = almanac_proto::pb::maintpb::Mutation::decode(r.payload.as_ref()).expect("decode");
+        if let Some(i) = m.github_issue {
+            let issue = (i.owner.clone(), i.repo.clone(), i.number);
+            comments.extend(
+                i.comment
+                    .iter()
+                    .filter(|c| c.id != 0)
+                    .map(|c| (issue.clone(), c.id)),
+            );
+            events.extend(
+                i.event
+                    .iter()
+                    .filter(|e| e.id != 0)
+                    .map(|e| (issue.clone(), e.id)),
+            );
+            issues.insert(issue);
+        }
+        if let Some(c) = m.git.and_then(|g| g.commit) {
+            commits.insert(c.sha1);
+        }
+        if let Some(g) = m.gerrit {
+            commits.extend(g.commits.into_iter().map(|c| c.sha1));
+        }
+    }
+    t.issues = issues.len();
+    t.comments = comments.len();
+    t.events = events.len();
+    t.commits = commits.len();
+    t
 }
