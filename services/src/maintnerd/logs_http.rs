@@ -209,7 +209,10 @@ pub(super) async fn segment(
     let range = match headers.get(header::RANGE).map(|v| parse_range(v, size)) {
         None => None,
         Some(Ok(r)) => r,
-        Some(Err(())) => {
+        Some(Err(RangeError::Invalid)) => {
+            return go_error(StatusCode::RANGE_NOT_SATISFIABLE, "invalid range");
+        }
+        Some(Err(RangeError::NoOverlap)) => {
             let mut resp = go_error(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "invalid range: failed to overlap",
@@ -278,43 +281,73 @@ fn stream_segment(shared: Arc<Shared>, seg: SegmentBytes, start: u64, end: u64) 
     Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-/// A single `bytes=` range, as `[start, end)`. `Ok(None)` for a header we
-/// do not honour (several ranges, other units): the whole body is sent, as
-/// RFC 9110 allows. `Err` when unsatisfiable (416).
-pub(crate) fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Ok(s) = value.to_str() else {
-        return Ok(None);
-    };
-    let Some(spec) = s.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        // Suffix: the last N bytes.
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 || size == 0 {
-            return Err(());
+/// Why a `Range` header cannot be served (416), in Go's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RangeError {
+    /// Malformed: Go's "invalid range".
+    Invalid,
+    /// Every range starts past the end: Go's "invalid range: failed to
+    /// overlap", with `Content-Range: bytes */SIZE`.
+    NoOverlap,
+}
+
+/// Parses `Range` as Go's `net/http` does for `ServeContent`: one range
+/// is `Some([start, end))`; several (which Go sends as multipart) or ranges
+/// larger in sum than the file give `None`, the whole body, as RFC 9110
+/// allows.
+pub(crate) fn parse_range(
+    value: &HeaderValue,
+    size: u64,
+) -> Result<Option<(u64, u64)>, RangeError> {
+    let s = value.to_str().map_err(|_| RangeError::Invalid)?;
+    let spec = s.strip_prefix("bytes=").ok_or(RangeError::Invalid)?;
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut no_overlap = false;
+    for ra in spec.split(',') {
+        let ra = ra.trim_matches([' ', '\t']);
+        if ra.is_empty() {
+            continue;
         }
-        return Ok(Some((size - n.min(size), size)));
-    }
-    let start: u64 = a.parse().map_err(|_| ())?;
-    if start >= size {
-        return Err(());
-    }
-    let end = if b.is_empty() {
-        size
-    } else {
-        let last: u64 = b.parse().map_err(|_| ())?;
-        if last < start {
-            return Err(());
+        let (a, b) = ra.split_once('-').ok_or(RangeError::Invalid)?;
+        let (a, b) = (a.trim_matches([' ', '\t']), b.trim_matches([' ', '\t']));
+        if a.is_empty() {
+            // Suffix: the last N bytes.
+            if b.is_empty() || b.starts_with('-') {
+                return Err(RangeError::Invalid);
+            }
+            let n = parse_go_int(b)
+                .filter(|n| *n >= 0)
+                .ok_or(RangeError::Invalid)? as u64;
+            ranges.push((size - n.min(size), size));
+            continue;
         }
-        last.saturating_add(1).min(size)
-    };
-    Ok(Some((start, end)))
+        let start = parse_go_int(a)
+            .filter(|n| *n >= 0)
+            .ok_or(RangeError::Invalid)? as u64;
+        if start >= size {
+            // Go notes it and goes on: another range may still overlap.
+            no_overlap = true;
+            continue;
+        }
+        let end = if b.is_empty() {
+            size
+        } else {
+            let last = parse_go_int(b).ok_or(RangeError::Invalid)?;
+            if last < start as i64 {
+                return Err(RangeError::Invalid);
+            }
+            (last as u64).saturating_add(1).min(size)
+        };
+        ranges.push((start, end));
+    }
+    if no_overlap && ranges.is_empty() {
+        return Err(RangeError::NoOverlap);
+    }
+    let sum: u64 = ranges.iter().map(|(a, b)| b - a).sum();
+    Ok(match ranges.as_slice() {
+        [one] if sum <= size => Some(*one),
+        _ => None,
+    })
 }
 
 /// How long a `waitsizenot` long-poll waits before 304: Go's 55 s.
@@ -332,10 +365,21 @@ mod tests {
         assert_eq!(r("bytes=90-200", 100), Ok(Some((90, 100))));
         assert_eq!(r("bytes=-10", 100), Ok(Some((90, 100))));
         assert_eq!(r("bytes=-1000", 100), Ok(Some((0, 100))));
-        assert_eq!(r("bytes=100-", 100), Err(()));
-        assert_eq!(r("bytes=5-4", 100), Err(()));
+        assert_eq!(r("bytes= 2 - 3 ", 100), Ok(Some((2, 4))));
+        assert_eq!(r("bytes=-0", 100), Ok(Some((100, 100))));
+        // Past the end: no overlap, unless another range overlaps.
+        assert_eq!(r("bytes=100-", 100), Err(RangeError::NoOverlap));
+        assert_eq!(r("bytes=100-,5-6", 100), Ok(Some((5, 7))));
+        // Malformed, as Go's parseRange refuses it.
+        assert_eq!(r("bytes=5-4", 100), Err(RangeError::Invalid));
+        assert_eq!(r("bytes=x-4", 100), Err(RangeError::Invalid));
+        assert_eq!(r("bytes=-", 100), Err(RangeError::Invalid));
+        assert_eq!(r("bytes=--5", 100), Err(RangeError::Invalid));
+        assert_eq!(r("bytes=5", 100), Err(RangeError::Invalid));
+        assert_eq!(r("items=0-1", 100), Err(RangeError::Invalid));
+        // Several ranges (Go's multipart) or more than the file: the whole.
         assert_eq!(r("bytes=0-1,5-6", 100), Ok(None));
-        assert_eq!(r("items=0-1", 100), Ok(None));
+        assert_eq!(r("bytes=0-99,0-99", 100), Ok(None));
     }
 
     #[test]

@@ -174,6 +174,13 @@ fn logs_index_segments_and_errors_match_go() {
             &[("Range", &format!("bytes={}-", seg.len))],
         );
         assert_eq!(r.status, 416);
+        assert_eq!(r.text(), "invalid range: failed to overlap\n");
+        assert_eq!(
+            r.header("Content-Range"),
+            Some(format!("bytes */{}", seg.len).as_str())
+        );
+        let r = http(addr, "GET", &path, &[("Range", "bytes=5-4")]);
+        assert_eq!((r.status, r.text()), (416, "invalid range\n".to_owned()));
     }
     rt.block_on(server.shutdown()).expect("shutdown");
 }
