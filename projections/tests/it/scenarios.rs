@@ -211,6 +211,23 @@ fn run(corpus: &mut Corpus, case: &Case) -> String {
                 ),
             }
         }
+        ["votes", server, project, number, index] => {
+            let number: i32 = number.parse().expect("a CL number");
+            let index: usize = index.parse().expect("a meta index");
+            let meta = corpus
+                .gerrit()
+                .project(server, project)
+                .and_then(|p| p.cl(number))
+                .and_then(|cl| cl.metas().nth(index))
+                .expect("the CL's meta");
+            let mut out = String::new();
+            for (label, votes) in meta.label_votes() {
+                let votes: Vec<String> =
+                    votes.iter().map(|(who, v)| format!("{who}:{v}")).collect();
+                let _ = writeln!(out, "{label}={}", votes.join(","));
+            }
+            out
+        }
         ["skipped"] => {
             let mut out = String::new();
             let _ = writeln!(out, "{:?}", corpus.skipped());
