@@ -24,6 +24,11 @@ use crate::support::{almanac, arg};
 const TOKEN: &str = "fault-token";
 
 fn numbered(i: u64) -> Bytes {
+    comment_record(i, (i % 300) as usize)
+}
+
+/// A record carrying sequence number `i` in a comment of `body_len` bytes.
+fn comment_record(i: u64, body_len: usize) -> Bytes {
     Bytes::from(
         Mutation {
             github_issue: Some(GithubIssueMutation {
@@ -32,7 +37,7 @@ fn numbered(i: u64) -> Bytes {
                 number: 1,
                 comment: vec![GithubIssueCommentMutation {
                     id: i as i64 + 1,
-                    body: "y".repeat((i % 300) as usize),
+                    body: "y".repeat(body_len),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -387,25 +392,7 @@ fn a_stalled_subscriber_holds_no_copy_of_what_it_missed() {
         .build()
         .expect("runtime");
     // 64 KiB records in batches of 16: a MiB per append.
-    let big = |i: u64| {
-        Bytes::from(
-            Mutation {
-                github_issue: Some(GithubIssueMutation {
-                    owner: "golang".into(),
-                    repo: "go".into(),
-                    number: 1,
-                    comment: vec![GithubIssueCommentMutation {
-                        id: i as i64 + 1,
-                        body: "z".repeat(64 << 10),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }
-            .encode_to_vec(),
-        )
-    };
+    let big = |i: u64| comment_record(i, 64 << 10);
     rt.block_on(async {
         let mut client = LogClient::connect(&daemon.addr).await.expect("connect");
         let mut writer = client.clone().with_token(TOKEN);
