@@ -28,6 +28,30 @@ fn utf8(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or("")
 }
 
+/// An invariant [`Corpus::check`] found broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// A commit is known only as another's parent.
+    #[error("git commit {0} is a placeholder (seen only as a parent)")]
+    Placeholder(GitHash),
+    /// A commit is not found by its own hash.
+    #[error("git commit {0} is not found by its own hash")]
+    HashMismatch(GitHash),
+    /// A commit names a parent outside the commit table.
+    #[error("git commit {0} has a parent that is not in the corpus")]
+    MissingParent(GitHash),
+    /// A Gerrit project logged commits whose parents it never logged.
+    #[error("Gerrit project {project} is missing {missing} commits (first: {first})")]
+    ProjectMissingCommits {
+        /// The project, as mutations name it.
+        project: String,
+        /// How many parents it still waits for.
+        missing: usize,
+        /// The smallest of their hashes.
+        first: GitHash,
+    },
+}
+
 impl Corpus {
     /// The GitHub side.
     pub fn github(&self) -> GitHub<'_> {
@@ -58,6 +82,38 @@ impl Corpus {
             .repo_refs
             .iter()
             .map(|(name, refs)| GitRepo { name, refs })
+    }
+
+    /// Go's `Corpus.Check`: the invariants a fully synced corpus keeps. No
+    /// commit is still a placeholder, every commit is found by its own
+    /// hash, every parent is in the commit table, and no Gerrit project
+    /// still waits for a parent it has not logged. The first broken one is
+    /// the error.
+    pub fn check(&self) -> Result<(), CheckError> {
+        let commits = &self.git.commits;
+        for (i, c) in commits.iter().enumerate() {
+            if c.is_placeholder() {
+                return Err(CheckError::Placeholder(c.hash));
+            }
+            if self.git.lookup(&c.hash) != Some(CommitIdx(i as u32)) {
+                return Err(CheckError::HashMismatch(c.hash));
+            }
+            for p in c.parents.as_slice() {
+                if p.0 as usize >= commits.len() {
+                    return Err(CheckError::MissingParent(c.hash));
+                }
+            }
+        }
+        for (name, project) in &self.gerrit.projects {
+            if let Some(first) = project.need.iter().min() {
+                return Err(CheckError::ProjectMissingCommits {
+                    project: name.clone(),
+                    missing: project.need.len(),
+                    first: *first,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Every commit in the global map, in no particular order.

@@ -228,6 +228,10 @@ fn run(corpus: &mut Corpus, case: &Case) -> String {
             }
             out
         }
+        ["check"] => match corpus.check() {
+            Ok(()) => "ok\n".to_owned(),
+            Err(e) => format!("{e}\n"),
+        },
         ["skipped"] => {
             let mut out = String::new();
             let _ = writeln!(out, "{:?}", corpus.skipped());
