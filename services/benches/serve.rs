@@ -19,7 +19,10 @@
 //!   end, and the same bytes fetched over `/logs/N`: raw, and through the
 //!   netsource client into a fresh cache directory (SHA-224 checked,
 //!   written to disk). `ALMANAC_SERVE_PARTS` picks parts
-//!   (`latency,catchup,memory`).
+//!   (`latency,catchup,memory`); `ALMANAC_SERVE_BIN` names another `almanac`
+//!   binary to run as maintnerd, to compare two builds with the same
+//!   clients. The latency part also prints the CPU each delivery cost the
+//!   server and the clients (from `/proc`).
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -56,7 +59,13 @@ fn start(data: &Path, scratch: &Path) -> Daemon {
     std::fs::write(&token, TOKEN).expect("token");
     let addr_file = scratch.join("addr");
     let _ = std::fs::remove_file(&addr_file);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_almanac"))
+    // `ALMANAC_SERVE_BIN` runs another build's maintnerd against the same
+    // clients, to compare two builds run by run.
+    let bin = std::env::var_os("ALMANAC_SERVE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_almanac")),
+        PathBuf::from,
+    );
+    let child = std::process::Command::new(bin)
         .env("ALMANAC_LOG", "warn")
         .args(["maintnerd", "--no-corpus", "--listen", "127.0.0.1:0"])
         .arg("--data")
@@ -83,6 +92,23 @@ fn start(data: &Path, scratch: &Path) -> Daemon {
         assert!(Instant::now() < deadline, "maintnerd never listened");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here;
+    // the kernel counts in 100ths of a second (USER_HZ).
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -217,8 +243,9 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
         let data = scratch.join(format!("latency-{subscribers}-{connections}"));
         let daemon = start(&data, scratch);
         let addr = daemon.addr;
+        let server_pid = daemon.child.id().to_string();
         let base = Instant::now();
-        let (latencies, mut acks, mut fanout): (Vec<u64>, Vec<u64>, Vec<u64>) =
+        let (latencies, mut acks, mut fanout, cpu): (Vec<u64>, Vec<u64>, Vec<u64>, (f64, f64)) =
             rt.block_on(async {
                 let mut tasks = Vec::new();
                 let mut clients = Vec::new();
@@ -283,6 +310,7 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
                 );
             }
             let mut acks = Vec::with_capacity(records as usize);
+                let cpu_before = (cpu_time(&server_pid), cpu_time("self"));
                 for seq in 0..records {
                     tick.tick().await;
                     let now = base.elapsed().as_nanos() as u64;
@@ -299,7 +327,15 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
                     all.extend(got);
                     fanout.extend(late);
                 }
-                (all, acks, fanout)
+                let deliveries = (records * subscribers as u64).max(1) as f64;
+                let per = |after: Duration, before: Duration| {
+                    after.saturating_sub(before).as_secs_f64() * 1e6 / deliveries
+                };
+                let cpu = (
+                    per(cpu_time(&server_pid), cpu_before.0),
+                    per(cpu_time("self"), cpu_before.1),
+                );
+                (all, acks, fanout, cpu)
             });
         acks.sort_unstable();
         fanout.sort_unstable();
@@ -324,6 +360,10 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
             "       the Append call itself (fsync included): p50 {:.2} ms, p99 {:.2} ms",
             percentile(&acks, 0.50),
             percentile(&acks, 0.99)
+        );
+        println!(
+            "       CPU per delivery (the appends' share included): maintnerd {:.1} µs, this process's appender and clients {:.1} µs",
+            cpu.0, cpu.1
         );
         assert_eq!(
             sorted.len() as u64,
