@@ -21,7 +21,8 @@
 //!   written to disk). `ALMANAC_SERVE_PARTS` picks parts
 //!   (`latency,catchup,memory`); `ALMANAC_SERVE_BIN` names another `almanac`
 //!   binary to run as maintnerd, to compare two builds with the same
-//!   clients. The latency part also prints the CPU each delivery cost the
+//!   clients; `ALMANAC_SERVE_ROWS=100x100` runs only the latency rows named
+//!   (subscribers x connections). The latency part also prints the CPU each delivery cost the
 //!   server and the clients (from `/proc`).
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
@@ -239,7 +240,18 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
     // (subscribers, HTTP/2 connections they share): one connection each, as
     // separate programs would; then 100 multiplexed over 10 connections, as
     // a gateway would.
+    // `ALMANAC_SERVE_ROWS=100x100,1x1` runs only those rows.
+    let rows = std::env::var("ALMANAC_SERVE_ROWS").unwrap_or_default();
+    let wanted = |subscribers: usize, connections: usize| {
+        rows.is_empty()
+            || rows
+                .split(',')
+                .any(|r| r.trim() == format!("{subscribers}x{connections}"))
+    };
     for (subscribers, connections) in [(1usize, 1usize), (100, 100), (1000, 1000), (100, 10)] {
+        if !wanted(subscribers, connections) {
+            continue;
+        }
         let data = scratch.join(format!("latency-{subscribers}-{connections}"));
         let daemon = start(&data, scratch);
         let addr = daemon.addr;
