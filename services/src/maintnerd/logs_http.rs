@@ -300,6 +300,10 @@ pub(crate) fn parse_range(
     size: u64,
 ) -> Result<Option<(u64, u64)>, RangeError> {
     let s = value.to_str().map_err(|_| RangeError::Invalid)?;
+    if s.is_empty() {
+        // Go serves an empty Range as if there were none.
+        return Ok(None);
+    }
     let spec = s.strip_prefix("bytes=").ok_or(RangeError::Invalid)?;
     let mut ranges: Vec<(u64, u64)> = Vec::new();
     let mut no_overlap = false;
@@ -377,6 +381,7 @@ mod tests {
         assert_eq!(r("bytes=--5", 100), Err(RangeError::Invalid));
         assert_eq!(r("bytes=5", 100), Err(RangeError::Invalid));
         assert_eq!(r("items=0-1", 100), Err(RangeError::Invalid));
+        assert_eq!(r("", 100), Ok(None));
         // Several ranges (Go's multipart) or more than the file: the whole.
         assert_eq!(r("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(r("bytes=0-99,0-99", 100), Ok(None));
