@@ -506,19 +506,16 @@ fn a_batch_appended_twice_changes_nothing_the_second_time() {
 }
 
 fn try_requested(id: &str, builder: &str, rev: &str, change: &str) -> Mutation {
-    build(build_event::Event::BuildRequested(BuildRequested {
-        build_id: id.into(),
-        work: Some(BuilderRev {
-            builder: builder.into(),
-            rev: rev.into(),
-            ..Default::default()
-        }),
-        host_type: HOST.into(),
-        attempt: 1,
-        try_id: change.into(),
-        kind: almanac_proto::pb::farm::BuildKind::Try as i32,
-        ..Default::default()
-    }))
+    let mut m = requested(id, builder, rev, HOST);
+    if let Some(BuildEvent {
+        event: Some(build_event::Event::BuildRequested(r)),
+        ..
+    }) = m.build.as_mut()
+    {
+        r.try_id = change.into();
+        r.kind = almanac_proto::pb::farm::BuildKind::Try as i32;
+    }
+    m
 }
 
 fn review_posted(change: &str, rev: &str, tag: &str) -> Mutation {

@@ -42,20 +42,8 @@ fn beyond_the_dump(c: &Corpus) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     for commit in c.git_commits() {
-        let t = |t: Option<almanac_projections::corpus::api::CommitTime<'_>>| {
-            t.map(|t| (t.instant().to_string(), t.zone().into_owned(), t.offset()))
-        };
-        let _ = writeln!(
-            out,
-            "{} {:?} {:?} {:?}",
-            commit.hash(),
-            t(commit.author_time()),
-            t(commit.commit_time()),
-            commit
-                .files()
-                .map(|f| (f.name().into_owned(), f.added(), f.deleted(), f.binary()))
-                .collect::<Vec<_>>()
-        );
+        let _ = writeln!(out, "{}", commit.hash());
+        out.push_str(&crate::scenarios::describe_commit(commit));
     }
     for repo in c.github().repos() {
         for i in repo.issues() {

@@ -155,44 +155,9 @@ fn run(corpus: &mut Corpus, case: &Case) -> String {
                 ),
             }
         }
-        ["commit", hex] => match corpus.git_commit(hex) {
-            None => "unknown\n".to_owned(),
-            Some(c) => {
-                let mut out = String::new();
-                let person = |p: Option<almanac_projections::corpus::api::Person<'_>>| {
-                    p.map_or_else(|| "-".to_owned(), |p| p.text().into_owned())
-                };
-                let time = |t: Option<almanac_projections::corpus::api::CommitTime<'_>>| {
-                    t.map_or_else(
-                        || "-".to_owned(),
-                        |t| format!("{} zone={} offset={}", t.instant(), t.zone(), t.offset()),
-                    )
-                };
-                let _ = writeln!(
-                    out,
-                    "author {} at {}",
-                    person(c.author()),
-                    time(c.author_time())
-                );
-                let _ = writeln!(
-                    out,
-                    "committer {} at {}",
-                    person(c.committer()),
-                    time(c.commit_time())
-                );
-                for f in c.files() {
-                    let _ = writeln!(
-                        out,
-                        "file {} +{} -{} binary={}",
-                        f.name(),
-                        f.added(),
-                        f.deleted(),
-                        f.binary()
-                    );
-                }
-                out
-            }
-        },
+        ["commit", hex] => corpus
+            .git_commit(hex)
+            .map_or_else(|| "unknown\n".to_owned(), describe_commit),
         ["sync", repo, number] => {
             let (owner, name) = repo.split_once('/').expect("owner/repo");
             let number: i32 = number.parse().expect("an issue number");
@@ -301,4 +266,42 @@ fn fold_scenarios() {
     for f in files {
         check_file(&f);
     }
+}
+
+/// A commit's people, times (with the zone as written) and diff-tree files,
+/// one per line: what Go's dump leaves out of commits.
+pub(crate) fn describe_commit(c: almanac_projections::corpus::api::Commit<'_>) -> String {
+    let mut out = String::new();
+    let person = |p: Option<almanac_projections::corpus::api::Person<'_>>| {
+        p.map_or_else(|| "-".to_owned(), |p| p.text().into_owned())
+    };
+    let time = |t: Option<almanac_projections::corpus::api::CommitTime<'_>>| {
+        t.map_or_else(
+            || "-".to_owned(),
+            |t| format!("{} zone={} offset={}", t.instant(), t.zone(), t.offset()),
+        )
+    };
+    let _ = writeln!(
+        out,
+        "author {} at {}",
+        person(c.author()),
+        time(c.author_time())
+    );
+    let _ = writeln!(
+        out,
+        "committer {} at {}",
+        person(c.committer()),
+        time(c.commit_time())
+    );
+    for f in c.files() {
+        let _ = writeln!(
+            out,
+            "file {} +{} -{} binary={}",
+            f.name(),
+            f.added(),
+            f.deleted(),
+            f.binary()
+        );
+    }
+    out
 }

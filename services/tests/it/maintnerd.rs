@@ -301,6 +301,18 @@ fn go_netsource_client_mirrors_downloads_only_new_bytes_and_works_offline() {
     assert_eq!(offline.position(), local.position());
 }
 
+/// `Corpus::open_network` with default options, on a thread of its own
+/// (it runs its own runtime, which cannot start inside the test's).
+fn open_network(url: &str, cache: &Path) -> Corpus {
+    let (url, cache) = (url.to_owned(), cache.to_owned());
+    std::thread::spawn(move || {
+        Corpus::open_network_with(&url, &cache, NetOptions::default(), LoadOptions::default())
+    })
+    .join()
+    .expect("thread")
+    .expect("open")
+}
+
 #[test]
 fn a_split_history_is_detected_and_reloaded() {
     let first = tempfile::tempdir().expect("first");
@@ -313,14 +325,7 @@ fn a_split_history_is_detected_and_reloaded() {
         .expect("append");
     let sealed: Vec<_> = server.log().table().sealed().iter().cloned().collect();
     let url = format!("http://{}/logs", server.addr());
-    let cp = cache.path().to_owned();
-    let u = url.clone();
-    let mut corpus = std::thread::spawn(move || {
-        Corpus::open_network_with(&u, &cp, NetOptions::default(), LoadOptions::default())
-    })
-    .join()
-    .expect("thread")
-    .expect("open");
+    let mut corpus = open_network(&url, cache.path());
     let addr = server.addr();
     rt.block_on(server.shutdown()).expect("shutdown");
 
@@ -367,14 +372,7 @@ fn a_split_that_rewrites_sealed_segments_reloads_the_new_history_alone() {
     rt.block_on(server.log().append(sample_records(6, 300)))
         .expect("append");
     let url = format!("http://{}/logs", server.addr());
-    let cp = cache.path().to_owned();
-    let u = url.clone();
-    let mut corpus = std::thread::spawn(move || {
-        Corpus::open_network_with(&u, &cp, NetOptions::default(), LoadOptions::default())
-    })
-    .join()
-    .expect("thread")
-    .expect("open");
+    let mut corpus = open_network(&url, cache.path());
     let old_sealed: Vec<(String, Vec<u8>)> = segment_files(cache.path())
         .into_iter()
         .filter(|(name, _)| !name.contains("growing"))

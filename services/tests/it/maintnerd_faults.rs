@@ -65,6 +65,13 @@ impl Drop for Daemon {
     }
 }
 
+/// The token file (written) and address file a daemon in `dir` uses.
+fn daemon_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, TOKEN).expect("token");
+    (token_file, dir.join("addr"))
+}
+
 /// Starts `almanac maintnerd` and waits for the address it bound.
 fn start(data: &Path, listen: &str, token_file: &Path, addr_file: &Path) -> Daemon {
     let _ = std::fs::remove_file(addr_file);
@@ -97,9 +104,7 @@ fn start(data: &Path, listen: &str, token_file: &Path, addr_file: &Path) -> Daem
 fn sigkill_with_subscribers_and_appenders_loses_and_repeats_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("log");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).expect("token");
-    let addr_file: PathBuf = dir.path().join("addr");
+    let (token_file, addr_file) = daemon_files(dir.path());
     let mut daemon = start(&data, "127.0.0.1:0", &token_file, &addr_file);
     let addr = daemon.addr.clone();
 
@@ -255,9 +260,7 @@ fn a_restarted_server_with_a_different_tail_is_a_split_and_the_corpus_reloads() 
     let dir = tempfile::tempdir().expect("tempdir");
     let (first, second) = (dir.path().join("first"), dir.path().join("second"));
     let cache = dir.path().join("cache");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).expect("token");
-    let addr_file = dir.path().join("addr");
+    let (token_file, addr_file) = daemon_files(dir.path());
     write_numbered(&first, 0, 100);
     let daemon = start(&first, "127.0.0.1:0", &token_file, &addr_file);
     let addr = daemon.addr.clone();
@@ -300,9 +303,7 @@ fn a_maintnerd_process_refuses_bad_input_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("log");
     write_numbered(&data, 0, 20);
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).expect("token");
-    let addr_file = dir.path().join("addr");
+    let (token_file, addr_file) = daemon_files(dir.path());
     let daemon = start(&data, "127.0.0.1:0", &token_file, &addr_file);
     let addr: std::net::SocketAddr = daemon.addr.parse().expect("addr");
 
@@ -381,9 +382,7 @@ fn rss_bytes(pid: u32) -> u64 {
 fn a_stalled_subscriber_holds_no_copy_of_what_it_missed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("log");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).expect("token");
-    let addr_file = dir.path().join("addr");
+    let (token_file, addr_file) = daemon_files(dir.path());
     let daemon = start(&data, "127.0.0.1:0", &token_file, &addr_file);
     let pid = daemon.child.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
