@@ -22,8 +22,11 @@
 //!   (`latency,catchup,memory`); `ALMANAC_SERVE_BIN` names another `almanac`
 //!   binary to run as maintnerd, to compare two builds with the same
 //!   clients; `ALMANAC_SERVE_ROWS=100x100` runs only the latency rows named
-//!   (subscribers x connections). The latency part also prints the CPU each delivery cost the
-//!   server and the clients (from `/proc`).
+//!   (subscribers x connections); `ALMANAC_SERVE_CLIENT_WORKERS` sets the
+//!   clients' tokio workers (default 2). The latency part also prints the
+//!   CPU each delivery cost the server and the clients (from `/proc`), and,
+//!   before each row, the same fan-out over raw TCP sockets with nothing of
+//!   ours in it: the floor this machine sets in that minute.
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -187,6 +190,67 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The same fan-out with nothing of ours in it: one thread writes a
+/// 75-byte message (the size of a live `LogRecord` frame here) to each of
+/// `subscribers` loopback TCP connections at the bench's pace, and two
+/// reader threads read them in the order they were written. No HTTP/2, no
+/// async runtime, no log: what the kernel and this machine's scheduler
+/// alone cost one burst, measured in the same minute as the server, so a
+/// busy host shows in both figures rather than passing for the server's.
+fn kernel_fanout(subscribers: usize, rate: u64, rounds: u64) -> Vec<u64> {
+    use std::net::{TcpListener, TcpStream};
+    const FRAME: usize = 75;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let mut writers = Vec::with_capacity(subscribers);
+    let mut readers: [Vec<TcpStream>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..subscribers {
+        let reader = TcpStream::connect(addr).expect("connect");
+        let (writer, _) = listener.accept().expect("accept");
+        writer.set_nodelay(true).expect("TCP_NODELAY");
+        writers.push(writer);
+        readers[i % 2].push(reader);
+    }
+    let base = Instant::now();
+    let threads: Vec<_> = readers
+        .into_iter()
+        .map(|mut sockets| {
+            std::thread::spawn(move || {
+                let mut lat = Vec::with_capacity(sockets.len() * rounds as usize);
+                let mut frame = [0u8; FRAME];
+                for _ in 0..rounds {
+                    for socket in &mut sockets {
+                        socket.read_exact(&mut frame).expect("read");
+                        let now = base.elapsed().as_nanos() as u64;
+                        let mut sent = [0u8; 8];
+                        sent.copy_from_slice(&frame[..8]);
+                        lat.push(now.saturating_sub(u64::from_le_bytes(sent)));
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut next = Instant::now() + period;
+    let mut frame = [b'x'; FRAME];
+    for _ in 0..rounds {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += period;
+        let now = base.elapsed().as_nanos() as u64;
+        frame[..8].copy_from_slice(&now.to_le_bytes());
+        for writer in &mut writers {
+            writer.write_all(&frame).expect("write");
+        }
+    }
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(t.join().expect("reader thread"));
+    }
+    all.sort_unstable();
+    all
+}
+
 fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
     let rate = env_u64("ALMANAC_SERVE_RATE", 100).max(1);
     let records = env_u64("ALMANAC_SERVE_RECORDS", 1000).max(1);
@@ -251,6 +315,15 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
     for (subscribers, connections) in [(1usize, 1usize), (100, 100), (1000, 1000), (100, 10)] {
         if !wanted(subscribers, connections) {
             continue;
+        }
+        if subscribers == connections {
+            let floor = kernel_fanout(subscribers, rate, records.min(500));
+            println!(
+                "{subscribers:>5} raw TCP connections, the kernel alone (one writer thread, two readers, no HTTP/2): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+                percentile(&floor, 0.50),
+                percentile(&floor, 0.99),
+                percentile(&floor, 0.999),
+            );
         }
         let data = scratch.join(format!("latency-{subscribers}-{connections}"));
         let daemon = start(&data, scratch);
@@ -528,7 +601,7 @@ fn main() {
         std::env::temp_dir().join(format!("almanac-serve-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch");
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(env_u64("ALMANAC_SERVE_CLIENT_WORKERS", 2).max(1) as usize)
         .enable_all()
         .build()
         .expect("runtime");
