@@ -52,7 +52,20 @@ struct Daemon {
 }
 
 impl Drop for Daemon {
+    /// Stops maintnerd as an operator would (SIGTERM, a graceful shutdown),
+    /// so a profiler wrapped around it (`ALMANAC_SERVE_BIN`) writes its
+    /// output; SIGKILL after 60 s.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
