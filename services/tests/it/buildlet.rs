@@ -1125,7 +1125,7 @@ fn the_coordinator_client_drives_a_listen_mode_buildlet_process() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
-    let addr = crate::support::wait_for_addr_file(&addr_file).to_string();
+    let addr = crate::support::wait_for_addr_file(&addr_file, &mut child).to_string();
     let rt = crate::support::runtime();
     rt.block_on(async {
         let wrong = BuildletClient::connect(&addr, Secret::new("nope".into()))

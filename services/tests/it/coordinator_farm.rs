@@ -272,8 +272,9 @@ impl Setup {
         let addr_file = self.path(&format!("coordinator-{n}.addr"));
         let mut args: Vec<&str> = self.coordinator_args.iter().map(String::as_str).collect();
         args.extend(["--addr-file", arg(&addr_file), "--listen", listen]);
-        let daemon = spawn(&args, &self.path(&format!("coordinator-{n}.log")));
-        (daemon, wait_for_addr_file(&addr_file))
+        let mut daemon = spawn(&args, &self.path(&format!("coordinator-{n}.log")));
+        let addr = wait_for_addr_file(&addr_file, &mut daemon.0);
+        (daemon, addr)
     }
 
     fn reverse_buildlet(&self, coordinator: SocketAddr, hostname: &str, key: &[&str]) -> Daemon {
@@ -315,7 +316,7 @@ impl Setup {
 /// `listen` (a restart takes the same address).
 fn start_maintnerd(root: &Path, n: u32, listen: &str) -> (Daemon, SocketAddr) {
     let addr_file = root.join(format!("maintnerd-{n}.addr"));
-    let daemon = spawn(
+    let mut daemon = spawn(
         &[
             "maintnerd",
             "--data",
@@ -333,7 +334,8 @@ fn start_maintnerd(root: &Path, n: u32, listen: &str) -> (Daemon, SocketAddr) {
         ],
         &root.join(format!("maintnerd-{n}.log")),
     );
-    (daemon, wait_for_addr_file(&addr_file))
+    let addr = wait_for_addr_file(&addr_file, &mut daemon.0);
+    (daemon, addr)
 }
 
 fn setup() -> (Setup, Daemon, Daemon) {
@@ -406,7 +408,7 @@ branches = ["main"]
     std::fs::write(root.join("wrong-key"), "not the host key").expect("wrong key");
 
     let (maintnerd, maintnerd_addr) = start_maintnerd(root, 1, "127.0.0.1:0");
-    let listen = spawn(
+    let mut listen = spawn(
         &[
             "buildlet",
             "--listen",
@@ -422,7 +424,7 @@ branches = ["main"]
         ],
         &root.join("listen.log"),
     );
-    let listen_addr = wait_for_addr_file(&root.join("listen.addr"));
+    let listen_addr = wait_for_addr_file(&root.join("listen.addr"), &mut listen.0);
     let coordinator_args = vec![
         "coordinator".to_owned(),
         "--server".to_owned(),

@@ -339,7 +339,7 @@ fn up_serves_a_seeded_log_with_live_activity_and_stops_cleanly_on_sigterm() {
         }
     }
     let mut up = Reap(child);
-    let addr = crate::support::wait_for_addr_file(&addr_file);
+    let addr = crate::support::wait_for_addr_file(&addr_file, &mut up.0);
 
     // The seeded history answers the maintner API (once folded).
     let deadline = Instant::now() + Duration::from_secs(120);

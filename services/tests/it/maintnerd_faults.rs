@@ -96,7 +96,7 @@ fn start(data: &Path, listen: &str, token_file: &Path, addr_file: &Path) -> Daem
         child,
         addr: String::new(),
     };
-    daemon.addr = crate::support::wait_for_addr_file(addr_file).to_string();
+    daemon.addr = crate::support::wait_for_addr_file(addr_file, &mut daemon.child).to_string();
     daemon
 }
 

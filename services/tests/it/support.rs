@@ -87,13 +87,23 @@ pub(crate) fn segment_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// Waits for a daemon started with `--addr-file` to write the address it
 /// bound (it writes through a rename, so a read never sees half of it).
-pub(crate) fn wait_for_addr_file(path: &Path) -> std::net::SocketAddr {
+/// Fails at once, with its exit status, if the daemon exits first.
+pub(crate) fn wait_for_addr_file(
+    path: &Path,
+    daemon: &mut std::process::Child,
+) -> std::net::SocketAddr {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         if let Ok(text) = std::fs::read_to_string(path)
             && let Ok(addr) = text.trim().parse()
         {
             return addr;
+        }
+        if let Ok(Some(status)) = daemon.try_wait() {
+            panic!(
+                "the daemon exited ({status}) before writing its address to {}",
+                path.display()
+            );
         }
         assert!(
             std::time::Instant::now() < deadline,

@@ -83,8 +83,8 @@ fn up_builds_a_new_commit_and_shows_it_on_the_status_page() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn up");
-    wait_for_addr_file(&addr_file);
-    let coordinator = wait_for_addr_file(&addr_file.with_extension("coordinator"));
+    wait_for_addr_file(&addr_file, &mut child);
+    let coordinator = wait_for_addr_file(&addr_file.with_extension("coordinator"), &mut child);
 
     let built = wait_for_build(coordinator, &first);
     assert_eq!(built["builder"], "linux-amd64-script");

@@ -123,7 +123,7 @@ fn up_syncs_a_local_repository_and_github_into_the_corpus() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn up");
-    let addr = wait_for_addr_file(&addr_file);
+    let addr = wait_for_addr_file(&addr_file, &mut child);
 
     let mut seen = Vec::new();
     rt.block_on(async {
