@@ -330,9 +330,12 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
             continue;
         }
         if subscribers == connections {
+            let cpu_before = cpu_time("self");
             let floor = kernel_fanout(subscribers, rate, records.min(500));
+            let cpu = cpu_time("self").saturating_sub(cpu_before).as_secs_f64() * 1e6
+                / floor.len().max(1) as f64;
             println!(
-                "{subscribers:>5} raw TCP connections, the kernel alone (one writer thread, two readers, no HTTP/2): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+                "{subscribers:>5} raw TCP connections, the kernel alone (one writer thread, two readers, no HTTP/2): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; CPU per delivery {cpu:.1} µs",
                 percentile(&floor, 0.50),
                 percentile(&floor, 0.99),
                 percentile(&floor, 0.999),
