@@ -9,10 +9,13 @@
 //! 127.0.0.1; the clients run here. Both share this machine's two cores.
 //! - Latency: an appender sends one record per `Append` at a steady rate
 //!   (`ALMANAC_SERVE_RATE`, default 100/s, `ALMANAC_SERVE_RECORDS` records,
-//!   default 1,000, per subscriber count); each record carries its send
-//!   time, and every subscriber notes when it arrives. The figure is
-//!   client-side send → delivery, so it includes the fsync before the
-//!   record is visible.
+//!   default 1,000, per subscriber count); the appender notes when it sent
+//!   the record at each position, and every subscriber notes each
+//!   `LogRecord`'s position and arrival time (decoding the gRPC message,
+//!   not the mutation inside it); the latencies are worked out after the
+//!   run, so no measuring work sits on the cores during the fan-out. The
+//!   figure is client-side send → delivery, so it includes the fsync
+//!   before the record is visible.
 //! - Catch-up: the log is `target/bench-data/go-1` (the `go` profile, made
 //!   by the corpus_load bench or `almanac gen-history --profile go --seed 1
 //!   --out target/bench-data/go-1`); a subscriber from position 0 to the
@@ -179,13 +182,14 @@ fn stamped(seq: u64, nanos: u64) -> Bytes {
     )
 }
 
-fn stamp_of(payload: &[u8]) -> u64 {
-    Mutation::decode(payload)
-        .ok()
-        .and_then(|m| m.github_issue)
-        .and_then(|i| i.comment.into_iter().next())
-        .and_then(|c| c.body.parse().ok())
-        .unwrap_or(0)
+/// One record as a subscriber saw it arrive.
+struct Arrival {
+    position: u64,
+    /// Nanoseconds since the run's base instant.
+    at: u64,
+    /// The wall clock at arrival, against the server's `append_time`.
+    wall: std::time::SystemTime,
+    durable: Option<prost_types::Timestamp>,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -361,25 +365,22 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
                     let mut client = clients[i % connections].clone();
                     let mut stream = client.subscribe(0).await.expect("subscribe");
                     tasks.push(tokio::spawn(async move {
-                        let mut got = Vec::with_capacity(records as usize);
-                        let mut fanout = Vec::with_capacity(records as usize);
-                        while got.len() < records as usize {
+                        // Only note what arrived and when: the latencies are
+                        // worked out after the run, so the subscriber's own
+                        // bookkeeping stays off the cores the fan-out uses.
+                        let mut arrivals = Vec::with_capacity(records as usize);
+                        while arrivals.len() < records as usize {
                             let Ok(Some(rec)) = stream.message().await else {
                                 break;
                             };
-                            let now = base.elapsed().as_nanos() as u64;
-                            got.push(now.saturating_sub(stamp_of(&rec.mutation)));
-                            let durable = rec
-                                .append_time
-                                .and_then(|t| std::time::SystemTime::try_from(t).ok());
-                            if let Some(d) = durable {
-                                let late = std::time::SystemTime::now()
-                                    .duration_since(d)
-                                    .unwrap_or_default();
-                                fanout.push(late.as_nanos() as u64);
-                            }
+                            arrivals.push(Arrival {
+                                position: rec.position,
+                                at: base.elapsed().as_nanos() as u64,
+                                wall: std::time::SystemTime::now(),
+                                durable: rec.append_time,
+                            });
                         }
-                        (got, fanout)
+                        arrivals
                     }));
                 }
                 let waiting = tokio::task::spawn_blocking(move || {
@@ -411,22 +412,34 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
                 );
             }
             let mut acks = Vec::with_capacity(records as usize);
+                let mut sent = std::collections::HashMap::with_capacity(records as usize);
                 let cpu_before = (cpu_time(&server_pid), cpu_time("self"));
                 for seq in 0..records {
                     tick.tick().await;
                     let now = base.elapsed().as_nanos() as u64;
-                    writer
+                    let positions = writer
                         .append(vec![stamped(seq, now)])
                         .await
                         .expect("append");
                     acks.push((base.elapsed().as_nanos() as u64).saturating_sub(now));
+                    sent.insert(positions[0], now);
                 }
                 let mut all = Vec::new();
                 let mut fanout = Vec::new();
                 for t in tasks {
-                    let (got, late) = t.await.expect("subscriber");
-                    all.extend(got);
-                    fanout.extend(late);
+                    for arrival in t.await.expect("subscriber") {
+                        let Some(&sent_at) = sent.get(&arrival.position) else {
+                            panic!("delivered a record at {} that was never sent", arrival.position);
+                        };
+                        all.push(arrival.at.saturating_sub(sent_at));
+                        if let Some(durable) = arrival
+                            .durable
+                            .and_then(|t| std::time::SystemTime::try_from(t).ok())
+                        {
+                            let late = arrival.wall.duration_since(durable).unwrap_or_default();
+                            fanout.push(late.as_nanos() as u64);
+                        }
+                    }
                 }
                 let deliveries = (records * subscribers as u64).max(1) as f64;
                 let per = |after: Duration, before: Duration| {
