@@ -162,6 +162,7 @@ pub fn run(args: CoordinatorArgs) -> Result<()> {
             () = crate::cli::maint::shutdown_signal() => tracing::info!("signalled: stopping"),
             why = coordinator.failed() => anyhow::bail!("the coordinator stopped: {why}"),
         }
+        coordinator.stop().await;
         Ok(())
     })
 }
@@ -243,8 +244,11 @@ impl LocalFarm {
         })
     }
 
-    /// Stops serving and kills running commands.
+    /// Stops appending (so the buildlets going away is not recorded as
+    /// lost machines and failed builds), then serving, and kills running
+    /// commands.
     pub(crate) async fn shutdown(self) -> Result<()> {
+        self.coordinator.stop().await;
         self.serve.abort();
         for b in self.buildlets {
             b.shutdown().await?;

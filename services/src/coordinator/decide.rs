@@ -40,6 +40,7 @@ pub(crate) struct Decisions {
 /// something changes when there is nothing to decide.
 pub(crate) async fn decide_loop(inner: Arc<Inner>) {
     let mut folded = inner.folded.subscribe();
+    let mut stopping = inner.stopping.subscribe();
     let (mut local_changes, mut reverse_changes) = inner.machines.changes();
     let mut corpus = inner.upstream.corpus_changes();
     let mut tick = tokio::time::interval(inner.config.discovery_interval);
@@ -53,6 +54,9 @@ pub(crate) async fn decide_loop(inner: Arc<Inner>) {
     let mut discovery_due = true;
     let mut generation_seen = u64::MAX;
     loop {
+        if *stopping.borrow_and_update() {
+            return;
+        }
         let generation = inner.read_farm().work_generation();
         if generation != generation_seen {
             generation_seen = generation;
@@ -85,6 +89,7 @@ pub(crate) async fn decide_loop(inner: Arc<Inner>) {
                     continue;
                 }
                 Ok(None) => {}
+                Err(super::upstream::UpstreamError::Stopping) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "recording decisions failed; retrying");
                     {
@@ -106,6 +111,7 @@ pub(crate) async fn decide_loop(inner: Arc<Inner>) {
             }
         }
         tokio::select! {
+            _ = stopping.changed() => return,
             r = folded.changed() => if r.is_err() { return },
             _ = local_changes.changed() => discovery_due = true,
             _ = reverse_changes.changed() => discovery_due = true,

@@ -99,6 +99,10 @@ pub(crate) async fn run(inner: Arc<Inner>, build_id: String, machine_id: String)
                 break;
             }
             Ok(None) => break,
+            Err(super::upstream::UpstreamError::Stopping) => {
+                tracing::info!(build = %build_id, "stopping: the build's end is left for the next coordinator");
+                break;
+            }
             Err(e) if Instant::now() < deadline => {
                 tracing::warn!(build = %build_id, error = %e, ?delay, "recording the build's end failed; retrying");
                 tokio::time::sleep(delay).await;

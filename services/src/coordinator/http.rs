@@ -222,6 +222,11 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
             &m.append_failures,
         ),
         (
+            "almanac_coordinator_appends_after_stop_total",
+            "Appends refused because the coordinator is stopping.",
+            &m.appends_after_stop,
+        ),
+        (
             "almanac_coordinator_decision_rounds_total",
             "Rounds of the decision loop.",
             &m.decisions,

@@ -109,6 +109,8 @@ pub struct Metrics {
     pub machines_lost: AtomicU64,
     pub registrations_refused: AtomicU64,
     pub append_failures: AtomicU64,
+    /// Appends refused because the coordinator is stopping.
+    pub appends_after_stop: AtomicU64,
     pub decisions: AtomicU64,
     pub discovery_passes: AtomicU64,
     pub try_discovery_passes: AtomicU64,
@@ -134,6 +136,11 @@ pub(crate) struct Inner {
     /// stopped): it then decides nothing more, and the process should exit
     /// so a supervisor restarts it.
     fatal: watch::Sender<Option<String>>,
+    /// Set by [`Coordinator::stop`]: appends are refused from then on.
+    pub(crate) stopping: watch::Sender<bool>,
+    /// Held (shared) by every append while it runs, so `stop` can wait for
+    /// the ones already under way.
+    appending: tokio::sync::RwLock<()>,
     /// Work whose builds keep failing without a verdict, and until when it
     /// waits before it is requested again (kept in memory only: a restart
     /// forgets it, which costs at most a few early retries).
@@ -285,6 +292,13 @@ impl Inner {
         &self,
         mutations: &[Mutation],
     ) -> Result<Option<u64>, super::upstream::UpstreamError> {
+        let _appending = self.appending.read().await;
+        if *self.stopping.borrow() {
+            self.metrics
+                .appends_after_stop
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(super::upstream::UpstreamError::Stopping);
+        }
         let mut batch = mutations.to_vec();
         let n = batch.len();
         for (i, m) in batch.iter_mut().enumerate() {
@@ -486,6 +500,8 @@ impl Coordinator {
             metrics: Metrics::default(),
             started: SystemTime::now(),
             fatal: watch::Sender::new(None),
+            stopping: watch::Sender::new(false),
+            appending: tokio::sync::RwLock::new(()),
             retry: Mutex::new(BTreeMap::new()),
             reviews: Mutex::new(BTreeMap::new()),
             event_seq: AtomicU64::new(0),
@@ -545,6 +561,18 @@ impl Coordinator {
             Ok(why) => why.clone().unwrap_or_default(),
             Err(_) => std::future::pending().await,
         }
+    }
+
+    /// Stops the coordinator's part in the log: the decision loop ends, no
+    /// append starts from now on, and this returns once the appends already
+    /// under way have finished. Builds still running are left as the log
+    /// has them, for the next coordinator to take over. Call it before the
+    /// buildlets or the log go away, so that their going is not recorded as
+    /// lost machines and failed builds.
+    pub async fn stop(&self) {
+        self.inner.stopping.send_replace(true);
+        drop(self.inner.appending.write().await);
+        tracing::info!(instance = %self.inner.instance, "coordinator stopped appending");
     }
 
     /// The instance id stamped on every event this process appends.

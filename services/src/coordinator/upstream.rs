@@ -28,6 +28,11 @@ use crate::ingest::Sink;
 pub enum UpstreamError {
     #[error("appending to the log: {0}")]
     Append(String),
+    /// The coordinator is stopping: nothing more goes into the log, so a
+    /// build cut short by the shutdown is left running there, for the next
+    /// coordinator to take over, rather than recorded as failed.
+    #[error("the coordinator is stopping; nothing more is appended")]
+    Stopping,
     #[error("following the log: {0}")]
     Follow(String),
     #[error("loading the corpus from {url}: {message}")]

@@ -619,3 +619,110 @@ fn a_missing_source_is_no_result_and_backs_off() {
     );
     rt.block_on(server.shutdown()).expect("shutdown");
 }
+
+/// A stopped coordinator appends nothing more: a build cut short by the
+/// buildlet going away afterwards stays running in the log, for the next
+/// coordinator to take over, instead of being recorded as failed.
+#[test]
+fn a_stopped_coordinator_leaves_a_running_build_to_its_successor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let markers = dir.path().join("markers");
+    std::fs::create_dir_all(&markers).expect("mkdir");
+    // A CL whose build says it started, then waits (at most a minute) for
+    // a release that never comes.
+    let repo = dir.path().join("go");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q", "-b", "master"]);
+    std::fs::write(
+        repo.join("build.sh"),
+        format!(
+            "#!/bin/sh\ntouch '{m}/started'\ni=0\nwhile [ ! -f '{m}/release' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n",
+            m = markers.display()
+        ),
+    )
+    .expect("write");
+    let mut perms = std::fs::metadata(repo.join("build.sh"))
+        .expect("meta")
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(repo.join("build.sh"), perms).expect("chmod");
+    git(&repo, &["add", "-A"]);
+    let message = format!("runtime: change 102\n\nChange-Id: {}\n", change_id(102));
+    git(&repo, &["commit", "-q", "-m", &message]);
+    let sha = String::from_utf8(git(&repo, &["rev-parse", "HEAD"]))
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let raw = git(&repo, &["cat-file", "commit", "HEAD"]);
+    let (cl, _) = cl_mutation_of(
+        GO,
+        102,
+        GitCommit {
+            sha1: sha.clone(),
+            raw: raw.into(),
+            diff_tree: None,
+        },
+        &[(5555, RUN_TRYBOT)],
+    );
+    let data = dir.path().join("log");
+    let mut records = go_history();
+    records.push(cl);
+    write_log(&data, records);
+    let builders = "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\nrepos = [\"go\"]\nbranches = [\"master\"]\ntry_bot = true\ntry_only = true\n";
+    let InProcess {
+        rt,
+        server,
+        _buildlet: buildlet,
+        coordinator,
+    } = start_in_process(dir.path(), data, builders, &[("go", repo.clone())]);
+
+    // The build runs: the log says so, and its command has started.
+    let running = rt.block_on(coordinator.wait_until(WAIT, |f| {
+        try_builds(f, &sha)
+            .iter()
+            .any(|b| matches!(b.state, BuildState::Running { .. }))
+    }));
+    assert!(running, "the build never ran");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !markers.join("started").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    rt.block_on(coordinator.stop());
+    let end = server.log().end();
+    // The buildlet goes away with the build in flight: its execution
+    // ends, and the end it tries to record is refused.
+    rt.block_on(buildlet.shutdown()).expect("buildlet shutdown");
+    let refused = || {
+        coordinator
+            .metrics()
+            .appends_after_stop
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while refused() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cut-short build never tried to record its end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.log().end(), end, "something was appended after stop");
+    let states: Vec<_> = coordinator.read_farm(|f| {
+        try_builds(f, &sha)
+            .iter()
+            .map(|b| b.state.clone())
+            .collect()
+    });
+    assert!(
+        states
+            .iter()
+            .all(|s| matches!(s, BuildState::Running { .. })),
+        "{states:?}"
+    );
+    rt.block_on(server.shutdown()).expect("shutdown");
+}
