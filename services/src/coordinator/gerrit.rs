@@ -432,23 +432,16 @@ pub(crate) async fn post(inner: Arc<Inner>, config: GerritConfig, review: Review
     let sent = async {
         let client = crate::http_get::Client::new(&config.url).map_err(|e| format!("{e:#}"))?;
         // The threads this review touches, as Gerrit has them now.
-        let (status, answer) = client
-            .send(
-                http::Method::GET,
-                &comments_url,
-                &headers,
-                bytes::Bytes::new(),
-                MAX_ANSWER,
-            )
-            .await
-            .map_err(|e| format!("reading the change's comments: {e:#}"))?;
-        if !status.is_success() {
-            return Err(format!(
-                "reading the change's comments: Gerrit answered {status}: {}",
-                String::from_utf8_lossy(&answer[..answer.len().min(300)]).trim()
-            ));
-        }
-        let existing = parse_comments(&answer)?;
+        let listed = exchange(
+            &client,
+            http::Method::GET,
+            &comments_url,
+            &headers,
+            bytes::Bytes::new(),
+        )
+        .await
+        .map_err(|e| format!("reading the change's comments: {e}"))?;
+        let existing = parse_comments(&listed)?;
         let comments = comments_for(&review, &text, &existing);
         let in_reply_to = comments
             .first()
@@ -465,23 +458,15 @@ pub(crate) async fn post(inner: Arc<Inner>, config: GerritConfig, review: Review
         }
         let mut post_headers = headers.clone();
         post_headers.push((http::header::CONTENT_TYPE, "application/json".to_owned()));
-        let (status, answer) = client
-            .send(
-                http::Method::POST,
-                &review_url,
-                &post_headers,
-                bytes::Bytes::from(body.to_string()),
-                MAX_ANSWER,
-            )
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        if !status.is_success() {
-            return Err(format!(
-                "Gerrit answered {status}: {}",
-                String::from_utf8_lossy(&answer[..answer.len().min(300)]).trim()
-            ));
-        }
-        Ok(in_reply_to)
+        exchange(
+            &client,
+            http::Method::POST,
+            &review_url,
+            &post_headers,
+            bytes::Bytes::from(body.to_string()),
+        )
+        .await?;
+        Ok::<String, String>(in_reply_to)
     };
     let outcome = match tokio::time::timeout(Duration::from_secs(60), sent).await {
         Ok(outcome) => outcome,
@@ -537,6 +522,28 @@ pub(crate) async fn post(inner: Arc<Inner>, config: GerritConfig, review: Review
                 until: Instant::now() + RETRY_AFTER,
             },
         );
+}
+
+/// One request to Gerrit: the answer's body if it succeeded, else what
+/// went wrong (with the start of Gerrit's answer).
+async fn exchange(
+    client: &crate::http_get::Client,
+    method: http::Method,
+    url: &str,
+    headers: &[(http::HeaderName, String)],
+    body: bytes::Bytes,
+) -> Result<bytes::Bytes, String> {
+    let (status, answer) = client
+        .send(method, url, headers, body, MAX_ANSWER)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "Gerrit answered {status}: {}",
+            String::from_utf8_lossy(&answer[..answer.len().min(300)]).trim()
+        ));
+    }
+    Ok(answer)
 }
 
 /// Reviews to post now: due, and for a set with no review in flight and

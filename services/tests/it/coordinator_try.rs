@@ -29,6 +29,47 @@ fn try_builds<'a>(farm: &'a Farm, commit: &str) -> Vec<&'a almanac_projections::
         .collect()
 }
 
+/// A repository at `repo` with one commit, CL `number` (Change-Id and
+/// all), whose tree is an executable `build.sh` with `script`; returns the
+/// commit and the CL's mutation, voted Run-TryBot+1.
+fn cl_with_build_script(
+    repo: &std::path::Path,
+    number: u32,
+    script: &str,
+) -> (String, bytes::Bytes) {
+    std::fs::create_dir_all(repo).expect("mkdir");
+    git(repo, &["init", "-q", "-b", "master"]);
+    std::fs::write(repo.join("build.sh"), script).expect("write");
+    let mut perms = std::fs::metadata(repo.join("build.sh"))
+        .expect("meta")
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(repo.join("build.sh"), perms).expect("chmod");
+    git(repo, &["add", "-A"]);
+    let message = format!(
+        "runtime: change {number}\n\nChange-Id: {}\n",
+        change_id(number)
+    );
+    git(repo, &["commit", "-q", "-m", &message]);
+    let sha = String::from_utf8(git(repo, &["rev-parse", "HEAD"]))
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let raw = git(repo, &["cat-file", "commit", "HEAD"]);
+    let (cl, ps) = cl_mutation_of(
+        GO,
+        number,
+        GitCommit {
+            sha1: sha.clone(),
+            raw: raw.into(),
+            diff_tree: None,
+        },
+        &[(5555, RUN_TRYBOT)],
+    );
+    assert_eq!(ps, sha);
+    (sha, cl)
+}
+
 /// maintnerd over the log in `data`, one listen-mode buildlet of
 /// `host-try`, and a coordinator with `builders` (a builders.toml) and the
 /// source repositories `repos`, all in this process.
@@ -165,37 +206,11 @@ fn a_cl_voted_run_trybot_is_built_once_and_concluded() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The CL's patch set: a real commit whose tree has the build script.
     let repo = dir.path().join("go");
-    std::fs::create_dir_all(&repo).expect("mkdir");
-    git(&repo, &["init", "-q", "-b", "master"]);
-    std::fs::write(
-        repo.join("build.sh"),
-        "#!/bin/sh\necho trybot ran on \"$GO_BUILDER_NAME\"\n",
-    )
-    .expect("write");
-    let mut perms = std::fs::metadata(repo.join("build.sh"))
-        .expect("meta")
-        .permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(repo.join("build.sh"), perms).expect("chmod");
-    git(&repo, &["add", "-A"]);
-    let message = format!("runtime: change 101\n\nChange-Id: {}\n", change_id(101));
-    git(&repo, &["commit", "-q", "-m", &message]);
-    let sha = String::from_utf8(git(&repo, &["rev-parse", "HEAD"]))
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-    let raw = git(&repo, &["cat-file", "commit", "HEAD"]);
-    let (cl, ps) = cl_mutation_of(
-        GO,
+    let (sha, cl) = cl_with_build_script(
+        &repo,
         101,
-        GitCommit {
-            sha1: sha.clone(),
-            raw: raw.into(),
-            diff_tree: None,
-        },
-        &[(5555, RUN_TRYBOT)],
+        "#!/bin/sh\necho trybot ran on \"$GO_BUILDER_NAME\"\n",
     );
-    assert_eq!(ps, sha);
     let data = dir.path().join("log");
     let mut records = go_history();
     records.push(cl);
@@ -631,38 +646,13 @@ fn a_stopped_coordinator_leaves_a_running_build_to_its_successor() {
     // A CL whose build says it started, then waits (at most a minute) for
     // a release that never comes.
     let repo = dir.path().join("go");
-    std::fs::create_dir_all(&repo).expect("mkdir");
-    git(&repo, &["init", "-q", "-b", "master"]);
-    std::fs::write(
-        repo.join("build.sh"),
-        format!(
+    let (sha, cl) = cl_with_build_script(
+        &repo,
+        102,
+        &format!(
             "#!/bin/sh\ntouch '{m}/started'\ni=0\nwhile [ ! -f '{m}/release' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n",
             m = markers.display()
         ),
-    )
-    .expect("write");
-    let mut perms = std::fs::metadata(repo.join("build.sh"))
-        .expect("meta")
-        .permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(repo.join("build.sh"), perms).expect("chmod");
-    git(&repo, &["add", "-A"]);
-    let message = format!("runtime: change 102\n\nChange-Id: {}\n", change_id(102));
-    git(&repo, &["commit", "-q", "-m", &message]);
-    let sha = String::from_utf8(git(&repo, &["rev-parse", "HEAD"]))
-        .expect("utf-8")
-        .trim()
-        .to_owned();
-    let raw = git(&repo, &["cat-file", "commit", "HEAD"]);
-    let (cl, _) = cl_mutation_of(
-        GO,
-        102,
-        GitCommit {
-            sha1: sha.clone(),
-            raw: raw.into(),
-            diff_tree: None,
-        },
-        &[(5555, RUN_TRYBOT)],
     );
     let data = dir.path().join("log");
     let mut records = go_history();
