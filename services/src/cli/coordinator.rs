@@ -157,13 +157,16 @@ pub fn run(args: CoordinatorArgs) -> Result<()> {
             coordinator.instance()
         );
         let router = coordinator.router();
-        tokio::select! {
-            r = axum::serve(listener, router) => r.context("serving")?,
-            () = crate::cli::maint::shutdown_signal() => tracing::info!("signalled: stopping"),
-            why = coordinator.failed() => anyhow::bail!("the coordinator stopped: {why}"),
-        }
+        let outcome = tokio::select! {
+            r = axum::serve(listener, router) => r.context("serving"),
+            () = crate::cli::maint::shutdown_signal() => {
+                tracing::info!("signalled: stopping");
+                Ok(())
+            }
+            why = coordinator.failed() => Err(anyhow::anyhow!("the coordinator stopped: {why}")),
+        };
         coordinator.stop().await;
-        Ok(())
+        outcome
     })
 }
 

@@ -83,6 +83,11 @@ pub(crate) async fn decide_loop(inner: Arc<Inner>) {
                 Ok(Some(last)) => {
                     backoff = Duration::from_millis(100);
                     inner.wait_folded(last).await;
+                    if *stopping.borrow() {
+                        // Assigned in the log, never started: the next
+                        // coordinator takes them over.
+                        return;
+                    }
                     for (build_id, machine_id) in decisions.launches {
                         tokio::spawn(super::execute::run(inner.clone(), build_id, machine_id));
                     }

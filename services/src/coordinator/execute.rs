@@ -100,6 +100,10 @@ pub(crate) async fn run(inner: Arc<Inner>, build_id: String, machine_id: String)
             }
             Ok(None) => break,
             Err(super::upstream::UpstreamError::Stopping) => {
+                inner
+                    .metrics
+                    .builds_left_running
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(build = %build_id, "stopping: the build's end is left for the next coordinator");
                 break;
             }

@@ -343,23 +343,14 @@ pub(crate) fn superseded_replies(comments: &[Comment]) -> Vec<CommentInput> {
 }
 
 /// The thread a try set's later reviews reply in: the latest "beginning"
-/// comment for `revision` (or, where Gerrit does not say a comment's
-/// commit, the latest beginning at all).
+/// comment on `revision`'s patch set. A Gerrit that does not say a
+/// comment's commit gets no reply in a thread (rather than one in another
+/// patch set's).
 pub(crate) fn beginning_thread<'a>(comments: &'a [Comment], revision: &str) -> Option<&'a Comment> {
-    let beginnings = || {
-        comments
-            .iter()
-            .filter(|c| c.tag == BEGINNING_TAG && c.in_reply_to.is_empty())
-    };
-    let latest = |a: &&Comment, b: &&Comment| a.updated.cmp(&b.updated);
-    beginnings()
-        .filter(|c| c.commit_id == revision)
-        .max_by(latest)
-        .or_else(|| {
-            beginnings()
-                .filter(|c| c.commit_id.is_empty())
-                .max_by(latest)
-        })
+    comments
+        .iter()
+        .filter(|c| c.tag == BEGINNING_TAG && c.in_reply_to.is_empty() && c.commit_id == revision)
+        .max_by(|a, b| a.updated.cmp(&b.updated))
 }
 
 /// The tag of a try set's first review.
@@ -406,10 +397,17 @@ pub(crate) fn parse_comments(body: &[u8]) -> Result<Vec<Comment>, String> {
 const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// The most of Gerrit's answer read.
 const MAX_ANSWER: usize = 1 << 20;
+/// The most of a change's comments read (a long review can have
+/// thousands).
+const MAX_COMMENTS: usize = 32 << 20;
 
 /// Posts `review` and records the outcome; on failure the same review is
 /// tried again after [`RETRY_AFTER`].
 pub(crate) async fn post(inner: Arc<Inner>, config: GerritConfig, review: Review) {
+    let _posting = inner.posting.read().await;
+    if *inner.stopping.borrow() {
+        return;
+    }
     let text = review.text(inner.config.public_url.as_deref());
     let prefix = if config.auth.is_some() { "/a" } else { "" };
     let base = config.url.trim_end_matches('/');
@@ -431,17 +429,23 @@ pub(crate) async fn post(inner: Arc<Inner>, config: GerritConfig, review: Review
     }
     let sent = async {
         let client = crate::http_get::Client::new(&config.url).map_err(|e| format!("{e:#}"))?;
-        // The threads this review touches, as Gerrit has them now.
+        // The threads this review touches, as Gerrit has them now. Without
+        // them the review still goes (the vote is what matters), as a
+        // thread of its own that supersedes nothing.
         let listed = exchange(
             &client,
             http::Method::GET,
             &comments_url,
             &headers,
             bytes::Bytes::new(),
+            MAX_COMMENTS,
         )
         .await
-        .map_err(|e| format!("reading the change's comments: {e}"))?;
-        let existing = parse_comments(&listed)?;
+        .and_then(|body| parse_comments(&body));
+        let existing = listed.unwrap_or_else(|e| {
+            tracing::warn!(change = %review.change_triple, error = %e, "reading the change's comments failed; posting without threads");
+            Vec::new()
+        });
         let comments = comments_for(&review, &text, &existing);
         let in_reply_to = comments
             .first()
@@ -464,6 +468,7 @@ pub(crate) async fn post(inner: Arc<Inner>, config: GerritConfig, review: Review
             &review_url,
             &post_headers,
             bytes::Bytes::from(body.to_string()),
+            MAX_ANSWER,
         )
         .await?;
         Ok::<String, String>(in_reply_to)
@@ -532,9 +537,10 @@ async fn exchange(
     url: &str,
     headers: &[(http::HeaderName, String)],
     body: bytes::Bytes,
+    limit: usize,
 ) -> Result<bytes::Bytes, String> {
     let (status, answer) = client
-        .send(method, url, headers, body, MAX_ANSWER)
+        .send(method, url, headers, body, limit)
         .await
         .map_err(|e| format!("{e:#}"))?;
     if !status.is_success() {
@@ -799,8 +805,8 @@ mod tests {
         assert!(superseded_replies(&[]).is_empty());
     }
 
-    /// Progress and result reply in the set's beginning thread: the one
-    /// for this revision where Gerrit names the commit, else the latest.
+    /// Progress and result reply in the set's beginning thread: the latest
+    /// beginning Gerrit names this revision's commit for.
     #[test]
     fn later_reviews_reply_in_the_sets_beginning_thread() {
         use super::{beginning_thread, comments_for};
@@ -819,10 +825,8 @@ mod tests {
             comment("x", "", BEGIN, true, 1),
             comment("y", "", BEGIN, true, 2),
         ];
-        assert_eq!(
-            beginning_thread(&unnamed, "abcdef0123456789").map(|c| c.id.as_str()),
-            Some("y")
-        );
+        // Without the commit, no thread: it could be another patch set's.
+        assert_eq!(beginning_thread(&unnamed, "abcdef0123456789"), None);
 
         let happy = review(Stage::Result {
             builds: vec![("linux-amd64".into(), true, "B1".into())],

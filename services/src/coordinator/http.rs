@@ -227,6 +227,11 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
             &m.appends_after_stop,
         ),
         (
+            "almanac_coordinator_builds_left_running_total",
+            "Builds cut short after stop whose end was left for the next coordinator.",
+            &m.builds_left_running,
+        ),
+        (
             "almanac_coordinator_decision_rounds_total",
             "Rounds of the decision loop.",
             &m.decisions,

@@ -111,6 +111,9 @@ pub struct Metrics {
     pub append_failures: AtomicU64,
     /// Appends refused because the coordinator is stopping.
     pub appends_after_stop: AtomicU64,
+    /// Builds cut short after `stop` whose end was left for the next
+    /// coordinator.
+    pub builds_left_running: AtomicU64,
     pub decisions: AtomicU64,
     pub discovery_passes: AtomicU64,
     pub try_discovery_passes: AtomicU64,
@@ -136,8 +139,13 @@ pub(crate) struct Inner {
     /// stopped): it then decides nothing more, and the process should exit
     /// so a supervisor restarts it.
     fatal: watch::Sender<Option<String>>,
-    /// Set by [`Coordinator::stop`]: appends are refused from then on.
+    /// Set by [`Coordinator::stop`]: nothing new is decided or posted.
     pub(crate) stopping: watch::Sender<bool>,
+    /// Held (shared) by every Gerrit post while it runs, so `stop` can let
+    /// the ones under way finish and record what they posted.
+    pub(crate) posting: tokio::sync::RwLock<()>,
+    /// Set by `stop` once those posts are done: appends are refused.
+    appends_closed: std::sync::atomic::AtomicBool,
     /// Held (shared) by every append while it runs, so `stop` can wait for
     /// the ones already under way.
     appending: tokio::sync::RwLock<()>,
@@ -293,7 +301,7 @@ impl Inner {
         mutations: &[Mutation],
     ) -> Result<Option<u64>, super::upstream::UpstreamError> {
         let _appending = self.appending.read().await;
-        if *self.stopping.borrow() {
+        if self.appends_closed.load(Ordering::SeqCst) {
             self.metrics
                 .appends_after_stop
                 .fetch_add(1, Ordering::Relaxed);
@@ -501,6 +509,8 @@ impl Coordinator {
             started: SystemTime::now(),
             fatal: watch::Sender::new(None),
             stopping: watch::Sender::new(false),
+            posting: tokio::sync::RwLock::new(()),
+            appends_closed: std::sync::atomic::AtomicBool::new(false),
             appending: tokio::sync::RwLock::new(()),
             retry: Mutex::new(BTreeMap::new()),
             reviews: Mutex::new(BTreeMap::new()),
@@ -563,14 +573,17 @@ impl Coordinator {
         }
     }
 
-    /// Stops the coordinator's part in the log: the decision loop ends, no
-    /// append starts from now on, and this returns once the appends already
+    /// Stops the coordinator's part in the log: the decision loop ends and
+    /// no Gerrit post starts; the posts under way finish and are recorded;
+    /// then no append starts, and this returns once the appends already
     /// under way have finished. Builds still running are left as the log
     /// has them, for the next coordinator to take over. Call it before the
     /// buildlets or the log go away, so that their going is not recorded as
     /// lost machines and failed builds.
     pub async fn stop(&self) {
         self.inner.stopping.send_replace(true);
+        drop(self.inner.posting.write().await);
+        self.inner.appends_closed.store(true, Ordering::SeqCst);
         drop(self.inner.appending.write().await);
         tracing::info!(instance = %self.inner.instance, "coordinator stopped appending");
     }
