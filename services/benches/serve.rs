@@ -268,6 +268,152 @@ fn kernel_fanout(subscribers: usize, rate: u64, rounds: u64) -> Vec<u64> {
     all
 }
 
+/// A subscriber: notes each `LogRecord`'s position and arrival until it
+/// has `records` (or the stream ends). The latencies are worked out after
+/// the run, so the subscriber's own bookkeeping stays off the cores the
+/// fan-out uses.
+async fn note_arrivals(
+    mut stream: tonic::Streaming<almanac_proto::pb::log::LogRecord>,
+    records: usize,
+    base: Instant,
+) -> Vec<Arrival> {
+    let mut arrivals = Vec::with_capacity(records);
+    while arrivals.len() < records {
+        let Ok(Some(rec)) = stream.message().await else {
+            break;
+        };
+        arrivals.push(Arrival {
+            position: rec.position,
+            at: base.elapsed().as_nanos() as u64,
+            wall: std::time::SystemTime::now(),
+            durable: rec.append_time,
+        });
+    }
+    arrivals
+}
+
+/// The same fan-out from a bare HTTP/2 server: the h2 crate alone (no
+/// hyper, tonic, axum or log), one task per stream taking each record's
+/// gRPC frame, encoded once, from a broadcast channel. The clients are the
+/// bench's own tonic subscribers, so the difference from maintnerd's row
+/// is what the serving stack above HTTP/2 costs. Returns the latencies
+/// (send → arrival) and the CPU per delivery, server and clients together
+/// (both run in this process).
+fn bare_h2_fanout(
+    rt: &tokio::runtime::Runtime,
+    subscribers: usize,
+    rate: u64,
+    rounds: u64,
+) -> (Vec<u64>, f64) {
+    use almanac_proto::pb::log::LogRecord;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let (frames, _) = tokio::sync::broadcast::channel::<Bytes>(1024);
+    let listener = server_rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let frames = frames.clone();
+        let streams = streams.clone();
+        server_rt.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                let frames = frames.clone();
+                let streams = streams.clone();
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                        return;
+                    };
+                    while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                        let response = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .expect("response");
+                        let Ok(mut send) = respond.send_response(response, false) else {
+                            continue;
+                        };
+                        let mut rx = frames.subscribe();
+                        streams.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::spawn(async move {
+                            while let Ok(frame) = rx.recv().await {
+                                if send.send_data(frame, false).is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                });
+            }
+        });
+    }
+    let base = Instant::now();
+    let tasks: Vec<_> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..subscribers {
+            let mut client = LogClient::connect(&addr.to_string())
+                .await
+                .expect("connect");
+            let stream = client.subscribe(0).await.expect("subscribe");
+            tasks.push(tokio::spawn(note_arrivals(stream, rounds as usize, base)));
+        }
+        tasks
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while streams.load(std::sync::atomic::Ordering::SeqCst) < subscribers {
+        assert!(Instant::now() < deadline, "subscribers never joined");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cpu_before = cpu_time("self");
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut next = Instant::now() + period;
+    let mut sent = Vec::with_capacity(rounds as usize);
+    for seq in 0..rounds {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += period;
+        let now = base.elapsed().as_nanos() as u64;
+        let record = LogRecord {
+            position: seq,
+            mutation: stamped(seq, now),
+            segment: 0,
+            offset: seq,
+            append_time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        }
+        .encode_to_vec();
+        let mut frame = Vec::with_capacity(5 + record.len());
+        frame.push(0);
+        frame.extend_from_slice(&(record.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&record);
+        sent.push(now);
+        let _ = frames.send(Bytes::from(frame));
+    }
+    let mut latencies = Vec::new();
+    rt.block_on(async {
+        for t in tasks {
+            for arrival in t.await.expect("subscriber") {
+                let sent_at = sent[arrival.position as usize];
+                latencies.push(arrival.at.saturating_sub(sent_at));
+            }
+        }
+    });
+    let cpu = cpu_time("self").saturating_sub(cpu_before).as_secs_f64() * 1e6
+        / latencies.len().max(1) as f64;
+    assert_eq!(
+        latencies.len() as u64,
+        rounds * subscribers as u64,
+        "lost deliveries"
+    );
+    drop(frames);
+    server_rt.shutdown_timeout(Duration::from_secs(5));
+    latencies.sort_unstable();
+    (latencies, cpu)
+}
+
 fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
     let rate = env_u64("ALMANAC_SERVE_RATE", 100).max(1);
     let records = env_u64("ALMANAC_SERVE_RECORDS", 1000).max(1);
@@ -345,6 +491,15 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
                 percentile(&floor, 0.999),
             );
         }
+        if subscribers == connections && subscribers <= 100 {
+            let (bare, cpu) = bare_h2_fanout(rt, subscribers, rate, records.min(500));
+            println!(
+                "{subscribers:>5} subscribers of a bare h2 server (no hyper, tonic or log; each frame encoded once): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; CPU per delivery {cpu:.1} µs",
+                percentile(&bare, 0.50),
+                percentile(&bare, 0.99),
+                percentile(&bare, 0.999),
+            );
+        }
         let data = scratch.join(format!("latency-{subscribers}-{connections}"));
         let daemon = start(&data, scratch);
         let addr = daemon.addr;
@@ -363,25 +518,8 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
                 }
                 for i in 0..subscribers {
                     let mut client = clients[i % connections].clone();
-                    let mut stream = client.subscribe(0).await.expect("subscribe");
-                    tasks.push(tokio::spawn(async move {
-                        // Only note what arrived and when: the latencies are
-                        // worked out after the run, so the subscriber's own
-                        // bookkeeping stays off the cores the fan-out uses.
-                        let mut arrivals = Vec::with_capacity(records as usize);
-                        while arrivals.len() < records as usize {
-                            let Ok(Some(rec)) = stream.message().await else {
-                                break;
-                            };
-                            arrivals.push(Arrival {
-                                position: rec.position,
-                                at: base.elapsed().as_nanos() as u64,
-                                wall: std::time::SystemTime::now(),
-                                durable: rec.append_time,
-                            });
-                        }
-                        arrivals
-                    }));
+                    let stream = client.subscribe(0).await.expect("subscribe");
+                    tasks.push(tokio::spawn(note_arrivals(stream, records as usize, base)));
                 }
                 let waiting = tokio::task::spawn_blocking(move || {
                     wait_for_subscribers(addr, subscribers as i64);
