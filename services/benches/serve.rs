@@ -294,6 +294,61 @@ async fn note_arrivals(
     arrivals
 }
 
+/// A subscriber on the h2 crate alone (no hyper, no tonic): one request,
+/// then each gRPC frame of the answer decoded as a `LogRecord` and noted
+/// like [`note_arrivals`]. Returns once subscribed; the future it returns
+/// reads.
+async fn bare_h2_subscriber(
+    addr: SocketAddr,
+    records: usize,
+    base: Instant,
+) -> impl std::future::Future<Output = Vec<Arrival>> {
+    use almanac_proto::pb::log::LogRecord;
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("TCP_NODELAY");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/almanac.log.v1.LogService/Subscribe"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+    let (answer, _) = client.send_request(request, true).expect("send");
+    let mut body = answer.await.expect("answer").into_body();
+    async move {
+        let _client = client;
+        let mut arrivals = Vec::with_capacity(records);
+        let mut pending = bytes::BytesMut::new();
+        while arrivals.len() < records {
+            let Some(Ok(chunk)) = body.data().await else {
+                break;
+            };
+            let _ = body.flow_control().release_capacity(chunk.len());
+            pending.extend_from_slice(&chunk);
+            while pending.len() >= 5 {
+                let len =
+                    u32::from_be_bytes([pending[1], pending[2], pending[3], pending[4]]) as usize;
+                if pending.len() < 5 + len {
+                    break;
+                }
+                let frame = pending.split_to(5 + len);
+                let rec = LogRecord::decode(&frame[5..]).expect("LogRecord");
+                arrivals.push(Arrival {
+                    position: rec.position,
+                    at: base.elapsed().as_nanos() as u64,
+                    wall: std::time::SystemTime::now(),
+                    durable: rec.append_time,
+                });
+            }
+        }
+        arrivals
+    }
+}
+
 /// The same fan-out from a bare HTTP/2 server: the h2 crate alone (no
 /// hyper, tonic, axum or log), one task per stream taking each record's
 /// gRPC frame, encoded once, from a broadcast channel. The clients are the
@@ -306,6 +361,7 @@ fn bare_h2_fanout(
     subscribers: usize,
     rate: u64,
     rounds: u64,
+    bare_clients: bool,
 ) -> (Vec<u64>, f64) {
     use almanac_proto::pb::log::LogRecord;
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -358,6 +414,12 @@ fn bare_h2_fanout(
     let tasks: Vec<_> = rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..subscribers {
+            if bare_clients {
+                tasks.push(tokio::spawn(
+                    bare_h2_subscriber(addr, rounds as usize, base).await,
+                ));
+                continue;
+            }
             let mut client = LogClient::connect(&addr.to_string())
                 .await
                 .expect("connect");
@@ -494,13 +556,16 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
             );
         }
         if subscribers == connections && subscribers <= 100 {
-            let (bare, cpu) = bare_h2_fanout(rt, subscribers, rate, records.min(500));
-            println!(
-                "{subscribers:>5} subscribers of a bare h2 server (no hyper, tonic or log; each frame encoded once): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; CPU per delivery {cpu:.1} µs",
-                percentile(&bare, 0.50),
-                percentile(&bare, 0.99),
-                percentile(&bare, 0.999),
-            );
+            for (bare_clients, clients) in [(false, "tonic"), (true, "bare h2")] {
+                let (bare, cpu) =
+                    bare_h2_fanout(rt, subscribers, rate, records.min(500), bare_clients);
+                println!(
+                    "{subscribers:>5} {clients} subscribers of a bare h2 server (no hyper, tonic or log; each frame encoded once): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; CPU per delivery {cpu:.1} µs",
+                    percentile(&bare, 0.50),
+                    percentile(&bare, 0.99),
+                    percentile(&bare, 0.999),
+                );
+            }
         }
         let data = scratch.join(format!("latency-{subscribers}-{connections}"));
         let daemon = start(&data, scratch);
