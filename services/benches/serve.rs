@@ -194,6 +194,18 @@ struct Arrival {
     durable: Option<prost_types::Timestamp>,
 }
 
+impl Arrival {
+    /// `record`, arrived now.
+    fn now(record: &almanac_proto::pb::log::LogRecord, base: Instant) -> Arrival {
+        Arrival {
+            position: record.position,
+            at: base.elapsed().as_nanos() as u64,
+            wall: std::time::SystemTime::now(),
+            durable: record.append_time,
+        }
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -284,12 +296,7 @@ async fn note_arrivals(
         let Ok(Some(rec)) = stream.message().await else {
             break;
         };
-        arrivals.push(Arrival {
-            position: rec.position,
-            at: base.elapsed().as_nanos() as u64,
-            wall: std::time::SystemTime::now(),
-            durable: rec.append_time,
-        });
+        arrivals.push(Arrival::now(&rec, base));
     }
     arrivals
 }
@@ -337,12 +344,7 @@ async fn bare_h2_subscriber(
                 }
                 let frame = pending.split_to(5 + len);
                 let rec = LogRecord::decode(&frame[5..]).expect("LogRecord");
-                arrivals.push(Arrival {
-                    position: rec.position,
-                    at: base.elapsed().as_nanos() as u64,
-                    wall: std::time::SystemTime::now(),
-                    durable: rec.append_time,
-                });
+                arrivals.push(Arrival::now(&rec, base));
             }
         }
         arrivals

@@ -29,6 +29,10 @@ fn try_builds<'a>(farm: &'a Farm, commit: &str) -> Vec<&'a almanac_projections::
         .collect()
 }
 
+/// One trybot-only builder, `linux-try`, of `host-try`, running
+/// `./build.sh` for go's master.
+const TRY_ONLY_BUILDERS: &str = "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\nrepos = [\"go\"]\nbranches = [\"master\"]\ntry_bot = true\ntry_only = true\n";
+
 /// A repository at `repo` with one commit, CL `number` (Change-Id and
 /// all), whose tree is an executable `build.sh` with `script`; returns the
 /// commit and the CL's mutation, voted Run-TryBot+1.
@@ -243,7 +247,7 @@ fn a_cl_voted_run_trybot_is_built_once_and_concluded() {
     write_log(&data, records);
 
     // Try only: the go history's own commits are not in the repository.
-    let builders = "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\nrepos = [\"go\"]\nbranches = [\"master\"]\ntry_bot = true\ntry_only = true\n";
+    let builders = TRY_ONLY_BUILDERS;
     // A Gerrit that keeps the change's patch-set-level comments, lists
     // them, and records the reviews posted to it. It already holds an
     // earlier try set's thread, which failed and is still open, and a
@@ -662,7 +666,7 @@ fn reviews_go_without_threads_when_the_comments_cannot_be_read() {
     let mut records = go_history();
     records.push(cl);
     write_log(&data, records);
-    let builders = "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\nrepos = [\"go\"]\nbranches = [\"master\"]\ntry_bot = true\ntry_only = true\n";
+    let builders = TRY_ONLY_BUILDERS;
     let gerrit_rt = runtime();
     let (gerrit, gerrit_url) = FakeGerrit {
         comments: vec![serde_json::json!({"id": "old-begin",
@@ -753,7 +757,7 @@ fn a_stopped_coordinator_leaves_a_running_build_to_its_successor() {
     let mut records = go_history();
     records.push(cl);
     write_log(&data, records);
-    let builders = "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\nrepos = [\"go\"]\nbranches = [\"master\"]\ntry_bot = true\ntry_only = true\n";
+    let builders = TRY_ONLY_BUILDERS;
     let InProcess {
         rt,
         server,
