@@ -228,7 +228,17 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// async runtime, no log: what the kernel and this machine's scheduler
 /// alone cost one burst, measured in the same minute as the server, so a
 /// busy host shows in both figures rather than passing for the server's.
-fn kernel_fanout(subscribers: usize, rate: u64, rounds: u64) -> Vec<u64> {
+///
+/// With `durable_file`, each burst first writes a 200-byte record to that
+/// file and waits for `fdatasync`, and its latency counts from before the
+/// write: the least any server costs that acknowledges only durable data
+/// and then tells each subscriber on its own connection.
+fn kernel_fanout(
+    subscribers: usize,
+    rate: u64,
+    rounds: u64,
+    durable_file: Option<&Path>,
+) -> Vec<u64> {
     use std::net::{TcpListener, TcpStream};
     const FRAME: usize = 75;
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -262,6 +272,7 @@ fn kernel_fanout(subscribers: usize, rate: u64, rounds: u64) -> Vec<u64> {
             })
         })
         .collect();
+    let mut disk = durable_file.map(|path| std::fs::File::create(path).expect("probe file"));
     let period = Duration::from_secs_f64(1.0 / rate as f64);
     let mut next = Instant::now() + period;
     let mut frame = [b'x'; FRAME];
@@ -269,6 +280,10 @@ fn kernel_fanout(subscribers: usize, rate: u64, rounds: u64) -> Vec<u64> {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         next += period;
         let now = base.elapsed().as_nanos() as u64;
+        if let Some(file) = &mut disk {
+            file.write_all(&[b'x'; 200]).expect("write");
+            file.sync_data().expect("fdatasync");
+        }
         frame[..8].copy_from_slice(&now.to_le_bytes());
         for writer in &mut writers {
             writer.write_all(&frame).expect("write");
@@ -277,6 +292,9 @@ fn kernel_fanout(subscribers: usize, rate: u64, rounds: u64) -> Vec<u64> {
     let mut all = Vec::new();
     for t in threads {
         all.extend(t.join().expect("reader thread"));
+    }
+    if let Some(path) = durable_file {
+        let _ = std::fs::remove_file(path);
     }
     all.sort_unstable();
     all
@@ -546,16 +564,22 @@ fn latency(rt: &tokio::runtime::Runtime, scratch: &Path) {
             continue;
         }
         if subscribers == connections {
-            let cpu_before = cpu_time("self");
-            let floor = kernel_fanout(subscribers, rate, records.min(500));
-            let cpu = cpu_time("self").saturating_sub(cpu_before).as_secs_f64() * 1e6
-                / floor.len().max(1) as f64;
-            println!(
-                "{subscribers:>5} raw TCP connections, the kernel alone (one writer thread, two readers, no HTTP/2): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; CPU per delivery {cpu:.1} µs",
-                percentile(&floor, 0.50),
-                percentile(&floor, 0.99),
-                percentile(&floor, 0.999),
-            );
+            let probe = scratch.join("fanout-fsync-probe");
+            for (durable_file, what) in [
+                (None, "the kernel alone"),
+                (Some(probe.as_path()), "after write + fdatasync"),
+            ] {
+                let cpu_before = cpu_time("self");
+                let floor = kernel_fanout(subscribers, rate, records.min(500), durable_file);
+                let cpu = cpu_time("self").saturating_sub(cpu_before).as_secs_f64() * 1e6
+                    / floor.len().max(1) as f64;
+                println!(
+                    "{subscribers:>5} raw TCP connections, {what} (one writer thread, two readers, no HTTP/2): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; CPU per delivery {cpu:.1} µs",
+                    percentile(&floor, 0.50),
+                    percentile(&floor, 0.99),
+                    percentile(&floor, 0.999),
+                );
+            }
         }
         if subscribers == connections && subscribers <= 100 {
             for (bare_clients, clients) in [(false, "tonic"), (true, "bare h2")] {
