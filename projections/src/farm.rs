@@ -15,9 +15,17 @@
 //! Pure and deterministic: no clock, no IO. Events that name unknown
 //! builds, requests or machines are counted in [`FarmSkipped`], never
 //! applied half-way.
+//!
+//! Memory stays bounded however long the history: a finished build is
+//! kept whole (steps, log, times) only while it is among the last
+//! [`DONE_BUILDS_KEPT`] to finish, or while a try set not yet reported to
+//! Gerrit still waits on it. After that the fold remembers only its id (so
+//! no id is used twice) and, for try and other non-post-submit work, a
+//! [`Concluded`] verdict; post-submit verdicts live on as [`Result`]s. The
+//! rule reads nothing but the log, so every replay lets the same builds go.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use almanac_log::Position;
 use almanac_proto::pb::farm::{
@@ -182,6 +190,34 @@ pub struct Rejection {
 /// How many refused registrations the fold remembers (the log has all).
 pub const REJECTIONS_KEPT: usize = 100;
 
+/// How many finished builds the fold keeps whole, most recently finished
+/// first (about a week of Go's post-submit and try builds). Older ones
+/// are let go unless a try set still waits on them; the log keeps
+/// everything.
+pub const DONE_BUILDS_KEPT: usize = 10_000;
+
+/// What the fold keeps of work that ended with a verdict, once the build
+/// itself may be gone: enough for discovery not to run it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concluded {
+    pub build_id: String,
+    pub kind: BuildKind,
+}
+
+/// The fold's retention rule: how many finished builds it keeps whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Retention {
+    done_builds_kept: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            done_builds_kept: DONE_BUILDS_KEPT,
+        }
+    }
+}
+
 /// Events that could not be applied, by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FarmSkipped {
@@ -233,9 +269,17 @@ pub struct Farm {
     /// Work to its last build that ended with a verdict (passed, failed,
     /// skipped, canceled: anything but a communication error), for builds
     /// that are not post-submit (whose verdicts are the results).
-    concluded_work: BTreeMap<WorkKey, String>,
-    /// Done builds in the order they finished.
-    done_order: Vec<String>,
+    concluded_work: BTreeMap<WorkKey, Concluded>,
+    /// The finished builds kept whole, in the order they finished: at most
+    /// `retention.done_builds_kept`.
+    done_order: VecDeque<String>,
+    /// Finished builds past that window that an unreported try set still
+    /// waits on; let go when the set's result is posted or the builder's
+    /// build is replaced.
+    pinned: BTreeSet<String>,
+    /// Ids of the builds let go.
+    retired: HashSet<Box<str>>,
+    retention: Retention,
     /// The last [`REJECTIONS_KEPT`] refused registrations, oldest first.
     rejections: std::collections::VecDeque<Rejection>,
     rejections_total: u64,
@@ -317,6 +361,34 @@ impl ReviewStage {
 impl Farm {
     pub fn new() -> Farm {
         Farm::default()
+    }
+
+    /// A fold that keeps at most `n` finished builds whole (the rest as in
+    /// [`DONE_BUILDS_KEPT`]'s rule). Two folds of one log agree only if
+    /// they keep the same `n`.
+    pub fn keeping_done_builds(n: usize) -> Farm {
+        Farm {
+            retention: Retention {
+                done_builds_kept: n,
+            },
+            ..Farm::default()
+        }
+    }
+
+    /// Whether `id` names a build this fold has seen, kept whole or let
+    /// go: a new build must not take it.
+    pub fn knows_build_id(&self, id: &str) -> bool {
+        self.builds.contains_key(id) || self.retired.contains(id)
+    }
+
+    /// Finished builds let go under the retention rule.
+    pub fn retired_builds(&self) -> usize {
+        self.retired.len()
+    }
+
+    /// Builds kept whole: live ones, and finished ones not yet let go.
+    pub fn builds_kept(&self) -> usize {
+        self.builds.len()
     }
 
     /// Farm events folded.
@@ -443,19 +515,18 @@ impl Farm {
     }
 
     /// The last trybot (or other non-post-submit) build of this work that
-    /// ended with a verdict (not a communication error). Post-submit
-    /// verdicts are [`Farm::result`]s, which operators can clear.
+    /// ended with a verdict (not a communication error), kept however old
+    /// it is. Post-submit verdicts are [`Farm::result`]s, which operators
+    /// can clear.
     pub fn concluded_build(
         &self,
         builder: &str,
         rev: &str,
         sub_name: &str,
         sub_rev: &str,
-    ) -> Option<&Build> {
-        let key = work_key(builder, rev, sub_name, sub_rev);
+    ) -> Option<&Concluded> {
         self.concluded_work
-            .get(&key)
-            .and_then(|id| self.builds.get(id))
+            .get(&work_key(builder, rev, sub_name, sub_rev))
     }
 
     /// Every recorded result, keyed by (builder, package path, hash, go
@@ -571,7 +642,7 @@ impl Farm {
         let time = nanos(e.meta.as_ref().and_then(|m| m.time.as_ref()));
         match event {
             Event::BuildRequested(r) => {
-                if self.builds.contains_key(&r.build_id) {
+                if self.knows_build_id(&r.build_id) {
                     self.skipped.duplicate_build += 1;
                     return;
                 }
@@ -582,11 +653,17 @@ impl Farm {
                     } else {
                         work.sub_rev.clone()
                     };
-                    self.try_sets
+                    let replaced = self
+                        .try_sets
                         .entry((r.try_id.clone(), commit))
                         .or_default()
                         .builds
                         .insert(work.builder.clone(), r.build_id.clone());
+                    if let Some(old) = replaced
+                        && self.pinned.remove(&old)
+                    {
+                        self.retire(&old);
+                    }
                 }
                 self.live_work.insert(
                     work_key(&work.builder, &work.rev, &work.sub_name, &work.sub_rev),
@@ -804,12 +881,53 @@ impl Farm {
             self.live_work.remove(&key);
         }
         if outcome != BuildOutcome::CommError && b.kind != BuildKind::PostSubmit {
-            self.concluded_work.insert(key, build_id.to_string());
+            let concluded = Concluded {
+                build_id: build_id.to_string(),
+                kind: b.kind,
+            };
+            self.concluded_work.insert(key, concluded);
         }
-        self.done_order.push(build_id.to_string());
+        self.done_order.push_back(build_id.to_string());
         self.work_generation += 1;
         self.free_machine_of(build_id);
         self.withdraw_requests_of(build_id);
+        while self.done_order.len() > self.retention.done_builds_kept {
+            let Some(oldest) = self.done_order.pop_front() else {
+                break;
+            };
+            if self.try_set_waits_on(&oldest) {
+                self.pinned.insert(oldest);
+            } else {
+                self.retire(&oldest);
+            }
+        }
+    }
+
+    /// Whether an unreported try set counts `build_id` as its builder's
+    /// latest build (and so still needs its verdict).
+    fn try_set_waits_on(&self, build_id: &str) -> bool {
+        let Some(b) = self.builds.get(build_id) else {
+            return false;
+        };
+        if b.try_id.is_empty() || b.kind == BuildKind::PostSubmit {
+            return false;
+        }
+        let commit = if b.sub_rev.is_empty() {
+            &b.rev
+        } else {
+            &b.sub_rev
+        };
+        self.try_sets
+            .get(&(b.try_id.clone(), commit.clone()))
+            .and_then(|set| set.builds.get(&b.builder))
+            .is_some_and(|id| id == build_id)
+    }
+
+    /// Lets a finished build go, keeping its id.
+    fn retire(&mut self, build_id: &str) {
+        if self.builds.remove(build_id).is_some() {
+            self.retired.insert(build_id.into());
+        }
     }
 
     /// A finished build's requests still waiting leave the queue.
@@ -943,7 +1061,14 @@ impl Farm {
                         }
                     }
                     ReviewStage::Final => {
-                        self.try_sets.remove(&key);
+                        let Some(set) = self.try_sets.remove(&key) else {
+                            return;
+                        };
+                        for build_id in set.builds.values() {
+                            if self.pinned.remove(build_id) {
+                                self.retire(build_id);
+                            }
+                        }
                     }
                 }
             }

@@ -329,6 +329,7 @@ fn restart() {
         started.elapsed()
     );
 
+    let rss_before = common::rss_mib();
     let started = Instant::now();
     let snapshot = almanac_log::Snapshot::open(dir.path()).expect("snapshot");
     let mut reader = snapshot.read_from(Position(0)).expect("reader");
@@ -337,12 +338,17 @@ fn restart() {
     let wall = started.elapsed();
     assert_eq!(farm.events(), events);
     assert_eq!(farm.active_builds().count(), 0);
+    let total_builds = days as usize * BUILDS_PER_DAY;
+    assert_eq!(farm.builds().count() + farm.retired_builds(), total_builds);
     println!(
-        "fold from disk: {wall:.2?} ({:.0} events/s, {:.0} MB/s); {} builds, {} machines, peak RSS {:.0} MiB",
+        "fold from disk: {wall:.2?} ({:.0} events/s, {:.0} MB/s); {total_builds} builds ({} kept whole, {} let go), {} machines; RSS {:.0} MiB after the fold (+{:.0} MiB), peak {:.0} MiB",
         events as f64 / wall.as_secs_f64(),
         bytes as f64 / 1e6 / wall.as_secs_f64(),
         farm.builds().count(),
+        farm.retired_builds(),
         farm.machines().count(),
+        common::rss_mib(),
+        common::rss_mib() - rss_before,
         common::peak_rss_mib()
     );
     drop(farm);
@@ -375,13 +381,15 @@ fn restart() {
         .await
         .expect("coordinator");
         let wall = started.elapsed();
-        let (builds, done) = coordinator.read_farm(|f| (f.builds().count(), f.recent_builds(1).len()));
+        let (builds, done) = coordinator
+            .read_farm(|f| (f.builds().count() + f.retired_builds(), f.recent_builds(1).len()));
         assert_eq!(builds, days as usize * BUILDS_PER_DAY);
         assert_eq!(done, 1);
         println!(
-            "restarted coordinator (maintnerd's log, in process): folded in {wall:.2?} ({:.0} events/s, {:.0} MB/s); peak RSS {:.0} MiB",
+            "restarted coordinator (maintnerd's log, in process): folded in {wall:.2?} ({:.0} events/s, {:.0} MB/s); RSS {:.0} MiB, peak {:.0} MiB",
             events as f64 / wall.as_secs_f64(),
             bytes as f64 / 1e6 / wall.as_secs_f64(),
+            common::rss_mib(),
             common::peak_rss_mib()
         );
         server.shutdown().await.expect("shutdown");

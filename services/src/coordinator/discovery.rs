@@ -295,7 +295,7 @@ pub fn try_work(corpus: &Corpus, farm: &Farm, envs: &Environments) -> Vec<Work> 
             }
             let tried = farm
                 .concluded_build(&work.builder, &work.rev, &work.sub_name, &work.sub_rev)
-                .is_some_and(|build| build.kind == BuildKind::Try);
+                .is_some_and(|concluded| concluded.kind == BuildKind::Try);
             if tried {
                 continue;
             }

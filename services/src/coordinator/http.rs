@@ -93,6 +93,14 @@ async fn build_page(State(inner): State<Arc<Inner>>, Path(id): Path<String>) -> 
     let farm = inner.read_farm();
     match status::render_build_html(&farm, &id, now_nanos()) {
         Some(page) => Html(page).into_response(),
+        None if farm.knows_build_id(&id) => (
+            StatusCode::NOT_FOUND,
+            format!(
+                "build {id:?} finished before the last {} and is no longer kept here; the log has its events\n",
+                almanac_projections::farm::DONE_BUILDS_KEPT
+            ),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, format!("no build {id:?}\n")).into_response(),
     }
 }
@@ -269,6 +277,16 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
         out,
         "# HELP almanac_coordinator_farm_events Farm events folded.\n# TYPE almanac_coordinator_farm_events gauge\nalmanac_coordinator_farm_events {}",
         farm.events()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP almanac_coordinator_builds_kept Builds the farm fold keeps whole (live, and the most recently finished).\n# TYPE almanac_coordinator_builds_kept gauge\nalmanac_coordinator_builds_kept {}",
+        farm.builds_kept()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP almanac_coordinator_builds_retired Finished builds the farm fold has let go (their ids and verdicts stay).\n# TYPE almanac_coordinator_builds_retired gauge\nalmanac_coordinator_builds_retired {}",
+        farm.retired_builds()
     );
     let _ = writeln!(
         out,

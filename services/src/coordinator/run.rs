@@ -243,7 +243,7 @@ impl Inner {
         loop {
             let n = self.id_seq.fetch_add(1, Ordering::Relaxed);
             let id = format!("B{:09x}", mix(self.id_seed ^ n) & 0xf_ffff_ffff);
-            if farm.build(&id).is_none() && !taken.contains(&id) {
+            if !farm.knows_build_id(&id) && !taken.contains(&id) {
                 return id;
             }
         }

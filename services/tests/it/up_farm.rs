@@ -116,6 +116,14 @@ fn up_builds_a_new_commit_and_shows_it_on_the_status_page() {
         metrics.contains("almanac_coordinator_builds_failed_total 1"),
         "{metrics}"
     );
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(gauge("almanac_coordinator_builds_kept") >= 2, "{metrics}");
+    assert_eq!(gauge("almanac_coordinator_builds_retired"), 0, "{metrics}");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
