@@ -19,7 +19,9 @@
 //! Memory stays bounded however long the history: a finished build is
 //! kept whole (steps, log, times) only while it is among the last
 //! [`DONE_BUILDS_KEPT`] to finish, or while a try set not yet reported to
-//! Gerrit still waits on it. After that the fold remembers only its id (so
+//! Gerrit still waits on it (at most as many again, oldest let go first, so
+//! sets never reported cannot hold builds forever). After that the fold
+//! remembers only its id (so
 //! no id is used twice) and, for try and other non-post-submit work, a
 //! [`Concluded`] verdict; post-submit verdicts live on as [`Result`]s. The
 //! rule reads nothing but the log, so every replay lets the same builds go.
@@ -204,16 +206,19 @@ pub struct Concluded {
     pub kind: BuildKind,
 }
 
-/// The fold's retention rule: how many finished builds it keeps whole.
+/// The fold's retention rule: how many finished builds it keeps whole,
+/// in the window and pinned past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Retention {
     done_builds_kept: usize,
+    pinned_kept: usize,
 }
 
 impl Default for Retention {
     fn default() -> Retention {
         Retention {
             done_builds_kept: DONE_BUILDS_KEPT,
+            pinned_kept: DONE_BUILDS_KEPT,
         }
     }
 }
@@ -221,6 +226,8 @@ impl Default for Retention {
 /// Events that could not be applied, by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FarmSkipped {
+    /// Events naming a build never requested, or one let go under the
+    /// retention rule.
     pub unknown_build: u64,
     pub unknown_request: u64,
     pub unknown_machine: u64,
@@ -275,8 +282,12 @@ pub struct Farm {
     done_order: VecDeque<String>,
     /// Finished builds past that window that an unreported try set still
     /// waits on; let go when the set's result is posted or the builder's
-    /// build is replaced.
+    /// build is replaced, or, oldest pinned first, when more than
+    /// `retention.pinned_kept` are pinned (a set that is never reported,
+    /// with no Gerrit to report to, must not hold them forever).
     pinned: BTreeSet<String>,
+    /// The order builds were pinned in; may still name builds let go since.
+    pin_order: VecDeque<String>,
     /// Ids of the builds let go.
     retired: HashSet<Box<str>>,
     retention: Retention,
@@ -363,13 +374,27 @@ impl Farm {
         Farm::default()
     }
 
-    /// A fold that keeps at most `n` finished builds whole (the rest as in
+    /// A fold that keeps at most `n` finished builds whole in its window,
+    /// and at most `n` more pinned by try sets (the rest as in
     /// [`DONE_BUILDS_KEPT`]'s rule). Two folds of one log agree only if
     /// they keep the same `n`.
     pub fn keeping_done_builds(n: usize) -> Farm {
         Farm {
             retention: Retention {
                 done_builds_kept: n,
+                pinned_kept: n,
+            },
+            ..Farm::default()
+        }
+    }
+
+    /// A fold with its window and its bound on pinned builds set apart.
+    #[cfg(test)]
+    fn keeping(done_builds_kept: usize, pinned_kept: usize) -> Farm {
+        Farm {
+            retention: Retention {
+                done_builds_kept,
+                pinned_kept,
             },
             ..Farm::default()
         }
@@ -896,10 +921,31 @@ impl Farm {
                 break;
             };
             if self.try_set_waits_on(&oldest) {
-                self.pinned.insert(oldest);
+                self.pin(oldest);
             } else {
                 self.retire(&oldest);
             }
+        }
+    }
+
+    /// Keeps a finished build whole past the window, within the pinned
+    /// builds' own bound.
+    fn pin(&mut self, build_id: String) {
+        self.pinned.insert(build_id.clone());
+        self.pin_order.push_back(build_id);
+        while self.pinned.len() > self.retention.pinned_kept {
+            let Some(oldest) = self.pin_order.pop_front() else {
+                break;
+            };
+            if self.pinned.remove(&oldest) {
+                self.retire(&oldest);
+            }
+        }
+        // Builds unpinned since leave their names behind; drop them once
+        // they outnumber the pinned.
+        if self.pin_order.len() > 2 * self.pinned.len() + 64 {
+            let pinned = &self.pinned;
+            self.pin_order.retain(|id| pinned.contains(id));
         }
     }
 
