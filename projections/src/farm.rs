@@ -18,13 +18,12 @@
 //!
 //! Memory stays bounded however long the history: a finished build is
 //! kept whole (steps, log, times) only while it is among the last
-//! [`DONE_BUILDS_KEPT`] to finish, or while a try set not yet reported to
-//! Gerrit still waits on it (at most as many again, oldest let go first, so
-//! sets never reported cannot hold builds forever). After that the fold
-//! remembers only its id (so
-//! no id is used twice) and, for try and other non-post-submit work, a
-//! [`Concluded`] verdict; post-submit verdicts live on as [`Result`]s. The
-//! rule reads nothing but the log, so every replay lets the same builds go.
+//! [`DONE_BUILDS_KEPT`] to finish. After that the fold remembers only its
+//! id (so no id is used twice) and, for try and other non-post-submit
+//! work, a [`Concluded`] verdict; a try set not yet reported keeps how each
+//! of its builders' builds ended ([`TrySet::ended`]), so its review needs
+//! no build; post-submit verdicts live on as [`Result`]s. The rule reads
+//! nothing but the log, so every replay lets the same builds go.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -206,19 +205,16 @@ pub struct Concluded {
     pub kind: BuildKind,
 }
 
-/// The fold's retention rule: how many finished builds it keeps whole,
-/// in the window and pinned past it.
+/// The fold's retention rule: how many finished builds it keeps whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Retention {
     done_builds_kept: usize,
-    pinned_kept: usize,
 }
 
 impl Default for Retention {
     fn default() -> Retention {
         Retention {
             done_builds_kept: DONE_BUILDS_KEPT,
-            pinned_kept: DONE_BUILDS_KEPT,
         }
     }
 }
@@ -280,14 +276,6 @@ pub struct Farm {
     /// The finished builds kept whole, in the order they finished: at most
     /// `retention.done_builds_kept`.
     done_order: VecDeque<String>,
-    /// Finished builds past that window that an unreported try set still
-    /// waits on; let go when the set's result is posted or the builder's
-    /// build is replaced, or, oldest pinned first, when more than
-    /// `retention.pinned_kept` are pinned (a set that is never reported,
-    /// with no Gerrit to report to, must not hold them forever).
-    pinned: BTreeSet<String>,
-    /// The order builds were pinned in; may still name builds let go since.
-    pin_order: VecDeque<String>,
     /// Ids of the builds let go.
     retired: HashSet<Box<str>>,
     retention: Retention,
@@ -332,12 +320,20 @@ fn result_key(k: Option<&ResultKey>) -> (String, String, String, String) {
 }
 
 /// One try set (a CL's patch set) on its way to Gerrit: each builder's
-/// latest build, and which of the reviews before the final one were
-/// posted (spec/coordinator.md §4.9).
+/// latest build and how it ended, and which of the reviews before the
+/// final one were posted (spec/coordinator.md §4.9). It holds all its
+/// review needs, so the builds themselves may be let go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrySet {
+    /// The change's project (`go` or the sub-repository) and branch, as
+    /// its first build names them.
+    pub project: String,
+    pub branch: String,
     /// Each builder's latest build id.
     pub builds: BTreeMap<String, String>,
+    /// How each builder's latest build ended, once it has: its outcome
+    /// and its done message (a skip's or cancel's reason).
+    pub ended: BTreeMap<String, (BuildOutcome, String)>,
     /// The "TryBots beginning" review was posted.
     pub began: bool,
     /// The review about the first failure while builds remained was
@@ -374,27 +370,13 @@ impl Farm {
         Farm::default()
     }
 
-    /// A fold that keeps at most `n` finished builds whole in its window,
-    /// and at most `n` more pinned by try sets (the rest as in
+    /// A fold that keeps at most `n` finished builds whole (the rest as in
     /// [`DONE_BUILDS_KEPT`]'s rule). Two folds of one log agree only if
     /// they keep the same `n`.
     pub fn keeping_done_builds(n: usize) -> Farm {
         Farm {
             retention: Retention {
                 done_builds_kept: n,
-                pinned_kept: n,
-            },
-            ..Farm::default()
-        }
-    }
-
-    /// A fold with its window and its bound on pinned builds set apart.
-    #[cfg(test)]
-    fn keeping(done_builds_kept: usize, pinned_kept: usize) -> Farm {
-        Farm {
-            retention: Retention {
-                done_builds_kept,
-                pinned_kept,
             },
             ..Farm::default()
         }
@@ -678,17 +660,17 @@ impl Farm {
                     } else {
                         work.sub_rev.clone()
                     };
-                    let replaced = self
-                        .try_sets
-                        .entry((r.try_id.clone(), commit))
-                        .or_default()
-                        .builds
-                        .insert(work.builder.clone(), r.build_id.clone());
-                    if let Some(old) = replaced
-                        && self.pinned.remove(&old)
-                    {
-                        self.retire(&old);
+                    let set = self.try_sets.entry((r.try_id.clone(), commit)).or_default();
+                    if set.builds.is_empty() {
+                        set.project = if work.sub_name.is_empty() {
+                            "go".to_owned()
+                        } else {
+                            work.sub_name.clone()
+                        };
+                        set.branch = r.branch.clone();
                     }
+                    set.builds.insert(work.builder.clone(), r.build_id.clone());
+                    set.ended.remove(&work.builder);
                 }
                 self.live_work.insert(
                     work_key(&work.builder, &work.rev, &work.sub_name, &work.sub_rev),
@@ -912,6 +894,19 @@ impl Farm {
             };
             self.concluded_work.insert(key, concluded);
         }
+        if !b.try_id.is_empty() && b.kind != BuildKind::PostSubmit {
+            let commit = if b.sub_rev.is_empty() {
+                &b.rev
+            } else {
+                &b.sub_rev
+            };
+            if let Some(set) = self.try_sets.get_mut(&(b.try_id.clone(), commit.clone()))
+                && set.builds.get(&b.builder).is_some_and(|id| id == build_id)
+            {
+                set.ended
+                    .insert(b.builder.clone(), (outcome, done_msg.to_string()));
+            }
+        }
         self.done_order.push_back(build_id.to_string());
         self.work_generation += 1;
         self.free_machine_of(build_id);
@@ -920,53 +915,8 @@ impl Farm {
             let Some(oldest) = self.done_order.pop_front() else {
                 break;
             };
-            if self.try_set_waits_on(&oldest) {
-                self.pin(oldest);
-            } else {
-                self.retire(&oldest);
-            }
+            self.retire(&oldest);
         }
-    }
-
-    /// Keeps a finished build whole past the window, within the pinned
-    /// builds' own bound.
-    fn pin(&mut self, build_id: String) {
-        self.pinned.insert(build_id.clone());
-        self.pin_order.push_back(build_id);
-        while self.pinned.len() > self.retention.pinned_kept {
-            let Some(oldest) = self.pin_order.pop_front() else {
-                break;
-            };
-            if self.pinned.remove(&oldest) {
-                self.retire(&oldest);
-            }
-        }
-        // Builds unpinned since leave their names behind; drop them once
-        // they outnumber the pinned.
-        if self.pin_order.len() > 2 * self.pinned.len() + 64 {
-            let pinned = &self.pinned;
-            self.pin_order.retain(|id| pinned.contains(id));
-        }
-    }
-
-    /// Whether an unreported try set counts `build_id` as its builder's
-    /// latest build (and so still needs its verdict).
-    fn try_set_waits_on(&self, build_id: &str) -> bool {
-        let Some(b) = self.builds.get(build_id) else {
-            return false;
-        };
-        if b.try_id.is_empty() || b.kind == BuildKind::PostSubmit {
-            return false;
-        }
-        let commit = if b.sub_rev.is_empty() {
-            &b.rev
-        } else {
-            &b.sub_rev
-        };
-        self.try_sets
-            .get(&(b.try_id.clone(), commit.clone()))
-            .and_then(|set| set.builds.get(&b.builder))
-            .is_some_and(|id| id == build_id)
     }
 
     /// Lets a finished build go, keeping its id.
@@ -1107,14 +1057,7 @@ impl Farm {
                         }
                     }
                     ReviewStage::Final => {
-                        let Some(set) = self.try_sets.remove(&key) else {
-                            return;
-                        };
-                        for build_id in set.builds.values() {
-                            if self.pinned.remove(build_id) {
-                                self.retire(build_id);
-                            }
-                        }
+                        self.try_sets.remove(&key);
                     }
                 }
             }

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use almanac_projections::farm::{BuildState, Farm, TrySet};
+use almanac_projections::farm::{Farm, TrySet};
 use almanac_proto::pb::farm::{BuildOutcome, GerritReviewFailed, GerritReviewPosted, result_event};
 
 use super::run::Inner;
@@ -48,35 +48,37 @@ pub struct GerritConfig {
 /// Where one builder of a try set stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BuilderVerdict {
+    /// Passed, or skipped for a missing dependency (which Go counts as a
+    /// success).
     Passed,
-    /// Failed, or ended without running: skipped or canceled (a builder
-    /// this coordinator cannot run). As in Go, any build that ended and
-    /// did not succeed counts against the set; otherwise the set would
-    /// never get its result, since discovery does not run such work again.
+    /// Failed, or ended without running for another reason: skipped or
+    /// canceled because this coordinator cannot run the builder. Such work
+    /// is not run again, so counting it as pending would leave the set
+    /// without a result for good.
     Failed,
     /// Not finished, or ended without a verdict (a communication error is
     /// retried).
     Pending,
 }
 
+/// A skip's reason when the commit lacks a dependency (`missing_dep`,
+/// spec/coordinator.md §4.5.1).
+const MISSING_DEP: &str = "missing_dep";
+/// A cancel's reason when the try set is no longer wanted; Go posts
+/// nothing for a cancelled set.
+const TRY_WITHDRAWN: &str = "try_withdrawn";
+
 impl BuilderVerdict {
-    /// The verdict a build's state gives its builder.
-    pub(crate) fn of(state: &BuildState) -> BuilderVerdict {
-        match state {
-            BuildState::Done {
-                outcome: BuildOutcome::Passed,
-                ..
-            } => BuilderVerdict::Passed,
-            BuildState::Done {
-                outcome: BuildOutcome::Failed | BuildOutcome::Skipped | BuildOutcome::Canceled,
-                ..
-            } => BuilderVerdict::Failed,
-            BuildState::Done {
-                outcome: BuildOutcome::CommError | BuildOutcome::Unspecified,
-                ..
+    /// The verdict of a builder whose latest build ended with `outcome`
+    /// and `reason` (its done message).
+    pub(crate) fn of_ending(outcome: BuildOutcome, reason: &str) -> BuilderVerdict {
+        match outcome {
+            BuildOutcome::Passed => BuilderVerdict::Passed,
+            BuildOutcome::Skipped if reason.starts_with(MISSING_DEP) => BuilderVerdict::Passed,
+            BuildOutcome::Failed | BuildOutcome::Skipped | BuildOutcome::Canceled => {
+                BuilderVerdict::Failed
             }
-            | BuildState::Queued
-            | BuildState::Running { .. } => BuilderVerdict::Pending,
+            BuildOutcome::CommError | BuildOutcome::Unspecified => BuilderVerdict::Pending,
         }
     }
 }
@@ -236,30 +238,30 @@ impl Review {
 pub(crate) fn reviews_due(farm: &Farm) -> Vec<Review> {
     let mut out = Vec::new();
     for ((try_id, revision), set) in farm.unposted_try_sets() {
-        let mut builders = Vec::new();
-        let mut triple = None;
-        for (builder, build_id) in &set.builds {
-            let verdict = match farm.build(build_id) {
-                None => BuilderVerdict::Pending,
-                Some(b) => {
-                    let project = if b.sub_name.is_empty() {
-                        "go"
-                    } else {
-                        b.sub_name.as_str()
-                    };
-                    triple.get_or_insert_with(|| format!("{project}~{}~{try_id}", b.branch));
-                    BuilderVerdict::of(&b.state)
-                }
-            };
-            builders.push((builder.clone(), verdict, build_id.clone()));
-        }
-        let Some(change_triple) = triple else {
+        if set.builds.is_empty()
+            || set.ended.values().any(|(outcome, reason)| {
+                *outcome == BuildOutcome::Canceled && reason.starts_with(TRY_WITHDRAWN)
+            })
+        {
             continue;
-        };
+        }
+        let builders: Vec<(String, BuilderVerdict, String)> = set
+            .builds
+            .iter()
+            .map(|(builder, build_id)| {
+                let verdict = set
+                    .ended
+                    .get(builder)
+                    .map_or(BuilderVerdict::Pending, |(outcome, reason)| {
+                        BuilderVerdict::of_ending(*outcome, reason)
+                    });
+                (builder.clone(), verdict, build_id.clone())
+            })
+            .collect();
         if let Some(stage) = next_stage(set, &builders) {
             out.push(Review {
                 try_id: try_id.clone(),
-                change_triple,
+                change_triple: format!("{}~{}~{try_id}", set.project, set.branch),
                 revision: revision.clone(),
                 stage,
             });
@@ -621,7 +623,7 @@ mod tests {
     use BuilderVerdict::{Failed, Passed, Pending};
     use almanac_log::Position;
     use almanac_projections::Projection as _;
-    use almanac_projections::farm::{BuildState, Farm, TrySet};
+    use almanac_projections::farm::{Farm, TrySet};
     use almanac_proto::pb::farm::{
         BuildCanceled, BuildCompleted, BuildEvent, BuildKind, BuildOutcome, BuildRequested,
         BuildSkipped, BuilderRev, GerritReviewPosted, ResultEvent, build_event, result_event,
@@ -721,6 +723,8 @@ mod tests {
             farm.apply(Position(100 + i as u64), m).expect("infallible");
         }
         let due = reviews_due(&farm);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].change_triple, "go~master~I0123");
         assert_eq!(
             due.iter().map(|r| r.stage.clone()).collect::<Vec<_>>(),
             [Stage::Result {
@@ -732,13 +736,42 @@ mod tests {
             }]
         );
 
-        assert_eq!(BuilderVerdict::of(&BuildState::Queued), Pending);
         assert_eq!(
-            BuilderVerdict::of(&BuildState::Running {
-                machine_id: "m".into()
-            }),
+            BuilderVerdict::of_ending(BuildOutcome::Skipped, "missing_dep"),
+            Passed,
+            "Go counts a skip for a missing dependency as a success"
+        );
+        assert_eq!(
+            BuilderVerdict::of_ending(BuildOutcome::CommError, ""),
             Pending
         );
+
+        // The results stand once the builds themselves are let go.
+        let mut small = Farm::keeping_done_builds(0);
+        for (i, m) in events.iter().chain(&retried).enumerate() {
+            small.apply(Position(i as u64), m).expect("infallible");
+        }
+        assert_eq!(small.builds_kept(), 0);
+        assert_eq!(reviews_due(&small), due);
+    }
+
+    /// A set with a build canceled because the set was withdrawn gets no
+    /// review, as in Go.
+    #[test]
+    fn a_withdrawn_set_is_not_reviewed() {
+        let mut farm = Farm::new();
+        let events = [
+            try_requested("B1", "linux-386"),
+            try_requested("B2", "linux-amd64"),
+            build_event(build_event::Event::BuildCanceled(BuildCanceled {
+                build_id: "B1".into(),
+                reason: "try_withdrawn".into(),
+            })),
+        ];
+        for (i, m) in events.iter().enumerate() {
+            farm.apply(Position(i as u64), m).expect("infallible");
+        }
+        assert!(reviews_due(&farm).is_empty());
     }
 
     fn review(stage: Stage) -> Review {
