@@ -193,8 +193,8 @@ pub const REJECTIONS_KEPT: usize = 100;
 
 /// How many finished builds the fold keeps whole, most recently finished
 /// first (about a week of Go's post-submit and try builds). Older ones
-/// are let go unless a try set still waits on them; the log keeps
-/// everything.
+/// are let go, whatever waits on them (a try set keeps its own record of
+/// how its builds ended); the log keeps everything.
 pub const DONE_BUILDS_KEPT: usize = 10_000;
 
 /// What the fold keeps of work that ended with a verdict, once the build
@@ -280,7 +280,7 @@ pub struct Farm {
     retired: HashSet<Box<str>>,
     retention: Retention,
     /// The last [`REJECTIONS_KEPT`] refused registrations, oldest first.
-    rejections: std::collections::VecDeque<Rejection>,
+    rejections: VecDeque<Rejection>,
     rejections_total: u64,
     /// Try sets (try id, commit) whose final result has not been posted
     /// to Gerrit, with each builder's latest build.
