@@ -148,6 +148,9 @@ pub(crate) struct Review {
     pub change_triple: String,
     pub revision: String,
     pub stage: Stage,
+    /// The set's builds that ended without running (skipped or canceled),
+    /// by id, with why: their failure lines say so.
+    pub not_run: BTreeMap<String, String>,
 }
 
 /// What a review says.
@@ -171,9 +174,15 @@ impl Review {
     pub(crate) fn text(&self, public_url: Option<&str>) -> ReviewText {
         let base = public_url.map(|u| u.trim_end_matches('/'));
         let short = &self.revision[..self.revision.len().min(8)];
-        let build_link = |builder: &str, build_id: &str| match base {
-            Some(base) => format!("Failed on {builder}: {base}/build/{build_id}\n"),
-            None => format!("Failed on {builder}: build {build_id}\n"),
+        let build_link = |builder: &str, build_id: &str| {
+            let what = match self.not_run.get(build_id) {
+                Some(why) => format!("Could not run on {builder} ({why})"),
+                None => format!("Failed on {builder}"),
+            };
+            match base {
+                Some(base) => format!("{what}: {base}/build/{build_id}\n"),
+                None => format!("{what}: build {build_id}\n"),
+            }
         };
         match &self.stage {
             Stage::Beginning => ReviewText {
@@ -259,11 +268,23 @@ pub(crate) fn reviews_due(farm: &Farm) -> Vec<Review> {
             })
             .collect();
         if let Some(stage) = next_stage(set, &builders) {
+            let not_run = set
+                .builds
+                .iter()
+                .filter_map(|(builder, build_id)| {
+                    let (outcome, why) = set.ended.get(builder)?;
+                    let did_not_run =
+                        matches!(outcome, BuildOutcome::Skipped | BuildOutcome::Canceled)
+                            && BuilderVerdict::of_ending(*outcome, why) == BuilderVerdict::Failed;
+                    did_not_run.then(|| (build_id.clone(), why.clone()))
+                })
+                .collect();
             out.push(Review {
                 try_id: try_id.clone(),
                 change_triple: format!("{}~{}~{try_id}", set.project, set.branch),
                 revision: revision.clone(),
                 stage,
+                not_run,
             });
         }
     }
@@ -711,6 +732,11 @@ mod tests {
             }
         );
         assert_eq!(due[0].change_triple, "go~master~I0123");
+        let progress = due[0].text(None).message;
+        assert!(
+            progress.contains("Could not run on linux-amd64 (unknown_builder): build B2\n"),
+            "{progress}"
+        );
 
         let retried = [
             try_requested("B4", "windows-amd64"),
@@ -725,6 +751,20 @@ mod tests {
         let due = reviews_due(&farm);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].change_triple, "go~master~I0123");
+        let result = due[0].text(Some("https://farmer.example")).message;
+        assert!(result.starts_with("2 of 3 TryBots failed.\n"), "{result}");
+        assert!(
+            result.contains(
+                "Could not run on linux-amd64 (unknown_builder): https://farmer.example/build/B2\n"
+            ),
+            "{result}"
+        );
+        assert!(
+            result.contains(
+                "Could not run on windows-amd64 (not_buildable: no host type): https://farmer.example/build/B4\n"
+            ),
+            "{result}"
+        );
         assert_eq!(
             due.iter().map(|r| r.stage.clone()).collect::<Vec<_>>(),
             [Stage::Result {
@@ -780,6 +820,7 @@ mod tests {
             change_triple: "go~master~I0123".into(),
             revision: "abcdef0123456789".into(),
             stage,
+            not_run: Default::default(),
         }
     }
 
