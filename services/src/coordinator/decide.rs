@@ -221,12 +221,21 @@ fn decide(inner: &Arc<Inner>, state: &mut DecideState, discovery: Discovery) -> 
 
     // Live builds this coordinator cannot run (a builder, host type or
     // source repository its configuration lacks) are canceled rather than
-    // queued for machines that would fail them.
+    // queued for machines that would fail them; one whose builder moved
+    // to another host type is requested again there.
     let mut canceled = BTreeSet::new();
+    let mut taken = BTreeSet::new();
     {
         let executing = inner.executing();
         for b in farm.live_builds() {
             if executing.contains(&b.build_id) {
+                continue;
+            }
+            if let Some(host_type) = inner.moved_to(b) {
+                tracing::info!(build = %b.build_id, builder = %b.builder, from = %b.host_type, to = %host_type, "requesting a build again on its builder's new host type");
+                d.events
+                    .extend(inner.move_events(&farm, b, &host_type, &mut taken));
+                canceled.insert(b.build_id.clone());
                 continue;
             }
             if let Err(why) = inner.buildable(b) {
@@ -245,7 +254,6 @@ fn decide(inner: &Arc<Inner>, state: &mut DecideState, discovery: Discovery) -> 
 
     // Builds live in the log that nothing here runs or waits for: their
     // machine or their coordinator went away.
-    let mut taken = BTreeSet::new();
     let orphans: Vec<&Build> = {
         let executing = inner.executing();
         farm.live_builds()

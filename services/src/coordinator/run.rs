@@ -29,7 +29,7 @@ use almanac_log::Position;
 use almanac_projections::Projection as _;
 use almanac_projections::farm::{Build, BuildState, Farm, WorkKey};
 use almanac_proto::pb::farm::{
-    BuildCompleted, BuildEvent, BuildKind, BuildOutcome, BuildRequested, BuilderRev,
+    BuildCanceled, BuildCompleted, BuildEvent, BuildKind, BuildOutcome, BuildRequested, BuilderRev,
     BuildletRequested, BuildletRole, EventMeta, MachineEvent, Priority, PriorityClass, ResultEvent,
     build_event, machine_event,
 };
@@ -461,6 +461,40 @@ impl Inner {
         taken: &mut BTreeSet<String>,
     ) -> Vec<Mutation> {
         let mut events = vec![self.comm_error_event(build, why)];
+        events.extend(self.retry_events(farm, build, &build.host_type, taken));
+        events
+    }
+
+    /// The events that end `build`, whose builder now runs on `host_type`,
+    /// and request it again there: what a restart with the new
+    /// configuration would do, without ending a try set on a build that
+    /// never ran.
+    pub(crate) fn move_events(
+        &self,
+        farm: &Farm,
+        build: &Build,
+        host_type: &str,
+        taken: &mut BTreeSet<String>,
+    ) -> Vec<Mutation> {
+        let mut events = vec![self.build_event(
+            &build.build_id,
+            build_event::Event::BuildCanceled(BuildCanceled {
+                build_id: build.build_id.clone(),
+                reason: format!("moved: {} now runs on {host_type}", build.builder),
+            }),
+        )];
+        events.extend(self.retry_events(farm, build, host_type, taken));
+        events
+    }
+
+    /// A new build of `build`'s work on `host_type`, superseding it.
+    fn retry_events(
+        &self,
+        farm: &Farm,
+        build: &Build,
+        host_type: &str,
+        taken: &mut BTreeSet<String>,
+    ) -> Vec<Mutation> {
         let retry = self.new_build_id(farm, taken);
         taken.insert(retry.clone());
         let work = BuilderRev {
@@ -469,10 +503,10 @@ impl Inner {
             sub_name: build.sub_name.clone(),
             sub_rev: build.sub_rev.clone(),
         };
-        events.extend(self.request_events(BuildRequested {
+        let events = self.request_events(BuildRequested {
             build_id: retry,
             work: Some(work),
-            host_type: build.host_type.clone(),
+            host_type: host_type.to_owned(),
             kind: build.kind as i32,
             try_id: build.try_id.clone(),
             try_slot: 0,
@@ -481,7 +515,7 @@ impl Inner {
             commit_time: timestamp_nanos(build.commit_time),
             attempt: build.attempt + 1,
             supersedes_build_id: build.build_id.clone(),
-        }));
+        });
         self.metrics.builds_requeued.fetch_add(1, Ordering::Relaxed);
         events
     }
@@ -689,6 +723,21 @@ impl Inner {
             return Err(format!("no source repository for {repo:?}"));
         }
         Ok(())
+    }
+
+    /// The host type `b`'s builder now runs on, when the move is all that
+    /// keeps this coordinator from running `b` (see [`Inner::move_events`]).
+    pub(crate) fn moved_to(&self, b: &Build) -> Option<String> {
+        let builder = self.config.envs.builders.get(&b.builder)?;
+        if builder.host_type == b.host_type {
+            return None;
+        }
+        let moved = Build {
+            host_type: builder.host_type.clone(),
+            ..b.clone()
+        };
+        self.buildable(&moved).ok()?;
+        Some(moved.host_type)
     }
 
     pub(crate) fn read_farm(&self) -> std::sync::RwLockReadGuard<'_, Farm> {

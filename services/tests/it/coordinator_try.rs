@@ -463,7 +463,8 @@ fn a_cl_voted_run_trybot_is_built_once_and_concluded() {
 
 /// Builds in the log that this coordinator cannot run (an unknown builder,
 /// a repository it has no source for) are canceled, never handed to a
-/// machine.
+/// machine; one whose builder now runs on another host type is requested
+/// again there.
 #[test]
 fn builds_this_coordinator_cannot_run_are_canceled() {
     use almanac_proto::pb::farm::{
@@ -486,15 +487,24 @@ fn builds_this_coordinator_cannot_run_are_canceled() {
         )
     };
     let mut records = Vec::new();
-    for (id, builder) in [("B000000001", "linux-try"), ("B000000002", "linux-ghost")] {
+    for (id, builder, sub_name, host_type) in [
+        ("B000000001", "linux-try", "tools", "host-try"),
+        ("B000000002", "linux-ghost", "", "host-try"),
+        ("B000000003", "linux-try", "", "host-old"),
+    ] {
         records.push(build(build_event::Event::BuildRequested(BuildRequested {
             build_id: id.into(),
             work: Some(BuilderRev {
                 builder: builder.into(),
                 rev: "c0ffee".repeat(6) + "c0ff",
-                ..Default::default()
+                sub_name: sub_name.into(),
+                sub_rev: if sub_name.is_empty() {
+                    String::new()
+                } else {
+                    "decade".repeat(6) + "deca"
+                },
             }),
-            host_type: "host-try".into(),
+            host_type: host_type.into(),
             kind: BuildKind::PostSubmit as i32,
             attempt: 1,
             ..Default::default()
@@ -502,7 +512,7 @@ fn builds_this_coordinator_cannot_run_are_canceled() {
         records.push(build(build_event::Event::BuildletRequested(
             BuildletRequested {
                 request_id: format!("{id}.main"),
-                host_type: "host-try".into(),
+                host_type: host_type.into(),
                 build_id: id.into(),
                 priority: Some(Priority {
                     class: PriorityClass::Regular as i32,
@@ -523,17 +533,45 @@ fn builds_this_coordinator_cannot_run_are_canceled() {
         dir.path(),
         data,
         "[[builder]]\nname = \"linux-try\"\nhost_type = \"host-try\"\nsteps = [\"./build.sh\"]\n",
-        &[],
+        // A "go" repository that is not one: the requeued build may run,
+        // and fail, after the checks below.
+        &[("go", dir.path().join("no-such-repository"))],
     );
-    let both_done = rt.block_on(coordinator.wait_until(WAIT, |f| {
-        ["B000000001", "B000000002"].iter().all(|id| {
+    let all_done = rt.block_on(coordinator.wait_until(WAIT, |f| {
+        ["B000000001", "B000000002", "B000000003"].iter().all(|id| {
             f.build(id)
                 .is_some_and(|b| matches!(b.state, BuildState::Done { .. }))
         })
     }));
-    assert!(both_done, "the builds were not ended");
+    assert!(all_done, "the builds were not ended");
+    let moved = coordinator
+        .read_farm(|f| f.build("B000000003").cloned())
+        .expect("build");
+    match &moved.state {
+        BuildState::Done {
+            outcome: BuildOutcome::Canceled,
+            done_msg,
+        } => assert_eq!(done_msg, "moved: linux-try now runs on host-try"),
+        other => panic!("B000000003: {other:?}"),
+    }
+    let again = coordinator
+        .read_farm(|f| {
+            f.builds().find(|b| b.supersedes == "B000000003").map(|b| {
+                (
+                    b.host_type.clone(),
+                    b.builder.clone(),
+                    b.rev.clone(),
+                    b.attempt,
+                )
+            })
+        })
+        .expect("B000000003 was requested again");
+    assert_eq!(
+        again,
+        ("host-try".into(), "linux-try".into(), moved.rev.clone(), 2)
+    );
     for (id, why) in [
-        ("B000000001", "no source repository for \"go\""),
+        ("B000000001", "no source repository for \"tools\""),
         ("B000000002", "no builder \"linux-ghost\""),
     ] {
         let b = coordinator
