@@ -19,12 +19,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use almanac_projections::farm::{Blob, Build, BuildState, Farm, Machine, Nanos, Step};
+use almanac_projections::farm::{Blob, Build, BuildState, Farm, Machine, Nanos, Step, TrySet};
 use almanac_proto::pb::farm::{BuildKind, BuildOutcome, PriorityClass};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::gerrit::BuilderVerdict;
 use crate::farm::env::{Environments, HostType, Pool};
 
 /// How many finished builds the pages list (Go's `statusDone` ring).
@@ -1413,11 +1414,17 @@ pub fn post_submit_active_json(farm: &Farm) -> Value {
 }
 
 /// A try set as `/try.json` reports it: the newest set whose commit starts
-/// with `commit_prefix`, with each builder's latest attempt. `None` if no
-/// try build has such a commit (or the prefix is empty).
+/// with `commit_prefix`, with each builder's latest attempt. Sets still on
+/// their way to Gerrit come first, answered from the set's own record (so
+/// they are whole even once their builds are let go); then sets already
+/// reported whose builds the fold still keeps. `None` if no try build has
+/// such a commit (or the prefix is empty).
 pub fn try_status(farm: &Farm, commit_prefix: &str) -> Option<TryStatus> {
     if commit_prefix.is_empty() {
         return None;
+    }
+    if let Some(unreported) = unreported_try_status(farm, commit_prefix) {
+        return Some(unreported);
     }
     let commit_of = |b: &Build| {
         if b.sub_rev.is_empty() {
@@ -1461,6 +1468,46 @@ pub fn try_status(farm: &Farm, commit_prefix: &str) -> Option<TryStatus> {
     Some(TryStatus {
         change_id,
         commit,
+        builds,
+    })
+}
+
+/// The newest unreported try set whose commit starts with `commit_prefix`
+/// (newest by its builds' requests, where the fold still keeps them).
+fn unreported_try_status(farm: &Farm, commit_prefix: &str) -> Option<TryStatus> {
+    let newest_request = |set: &TrySet| {
+        set.builds
+            .values()
+            .filter_map(|id| farm.build(id))
+            .map(|b| b.requested_at)
+            .max()
+    };
+    let ((change_id, commit), set) = farm
+        .unposted_try_sets()
+        .filter(|((_, commit), _)| commit.starts_with(commit_prefix))
+        .max_by_key(|(_, set)| newest_request(set))?;
+    let builds = set
+        .builds
+        .iter()
+        .map(|(builder, build_id)| {
+            let verdict = set
+                .ended
+                .get(builder)
+                .map(|(outcome, reason)| BuilderVerdict::of_ending(*outcome, reason));
+            TryBuildStatus {
+                name: builder.clone(),
+                start_time: farm
+                    .build(build_id)
+                    .and_then(|b| rfc3339(b.started_time.unwrap_or(b.requested_time))),
+                done: verdict.is_some_and(|v| v != BuilderVerdict::Pending),
+                succeeded: verdict == Some(BuilderVerdict::Passed),
+                url: build_url(build_id),
+            }
+        })
+        .collect();
+    Some(TryStatus {
+        change_id: change_id.clone(),
+        commit: commit.clone(),
         builds,
     })
 }

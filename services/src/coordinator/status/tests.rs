@@ -17,8 +17,8 @@ use prost_types::Timestamp;
 use serde_json::json;
 
 use super::{
-    FarmStatus, Header, duration, escape, farm_status, post_submit_active_json, render_build_html,
-    render_html, reverse_json,
+    FarmStatus, Header, TryBuildStatus, duration, escape, farm_status, post_submit_active_json,
+    render_build_html, render_html, reverse_json, try_status,
 };
 use crate::farm::env::Environments;
 
@@ -631,4 +631,76 @@ fn escape_covers_html_specials() {
         "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
     );
     assert_eq!(escape("plain"), "plain");
+}
+
+/// An unreported try set is whole on `/try.json` however many of its
+/// builds the fold has let go: each builder's latest build, done and
+/// passed from the set's own record; a communication error is not done.
+#[test]
+fn an_unreported_try_set_is_whole_after_its_builds_are_let_go() {
+    let mut farm = Farm::keeping_done_builds(0);
+    let try_build = |at: i64, id: &str, builder: &str| {
+        let mut m = requested(
+            at,
+            id,
+            BuildKind::Try,
+            BuilderRev {
+                builder: builder.into(),
+                rev: "abcdef0123456789".into(),
+                ..Default::default()
+            },
+            "",
+        );
+        if let Some(build_event::Event::BuildRequested(r)) =
+            m.build.as_mut().and_then(|e| e.event.as_mut())
+        {
+            r.try_id = "I0123".into();
+        }
+        m
+    };
+    let ended = |at: i64, id: &str, outcome: BuildOutcome| {
+        build(
+            at,
+            build_event::Event::BuildCompleted(BuildCompleted {
+                build_id: id.into(),
+                outcome: outcome as i32,
+                ..Default::default()
+            }),
+        )
+    };
+    fold(
+        &mut farm,
+        &[
+            try_build(0, "T1", "linux-386"),
+            try_build(0, "T2", "linux-amd64"),
+            try_build(0, "T3", "windows-amd64"),
+            try_build(0, "T4", "linux-arm64"),
+            ended(10, "T1", BuildOutcome::Passed),
+            ended(20, "T2", BuildOutcome::Failed),
+            ended(30, "T3", BuildOutcome::CommError),
+        ],
+    );
+    assert_eq!(farm.builds_kept(), 1, "only the running T4");
+    let status = try_status(&farm, "abcdef01").expect("the set");
+    assert_eq!(
+        (status.change_id.as_str(), status.commit.as_str()),
+        ("I0123", "abcdef0123456789")
+    );
+    let row = |name: &str, id: &str, done: bool, succeeded: bool, started: bool| TryBuildStatus {
+        name: name.into(),
+        start_time: started.then(|| "2023-11-14T22:13:20Z".to_owned()),
+        done,
+        succeeded,
+        url: format!("/build/{id}"),
+    };
+    assert_eq!(
+        status.builds,
+        [
+            row("linux-386", "T1", true, true, false),
+            row("linux-amd64", "T2", true, false, false),
+            row("linux-arm64", "T4", false, false, true),
+            row("windows-amd64", "T3", false, false, false),
+        ]
+    );
+    assert_eq!(try_status(&farm, "0000"), None);
 }
