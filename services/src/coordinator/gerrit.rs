@@ -243,20 +243,22 @@ impl Review {
     }
 }
 
-/// The review each unfinished try set is due now.
-pub(crate) fn reviews_due(farm: &Farm) -> Vec<Review> {
+/// The review each unfinished try set is due now. A set counts only the
+/// builders `in_force` says the configuration still runs for its project
+/// and branch, as Go's sets hold the trybots of the configuration in
+/// force; a set left with none gets no review.
+pub(crate) fn reviews_due(farm: &Farm, in_force: impl Fn(&str, &TrySet) -> bool) -> Vec<Review> {
     let mut out = Vec::new();
     for ((try_id, revision), set) in farm.unposted_try_sets() {
-        if set.builds.is_empty()
-            || set.ended.values().any(|(outcome, reason)| {
-                *outcome == BuildOutcome::Canceled && reason.starts_with(TRY_WITHDRAWN)
-            })
-        {
+        if set.ended.values().any(|(outcome, reason)| {
+            *outcome == BuildOutcome::Canceled && reason.starts_with(TRY_WITHDRAWN)
+        }) {
             continue;
         }
         let builders: Vec<(String, BuilderVerdict, String)> = set
             .builds
             .iter()
+            .filter(|(builder, _)| in_force(builder, set))
             .map(|(builder, build_id)| {
                 let verdict = set
                     .ended
@@ -267,6 +269,9 @@ pub(crate) fn reviews_due(farm: &Farm) -> Vec<Review> {
                 (builder.clone(), verdict, build_id.clone())
             })
             .collect();
+        if builders.is_empty() {
+            continue;
+        }
         if let Some(stage) = next_stage(set, &builders) {
             let not_run = set
                 .builds
@@ -598,7 +603,12 @@ async fn exchange(
 pub(crate) fn due(inner: &Inner, farm: &Farm) -> Vec<Review> {
     let mut reviews = inner.reviews.lock().unwrap_or_else(|p| p.into_inner());
     let now = Instant::now();
-    let candidates = reviews_due(farm);
+    let builders = &inner.config.envs.builders;
+    let candidates = reviews_due(farm, |builder, set| {
+        builders
+            .get(builder)
+            .is_some_and(|b| b.builds_try(&set.project, &set.branch))
+    });
     reviews.retain(|_, hold| hold.until > now);
     let mut out = Vec::new();
     for review in candidates {
@@ -659,6 +669,10 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    fn every_builder(_: &str, _: &TrySet) -> bool {
+        true
     }
 
     fn try_requested(id: &str, builder: &str) -> Mutation {
@@ -722,7 +736,7 @@ mod tests {
         }
         // B3's communication error leaves its builder pending, and B2's
         // skip is a failure while it waits.
-        let due = reviews_due(&farm);
+        let due = reviews_due(&farm, every_builder);
         assert_eq!(due.len(), 1);
         assert_eq!(
             due[0].stage,
@@ -748,7 +762,7 @@ mod tests {
         for (i, m) in retried.iter().enumerate() {
             farm.apply(Position(100 + i as u64), m).expect("infallible");
         }
-        let due = reviews_due(&farm);
+        let due = reviews_due(&farm, every_builder);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].change_triple, "go~master~I0123");
         let result = due[0].text(Some("https://farmer.example")).message;
@@ -792,7 +806,7 @@ mod tests {
             small.apply(Position(i as u64), m).expect("infallible");
         }
         assert_eq!(small.builds_kept(), 0);
-        assert_eq!(reviews_due(&small), due);
+        assert_eq!(reviews_due(&small, every_builder), due);
     }
 
     /// A set with a build canceled because the set was withdrawn gets no
@@ -811,7 +825,78 @@ mod tests {
         for (i, m) in events.iter().enumerate() {
             farm.apply(Position(i as u64), m).expect("infallible");
         }
-        assert!(reviews_due(&farm).is_empty());
+        assert!(reviews_due(&farm, every_builder).is_empty());
+    }
+
+    /// A builder the configuration no longer runs for the set's project
+    /// and branch leaves the set; a set left with none gets no review.
+    #[test]
+    fn builders_no_longer_configured_leave_their_set() {
+        let mut farm = Farm::new();
+        let events = [
+            try_requested("B1", "linux-386"),
+            try_requested("B2", "linux-amd64"),
+            build_event(build_event::Event::BuildCanceled(BuildCanceled {
+                build_id: "B2".into(),
+                reason: "not_buildable: no builder \"linux-amd64\" in the configuration".into(),
+            })),
+        ];
+        for (i, m) in events.iter().enumerate() {
+            farm.apply(Position(i as u64), m).expect("infallible");
+        }
+        let without_amd64 = |builder: &str, set: &TrySet| {
+            assert_eq!(
+                (set.project.as_str(), set.branch.as_str()),
+                ("go", "master")
+            );
+            builder != "linux-amd64"
+        };
+        // Only linux-386 counts: the beginning, then nothing while it runs.
+        let due = reviews_due(&farm, without_amd64);
+        assert_eq!(
+            due.iter().map(|r| r.stage.clone()).collect::<Vec<_>>(),
+            [Stage::Beginning]
+        );
+        let began = Mutation {
+            result: Some(ResultEvent {
+                meta: None,
+                event: Some(result_event::Event::GerritReviewPosted(
+                    GerritReviewPosted {
+                        try_id: "I0123".into(),
+                        revision: "abcdef0123456789".into(),
+                        tag: "autogenerated:trybots~beginning".into(),
+                        ..Default::default()
+                    },
+                )),
+            }),
+            ..Default::default()
+        };
+        farm.apply(Position(10), &began).expect("infallible");
+        assert!(reviews_due(&farm, without_amd64).is_empty());
+        // With every builder in force the cancel is a failure to report.
+        assert_eq!(reviews_due(&farm, every_builder).len(), 1);
+        farm.apply(
+            Position(11),
+            &build_event(build_event::Event::BuildCompleted(BuildCompleted {
+                build_id: "B1".into(),
+                outcome: BuildOutcome::Passed as i32,
+                ..Default::default()
+            })),
+        )
+        .expect("infallible");
+        assert_eq!(
+            reviews_due(&farm, without_amd64)
+                .iter()
+                .map(|r| r.stage.clone())
+                .collect::<Vec<_>>(),
+            [Stage::Result {
+                builds: vec![("linux-386".into(), true, "B1".into())],
+            }]
+        );
+        assert!(
+            reviews_due(&farm, |_, _| false).is_empty(),
+            "no builder left"
+        );
     }
 
     fn review(stage: Stage) -> Review {
