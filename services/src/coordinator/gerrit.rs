@@ -603,11 +603,8 @@ async fn exchange(
 pub(crate) fn due(inner: &Inner, farm: &Farm) -> Vec<Review> {
     let mut reviews = inner.reviews.lock().unwrap_or_else(|p| p.into_inner());
     let now = Instant::now();
-    let builders = &inner.config.envs.builders;
     let candidates = reviews_due(farm, |builder, set| {
-        builders
-            .get(builder)
-            .is_some_and(|b| b.builds_try(&set.project, &set.branch))
+        inner.try_builder_in_force(builder, set)
     });
     reviews.retain(|_, hold| hold.until > now);
     let mut out = Vec::new();

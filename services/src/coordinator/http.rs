@@ -115,7 +115,9 @@ fn commit_param(query: Option<&str>) -> String {
 }
 
 fn try_set(inner: &Inner, commit: &str) -> Option<status::TryStatus> {
-    status::try_status(&inner.read_farm(), commit)
+    status::try_status(&inner.read_farm(), commit, |builder, set| {
+        inner.try_builder_in_force(builder, set)
+    })
 }
 
 /// `/try.json?commit=`: Go's shape, `{success, error?, payload}`, CORS open.

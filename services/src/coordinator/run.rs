@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use almanac_log::Position;
 use almanac_projections::Projection as _;
-use almanac_projections::farm::{Build, BuildState, Farm, WorkKey};
+use almanac_projections::farm::{Build, BuildState, Farm, TrySet, WorkKey};
 use almanac_proto::pb::farm::{
     BuildCanceled, BuildCompleted, BuildEvent, BuildKind, BuildOutcome, BuildRequested, BuilderRev,
     BuildletRequested, BuildletRole, EventMeta, MachineEvent, Priority, PriorityClass, ResultEvent,
@@ -723,6 +723,16 @@ impl Inner {
             return Err(format!("no source repository for {repo:?}"));
         }
         Ok(())
+    }
+
+    /// Whether the configuration in force runs `builder` as a trybot for
+    /// `set`'s project and branch: a try set counts only such builders.
+    pub(crate) fn try_builder_in_force(&self, builder: &str, set: &TrySet) -> bool {
+        self.config
+            .envs
+            .builders
+            .get(builder)
+            .is_some_and(|b| b.builds_try(&set.project, &set.branch))
     }
 
     /// The host type `b`'s builder now runs on, when the move is all that

@@ -1417,13 +1417,18 @@ pub fn post_submit_active_json(farm: &Farm) -> Value {
 /// with `commit_prefix`, with each builder's latest attempt. Sets still on
 /// their way to Gerrit come first, answered from the set's own record (so
 /// they are whole even once their builds are let go); then sets already
-/// reported whose builds the fold still keeps. `None` if no try build has
-/// such a commit (or the prefix is empty).
-pub fn try_status(farm: &Farm, commit_prefix: &str) -> Option<TryStatus> {
+/// reported whose builds the fold still keeps. An unreported set lists
+/// only the builders `in_force` counts, as its Gerrit review does. `None`
+/// if no try build has such a commit (or the prefix is empty).
+pub fn try_status(
+    farm: &Farm,
+    commit_prefix: &str,
+    in_force: impl Fn(&str, &TrySet) -> bool,
+) -> Option<TryStatus> {
     if commit_prefix.is_empty() {
         return None;
     }
-    if let Some(unreported) = unreported_try_status(farm, commit_prefix) {
+    if let Some(unreported) = unreported_try_status(farm, commit_prefix, in_force) {
         return Some(unreported);
     }
     let commit_of = |b: &Build| {
@@ -1474,7 +1479,11 @@ pub fn try_status(farm: &Farm, commit_prefix: &str) -> Option<TryStatus> {
 
 /// The newest unreported try set whose commit starts with `commit_prefix`
 /// (newest by its builds' requests, where the fold still keeps them).
-fn unreported_try_status(farm: &Farm, commit_prefix: &str) -> Option<TryStatus> {
+fn unreported_try_status(
+    farm: &Farm,
+    commit_prefix: &str,
+    in_force: impl Fn(&str, &TrySet) -> bool,
+) -> Option<TryStatus> {
     let newest_request = |set: &TrySet| {
         set.builds
             .values()
@@ -1489,6 +1498,7 @@ fn unreported_try_status(farm: &Farm, commit_prefix: &str) -> Option<TryStatus> 
     let builds = set
         .builds
         .iter()
+        .filter(|(builder, _)| in_force(builder, set))
         .map(|(builder, build_id)| {
             let verdict = set
                 .ended

@@ -681,7 +681,7 @@ fn an_unreported_try_set_is_whole_after_its_builds_are_let_go() {
         ],
     );
     assert_eq!(farm.builds_kept(), 1, "only the running T4");
-    let status = try_status(&farm, "abcdef01").expect("the set");
+    let status = try_status(&farm, "abcdef01", |_, _| true).expect("the set");
     assert_eq!(
         (status.change_id.as_str(), status.commit.as_str()),
         ("I0123", "abcdef0123456789")
@@ -702,5 +702,17 @@ fn an_unreported_try_set_is_whole_after_its_builds_are_let_go() {
             row("windows-amd64", "T3", false, false, false),
         ]
     );
-    assert_eq!(try_status(&farm, "0000"), None);
+    assert_eq!(try_status(&farm, "0000", |_, _| true), None);
+    // A builder the configuration no longer runs is not listed, as its
+    // review leaves it out.
+    let in_force =
+        try_status(&farm, "abcdef01", |builder, _| builder != "linux-amd64").expect("the set");
+    assert_eq!(
+        in_force
+            .builds
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>(),
+        ["linux-386", "linux-arm64", "windows-amd64"]
+    );
 }
