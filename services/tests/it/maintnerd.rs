@@ -13,8 +13,8 @@ use tokio_stream::StreamExt as _;
 
 use almanac_log::Options;
 use almanac_log::segment::Sha224Digest;
+use almanac_log_client::NetOptions;
 use almanac_log_client::grpc::{LogClient, Subscription, record_end};
-use almanac_log_client::{NetOptions, NetSource, Synced};
 use almanac_projections::corpus::Corpus;
 use almanac_projections::load::LoadOptions;
 use almanac_services::maintnerd::{Config, Server};
@@ -35,6 +35,28 @@ fn sample_records(seed: u64, n: usize) -> Vec<Bytes> {
         .collect()
 }
 
+/// Starts maintnerd with `cfg`; the test fails with the reason if it
+/// cannot.
+fn start(rt: &tokio::runtime::Runtime, cfg: Config) -> Server {
+    rt.block_on(Server::start(cfg))
+        .unwrap_or_else(|e| panic!("maintnerd did not start: {e:#}"))
+}
+
+/// Brings `corpus` (cached in `cache`) up to date with a server whose
+/// history split from the one it was loaded from, and checks that the
+/// split was handled by a reload: the corpus and the cache now hold
+/// exactly the log in `truth`.
+fn check_reloaded_after_split(corpus: &mut Corpus, truth: &Path, cache: &Path) {
+    let folded = std::thread::scope(|s| s.spawn(|| corpus.update()).join().expect("thread"))
+        .expect("update after split");
+    assert_eq!(corpus.split_reloads(), 1);
+    let truth_corpus = Corpus::open(truth).expect("open the new history");
+    assert_eq!(folded, truth_corpus.mutation_count());
+    assert_eq!(corpus.position(), truth_corpus.position());
+    assert_eq!(corpus.dump(), truth_corpus.dump());
+    assert_eq!(segment_files(cache), segment_files(truth));
+}
+
 /// Small segments, so a few hundred records span several.
 fn config(dir: &Path) -> Config {
     let mut c = Config::new(dir.to_owned(), "127.0.0.1:0".parse().expect("addr"));
@@ -52,9 +74,7 @@ fn config(dir: &Path) -> Config {
 fn logs_index_segments_and_errors_match_go() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let server = rt
-        .block_on(Server::start(config(dir.path())))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, config(dir.path()));
     let addr = server.addr();
 
     // Empty log: `[]`, size 0.
@@ -191,9 +211,7 @@ fn long_poll_wakes_on_append_and_times_out_with_304() {
     let rt = runtime();
     let mut cfg = config(dir.path());
     cfg.long_poll = Duration::from_millis(300);
-    let server = rt
-        .block_on(Server::start(cfg))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, cfg);
     let addr = server.addr();
     rt.block_on(server.log().append(sample_records(2, 3)))
         .expect("append");
@@ -210,9 +228,7 @@ fn long_poll_wakes_on_append_and_times_out_with_304() {
     rt.block_on(server.shutdown()).expect("shutdown");
 
     // With Go's 55 s limit, a waiting poll is answered by the append.
-    let server = rt
-        .block_on(Server::start(config(dir.path())))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, config(dir.path()));
     let addr = server.addr();
     let waiter =
         std::thread::spawn(move || http(addr, "GET", &format!("/logs?waitsizenot={size}"), &[]));
@@ -245,9 +261,7 @@ fn go_netsource_client_mirrors_downloads_only_new_bytes_and_works_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = tempfile::tempdir().expect("cache");
     let rt = runtime();
-    let server = rt
-        .block_on(Server::start(config(dir.path())))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, config(dir.path()));
     let addr = server.addr();
     rt.block_on(server.log().append(sample_records(4, 200)))
         .expect("append");
@@ -318,9 +332,7 @@ fn a_split_history_is_detected_and_reloaded() {
     let first = tempfile::tempdir().expect("first");
     let cache = tempfile::tempdir().expect("cache");
     let rt = runtime();
-    let server = rt
-        .block_on(Server::start(config(first.path())))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, config(first.path()));
     rt.block_on(server.log().append(sample_records(6, 150)))
         .expect("append");
     let sealed: Vec<_> = server.log().table().sealed().iter().cloned().collect();
@@ -336,25 +348,12 @@ fn a_split_history_is_detected_and_reloaded() {
     }
     let mut cfg = config(second.path());
     cfg.listen = addr;
-    let server = rt
-        .block_on(Server::start(cfg))
-        .unwrap_or_else(|e| panic!("restart: {e:#}"));
+    let server = start(&rt, cfg);
     rt.block_on(server.log().append(sample_records(7, 60)))
         .expect("append");
 
-    let folded = std::thread::scope(|s| s.spawn(|| corpus.update()).join().expect("thread"))
-        .expect("update after split");
-    assert_eq!(corpus.split_reloads(), 1);
-    let truth = Corpus::open(second.path()).expect("open second");
-    assert_eq!(folded, truth.mutation_count());
-    assert_eq!(corpus.position(), truth.position());
-    assert_eq!(corpus.dump(), truth.dump());
-    assert_eq!(segment_files(cache.path()), segment_files(second.path()));
+    check_reloaded_after_split(&mut corpus, second.path(), cache.path());
     rt.block_on(server.shutdown()).expect("shutdown");
-
-    // The low-level source reports the split as a value.
-    let _ = Synced::NotModified;
-    let _ = NetSource::new;
 }
 
 /// A server back with another history altogether (different sealed
@@ -366,9 +365,7 @@ fn a_split_that_rewrites_sealed_segments_reloads_the_new_history_alone() {
     let first = tempfile::tempdir().expect("first");
     let cache = tempfile::tempdir().expect("cache");
     let rt = runtime();
-    let server = rt
-        .block_on(Server::start(config(first.path())))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, config(first.path()));
     rt.block_on(server.log().append(sample_records(6, 300)))
         .expect("append");
     let url = format!("http://{}/logs", server.addr());
@@ -388,20 +385,12 @@ fn a_split_that_rewrites_sealed_segments_reloads_the_new_history_alone() {
     let second = tempfile::tempdir().expect("second");
     let mut cfg = config(second.path());
     cfg.listen = addr;
-    let server = rt
-        .block_on(Server::start(cfg))
-        .unwrap_or_else(|e| panic!("restart: {e:#}"));
+    let server = start(&rt, cfg);
     rt.block_on(server.log().append(sample_records(9, 80)))
         .expect("append");
     assert!(server.log().table().segments().count() < old_sealed.len());
 
-    let folded = std::thread::scope(|s| s.spawn(|| corpus.update()).join().expect("thread"))
-        .expect("update after split");
-    assert_eq!(corpus.split_reloads(), 1);
-    let truth = Corpus::open(second.path()).expect("open second");
-    assert_eq!(folded, truth.mutation_count());
-    assert_eq!(corpus.dump(), truth.dump());
-    assert_eq!(segment_files(cache.path()), segment_files(second.path()));
+    check_reloaded_after_split(&mut corpus, second.path(), cache.path());
     let aside: Vec<std::path::PathBuf> = std::fs::read_dir(cache.path())
         .expect("read cache")
         .map(|e| e.expect("entry").path())
@@ -422,9 +411,7 @@ fn a_split_that_rewrites_sealed_segments_reloads_the_new_history_alone() {
 fn grpc_subscribe_append_head_and_refusals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let server = rt
-        .block_on(Server::start(config(dir.path())))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, config(dir.path()));
     let addr = server.addr().to_string();
     rt.block_on(async {
         let records = sample_records(8, 120);
@@ -549,9 +536,7 @@ fn grpc_subscribe_append_head_and_refusals() {
 fn a_stalled_subscriber_blocks_neither_appends_nor_others() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let server = rt
-        .block_on(Server::start(config(dir.path())))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, config(dir.path()));
     let addr = server.addr().to_string();
     rt.block_on(async {
         let mut stalled_client = LogClient::connect(&addr).await.expect("connect");
@@ -595,9 +580,7 @@ fn a_stalled_subscriber_blocks_neither_appends_nor_others() {
 fn health_reflection_and_the_maintner_api_answer_stock_clients() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let mut server = rt
-        .block_on(Server::start(config(dir.path())))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let mut server = start(&rt, config(dir.path()));
     rt.block_on(server.corpus_ready());
     let url = format!("http://{}", server.addr());
     rt.block_on(async {
@@ -716,9 +699,7 @@ fn over_tls_logs_grpc_and_verification() {
         cert: tls_data("server.pem"),
         key: tls_data("server.key"),
     });
-    let server = rt
-        .block_on(Server::start(cfg))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, cfg);
     rt.block_on(server.log().append(sample_records(9, 120)))
         .expect("append");
     let port = server.addr().port();
@@ -787,9 +768,7 @@ fn a_cache_go_filled_from_this_server_loads_and_is_tidied_by_a_sync() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = tempfile::tempdir().expect("cache");
     let rt = runtime();
-    let server = rt
-        .block_on(Server::start(config(dir.path())))
-        .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let server = start(&rt, config(dir.path()));
     rt.block_on(server.log().append(sample_records(10, 150)))
         .expect("append");
     let table = server.log().table();
