@@ -1500,17 +1500,14 @@ fn unreported_try_status(
         .iter()
         .filter(|(builder, _)| in_force(builder, set))
         .map(|(builder, build_id)| {
-            let verdict = set
-                .ended
-                .get(builder)
-                .map(|(outcome, reason)| BuilderVerdict::of_ending(*outcome, reason));
+            let verdict = BuilderVerdict::in_set(set, builder);
             TryBuildStatus {
                 name: builder.clone(),
                 start_time: farm
                     .build(build_id)
                     .and_then(|b| rfc3339(b.started_time.unwrap_or(b.requested_time))),
-                done: verdict.is_some_and(|v| v != BuilderVerdict::Pending),
-                succeeded: verdict == Some(BuilderVerdict::Passed),
+                done: verdict != BuilderVerdict::Pending,
+                succeeded: verdict == BuilderVerdict::Passed,
                 url: build_url(build_id),
             }
         })
