@@ -694,6 +694,14 @@ mod tests {
         }
     }
 
+    /// Folds `events` after what `farm` holds.
+    fn fold(farm: &mut Farm, events: &[Mutation]) {
+        for m in events {
+            let position = Position(farm.events() * 100);
+            farm.apply(position, m).expect("infallible");
+        }
+    }
+
     fn every_builder(_: &str, _: &TrySet) -> bool {
         true
     }
@@ -741,9 +749,7 @@ mod tests {
                 ..Default::default()
             })),
         ];
-        for (i, m) in events.iter().enumerate() {
-            farm.apply(Position(i as u64), m).expect("infallible");
-        }
+        fold(&mut farm, &events);
         // B3's communication error leaves its builder pending, and B2's
         // skip is a failure while it waits.
         let due = reviews_due(&farm, every_builder);
@@ -769,9 +775,7 @@ mod tests {
                 reason: "not_buildable: no host type".into(),
             })),
         ];
-        for (i, m) in retried.iter().enumerate() {
-            farm.apply(Position(100 + i as u64), m).expect("infallible");
-        }
+        fold(&mut farm, &retried);
         let due = reviews_due(&farm, every_builder);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].change_triple, "go~master~I0123");
@@ -812,9 +816,8 @@ mod tests {
 
         // The results stand once the builds themselves are let go.
         let mut small = Farm::keeping_done_builds(0);
-        for (i, m) in events.iter().chain(&retried).enumerate() {
-            small.apply(Position(i as u64), m).expect("infallible");
-        }
+        fold(&mut small, &events);
+        fold(&mut small, &retried);
         assert_eq!(small.builds_kept(), 0);
         assert_eq!(reviews_due(&small, every_builder), due);
     }
@@ -832,9 +835,7 @@ mod tests {
                 reason: "try_withdrawn".into(),
             })),
         ];
-        for (i, m) in events.iter().enumerate() {
-            farm.apply(Position(i as u64), m).expect("infallible");
-        }
+        fold(&mut farm, &events);
         assert!(reviews_due(&farm, every_builder).is_empty());
     }
 
@@ -851,9 +852,7 @@ mod tests {
                 reason: "not_buildable: no builder \"linux-amd64\" in the configuration".into(),
             })),
         ];
-        for (i, m) in events.iter().enumerate() {
-            farm.apply(Position(i as u64), m).expect("infallible");
-        }
+        fold(&mut farm, &events);
         let without_amd64 = |builder: &str, set: &TrySet| {
             assert_eq!(
                 (set.project.as_str(), set.branch.as_str()),
@@ -868,19 +867,20 @@ mod tests {
             [Stage::Beginning]
         );
         let began = beginning_posted();
-        farm.apply(Position(10), &began).expect("infallible");
+        fold(&mut farm, &[began]);
         assert!(reviews_due(&farm, without_amd64).is_empty());
         // With every builder in force the cancel is a failure to report.
         assert_eq!(reviews_due(&farm, every_builder).len(), 1);
-        farm.apply(
-            Position(11),
-            &build_event(build_event::Event::BuildCompleted(BuildCompleted {
-                build_id: "B1".into(),
-                outcome: BuildOutcome::Passed as i32,
-                ..Default::default()
-            })),
-        )
-        .expect("infallible");
+        fold(
+            &mut farm,
+            &[build_event(build_event::Event::BuildCompleted(
+                BuildCompleted {
+                    build_id: "B1".into(),
+                    outcome: BuildOutcome::Passed as i32,
+                    ..Default::default()
+                },
+            ))],
+        );
         assert_eq!(
             reviews_due(&farm, without_amd64)
                 .iter()
